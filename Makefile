@@ -1,0 +1,46 @@
+# custbase: every target is a one-line call to the `custbase` CLI (or pytest), on an environment
+# that `uv` creates from the lock file when it is missing. `make` alone lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+ENV := .venv/.synced
+RUN := $(UV) run --frozen --all-extras --no-sync
+CB := $(RUN) custbase
+
+$(UV):
+	$(PYTHON) -m pip install --quiet --user uv || $(PYTHON) -m pip install --quiet uv
+
+$(ENV): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --all-extras && touch $(ENV)
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+.PHONY: env
+env: $(ENV) ## create the environment from uv.lock (done by every target that needs it)
+
+.PHONY: demo
+demo: $(ENV) ## run the main job on a simulated bank (simulate, validate, features, ...)
+	$(CB) demo
+
+.PHONY: test
+test: $(ENV) ## run the whole test suite (fails if no test ran)
+	$(RUN) pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc
+
+.PHONY: simulate
+simulate: $(ENV) ## simulate a bank into data/bank (SIM_ARGS="--customers 50000 ...")
+	$(CB) simulate --out data/bank $(SIM_ARGS)
+
+.PHONY: validate
+validate: $(ENV) ## validate the raw tables in data/bank
+	$(CB) validate --raw data/bank
+
+.PHONY: features
+features: $(ENV) ## build customer-month features and labels from data/bank
+	$(CB) features --raw data/bank --out data/customer_months.parquet
+
+.PHONY: clean
+clean: ## remove generated data and the local MLflow home (keeps the environment)
+	rm -rf data && find mlruns -mindepth 1 ! -name .gitignore -exec rm -rf {} +
