@@ -99,5 +99,13 @@ def features(
     typer.echo(summary.render())
 
 
+@app.command()
+def contract() -> None:
+    """Print the raw-data contract (tables, columns, rules) as Markdown."""
+    from features.contract import contract_markdown
+
+    typer.echo(contract_markdown())
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

@@ -224,3 +224,28 @@ GROUND_TRUTH_TABLE = "ground_truth"
 MANIFEST_FILE = "manifest.json"
 #: Folder-name prefix of hive partitions (``period=2025-10``); dropped on read.
 PARTITION_KEY = "period"
+
+
+def contract_markdown() -> str:
+    """The contract as Markdown tables (the README's "Raw-data contract" section is this text)."""
+    lines: list[str] = []
+    for table in TABLES.values():
+        need = "required" if table.required else "optional"
+        key = f"; key: `{', '.join(table.key)}`" if table.key else ""
+        lines += [f"#### `{table.name}` ({need}{key})", "", table.description, "",
+                  "| column | type | required | rule | meaning |", "|---|---|---|---|---|"]
+        for c in table.columns:
+            rules = []
+            if c.categories:
+                rules.append("one of " + ", ".join(f"`{v}`" for v in c.categories))
+            if c.min_value is not None:
+                rules.append(f">= {c.min_value:g}")
+            if c.nullable:
+                rules.append("may be empty")
+            if c.not_after_data_end:
+                rules.append("not after the data's end")
+            if c.not_before_onboarding:
+                rules.append("not before onboarding")
+            lines.append(f"| `{c.name}` | {c.dtype} | {'yes' if c.required else 'no'} | {'; '.join(rules)} | {c.description} |")
+        lines.append("")
+    return "\n".join(lines)
