@@ -70,7 +70,7 @@ def validate(
     """Check every raw table against the contract; exit non-zero on any violation."""
     from features.validate import validate_raw
 
-    report = validate_raw(raw, _config(config))
+    report = validate_raw(raw, _config(config), progress=True)
     typer.echo(report.render())
     if not report.ok:
         raise typer.Exit(1)
@@ -97,6 +97,41 @@ def features(
         typer.echo(err.report.render())
         _fail("the raw data is invalid; fix the violations above and run again")
     typer.echo(summary.render())
+
+
+import_app = typer.Typer(help="Bring your own data into the raw-data contract.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("csv")
+def import_csv(
+    mapping: Annotated[Path, typer.Option(help="YAML column mapping (see features/importers/example_mapping.yaml).")],
+    out: Annotated[Path, typer.Option(help="Raw folder to write.")],
+    config: ConfigOption = None,
+) -> None:
+    """Map CSV or parquet extracts onto the raw-data contract with no code, then validate them."""
+    from features.importers import import_mapped
+
+    summary = import_mapped(mapping, out, _config(config))
+    typer.echo(summary.render())
+    if not summary.ok:
+        raise typer.Exit(1)
+
+
+@import_app.command("berka")
+def import_berka(
+    src: Annotated[Path, typer.Option(help="Folder of the PKDD'99 Berka files.")] = Path("../shared/data/berka"),
+    out: Annotated[Path, typer.Option(help="Raw folder to write.")] = Path("data/berka"),
+    slices: Annotated[str, typer.Option(help="1993-1994, 1995-1998 or both, comma-separated.")] = "1993-1994,1995-1998",
+    config: ConfigOption = None,
+) -> None:
+    """Import the Berka data of a real Czech bank (PKDD'99) into contract tables, then validate them."""
+    from features.importers import import_berka as run_import
+
+    summary = run_import(src, out, _config(config), slices=tuple(s.strip() for s in slices.split(",")))
+    typer.echo(summary.render())
+    if not summary.ok:
+        raise typer.Exit(1)
 
 
 @app.command()
