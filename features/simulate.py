@@ -1,0 +1,1460 @@
+"""The simulated retail bank: the embedded default data of custbase.
+
+``simulate_bank`` writes every table of the raw-data contract (``features.contract``) plus a
+``ground_truth`` table that no feature builder reads, so that a new user can run the whole platform
+without data of their own, and tests and benchmarks can compare a model with the best achievable.
+
+How the bank works (one month at a time, vectorised over a chunk of customers)
+-------------------------------------------------------------------------------
+- **Customers** onboard over time: about 55 % are the existing book (onboarded before the first
+  month), the rest join during the window, slightly more towards its end. Static traits: age, gender,
+  city tier, income, a payroll flag (salary credited here), an activity level (about a third are
+  low-activity accounts), a digital propensity, an income-growth rate.
+- **Wealth**: each customer has a target wealth at the bank (lognormal in income, age, tenure) that
+  grows with income; assets under management (AUM) revert towards it in log space, with noise,
+  December bonuses, Chinese-New-Year spending and jumps when a wealth product (wealth management,
+  fund, insurance) is adopted (money consolidated from other banks). AUM is split over the held asset
+  products; mortgages and consumer loans amortise; credit-card balances follow card spending.
+- **Engagement** is a latent AR(1) process around a customer baseline. It falls with complaints, the
+  loss of payroll, competitor rate shocks (a few global months hitting time-deposit-heavy customers)
+  and occasional disaffection episodes that lower the baseline, so decline is gradual. Low engagement
+  lowers transactions and logins and drains AUM.
+- **Churn**: each month an active customer starts leaving with a monthly hazard
+  ``sigmoid(logit)`` whose drivers are low engagement, no payroll, recent loss of payroll, complaints
+  in the last 3 months, falling AUM over 3 months, few products, a recent rate shock times the
+  time-deposit share, short tenure, low activity and low AUM. A leaver either *closes* (a
+  ``closures`` row that month, remaining money transferred out) or *goes dormant*: in the leaving
+  month the customer transfers out everything but a residual below
+  ``config.labels.dormancy_aum_threshold`` and pays off loans; from the next month on there is no
+  customer-initiated activity at all while the account stays open (only interest and fees post).
+  ``exit_month`` is the closure month, or for dormancy the month the label builder's dormancy
+  definition is first met: the last of ``config.labels.dormancy_inactive_months`` inactive months
+  after the drain (so, as in ``churn_3m``, a drained customer still counts as exiting later).
+- **Upgrades** come from income growth, the ramp-up of new customers and wealth-product adoption.
+- **Campaigns**: every month a retention, an upgrade and a cross-sell campaign; targeted customers
+  are randomised into treated (80 %) and a control group (``treated = False``). True effects are
+  heterogeneous: retention offers lower the churn hazard by ``retention_effect`` (positive for
+  time-deposit-heavy and payroll-lost customers, negative for complainers and sleeping accounts) for
+  the contact month and the two after; upgrade offers raise the month's wealth-product adoption.
+- **Revenue** follows the label builder's formula: sum of month-average balance x
+  ``config.revenue.annual_rate`` / 12 + fee transactions - ``cost_to_serve_monthly``.
+
+Ground truth (one row per customer and month-end while the account is open, dormant included):
+``churn_hazard`` (probability of starting to leave next month; for a drained customer waiting to
+meet the dormancy definition, 1 if that happens next month), ``churn_probability_3m`` (probability that ``exit_month`` falls in the next 3 months, from
+the true state with engagement projected forward), ``upgrade_probability_3m`` (value tier at
+month + 3 above today's; 0 for the top tier), ``value_tier``, ``expected_net_revenue`` (next month),
+``expected_clv_12m``, ``campaign_effect`` (drop in ``churn_probability_3m`` if given a retention offer
+next month), ``upgrade_campaign_effect`` (rise in ``upgrade_probability_3m`` if given an upgrade offer
+next month), ``engagement``, ``exit_month``, ``exit_type``.
+
+Determinism: the output depends on the seed, the settings **and the chunk size**: chunk ``k`` draws
+from ``np.random.default_rng([seed, k])``, global events (rate-shock months) from their own stream.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from scipy.special import expit, ndtr
+
+from custbase.config import Config, Simulation
+from features.contract import (
+    ASSET_PRODUCTS,
+    CHANNELS,
+    CITY_TIERS,
+    DIRECTIONS,
+    GENDERS,
+    GROUND_TRUTH_TABLE,
+    INCOME_BANDS,
+    INTERACTION_KINDS,
+    MANIFEST_FILE,
+    OFFERS,
+    PARTITION_KEY,
+    PRODUCTS,
+    TABLES,
+    TRANSACTION_CATEGORIES,
+)
+from features.raw import read_manifest, write_manifest
+
+__all__ = ["SimulationError", "SimulationSummary", "simulate_bank", "EXIT_TYPES"]
+
+EXIT_TYPES: tuple[str, ...] = ("none", "closure", "dormancy")
+_PARTITIONED = ("balances", "transactions", "interactions", GROUND_TRUTH_TABLE)
+
+# --- codes -------------------------------------------------------------------------------------------
+_CAT = {name: i for i, name in enumerate(TRANSACTION_CATEGORIES)}
+_CH = {name: i for i, name in enumerate(CHANNELS)}
+_DIR = {name: i for i, name in enumerate(DIRECTIONS)}
+_KIND = {name: i for i, name in enumerate(INTERACTION_KINDS)}
+_PROD = {name: i for i, name in enumerate(PRODUCTS)}
+CD, TD, WM, FUND, INS = range(5)  # positions in ASSET_PRODUCTS
+assert ASSET_PRODUCTS == ("current_deposit", "time_deposit", "wealth_management", "fund", "insurance")
+_WEALTH = np.array([WM, FUND, INS])
+_PARTITION = "{key}={period}"
+
+# --- the bank's behavioural parameters (documented in the module docstring) ----------------------------
+EXISTING_BOOK_SHARE = 0.55
+TREATED_SHARE = 0.8
+ENGAGEMENT_PERSISTENCE = 0.82
+ENGAGEMENT_NOISE = 0.28
+WEALTH_REVERSION = 0.06
+WEALTH_REVERSION_NEW = 0.15
+ADOPTION_BASE = 0.008  # monthly probability of adopting a wealth product, before drivers
+ADOPTION_JUMP = (0.2, 1.0)  # log AUM gained when a wealth product is adopted (uniform range)
+WINDFALL_RATE = 0.01  # monthly probability of a windfall (inheritance, property sale), partly kept
+WINDFALL_JUMP = (0.4, 1.6)
+DRAIN_PER_ENGAGEMENT = 0.14
+HAZARD_CAP = 0.6
+CLOSURE_SHARE = 0.5  # baseline probability that a leaver closes rather than goes dormant
+
+#: Coefficients of the monthly churn-hazard logit.
+HAZARD = {
+    "intercept": -4.45,
+    "engagement": -0.8,
+    "payroll": -1.3,
+    "payroll_lost_6m": 0.7,
+    "complaints_3m": 0.55,
+    "aum_fall_3m": 1.0,
+    "product_count": -0.25,
+    "rate_shock_x_time_deposit_share": 2.0,
+    "tenure_under_12m": 0.6,
+    "low_activity": 0.35,
+    "log_aum": -0.08,
+}
+
+#: Customer-initiated transaction mix: category -> (share, median amount, log-sd).
+_SPEND_MIX = {
+    "card_spend": (0.42, 120.0, 1.0),
+    "transfer": (0.22, 1500.0, 1.2),
+    "bill_payment": (0.13, 220.0, 0.8),
+    "cash": (0.09, 600.0, 0.7),
+    "investment": (0.05, 0.0, 0.6),  # amount is a share of AUM
+    "other": (0.09, 300.0, 1.2),
+}
+#: Share of inbound rows per category (the rest are outbound).
+_INBOUND = {"card_spend": 0.0, "transfer": 0.45, "bill_payment": 0.0, "cash": 0.15, "investment": 0.45, "other": 0.5}
+
+#: Chinese New Year (first day of the Spring Festival); other years fall back to February.
+_CNY = {2015: 2, 2016: 2, 2017: 1, 2018: 2, 2019: 2, 2020: 1, 2021: 2, 2022: 2, 2023: 1, 2024: 2, 2025: 1,
+        2026: 2, 2027: 2, 2028: 1, 2029: 2, 2030: 2, 2031: 1, 2032: 2, 2033: 1, 2034: 2, 2035: 2}
+
+
+class SimulationError(ValueError):
+    """The simulation cannot run with these settings or into this folder."""
+
+
+@dataclass(frozen=True)
+class SimulationSummary:
+    """What ``simulate_bank`` wrote, and the structure of the simulated bank."""
+
+    out_dir: Path
+    customers: int
+    months: int
+    start_month: str
+    data_end: date
+    rows: dict[str, int]
+    oracle_churn_auc: float
+    churn_rate_by_quarter: tuple[tuple[str, float], ...]
+    upgrade_rate_3m: float
+    tier_shares: dict[str, float]
+    top_decile_aum_share: float
+    transactions_per_active_month: float
+    seconds: float
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def mean_quarterly_churn_rate(self) -> float:
+        rates = [r for _, r in self.churn_rate_by_quarter]
+        return float(np.mean(rates)) if rates else float("nan")
+
+    def render(self) -> str:
+        rows = ", ".join(f"{name} {count:,}" for name, count in self.rows.items())
+        tiers = ", ".join(f"{name} {share:.1%}" for name, share in self.tier_shares.items())
+        quarters = " ".join(f"{q}:{r:.1%}" for q, r in self.churn_rate_by_quarter)
+        return "\n".join(
+            [
+                f"simulated bank in {self.out_dir}: {self.customers:,} customers x {self.months} months "
+                f"from {self.start_month}, data end {self.data_end.isoformat()}, {self.seconds:.1f} s",
+                f"rows: {rows}",
+                f"value tiers at data end: {tiers}; top decile holds {self.top_decile_aum_share:.1%} of AUM",
+                f"churn per quarter (mean {self.mean_quarterly_churn_rate:.2%}): {quarters}",
+                f"oracle churn AUC (true 3-month exit probability): {self.oracle_churn_auc:.3f}; "
+                f"3-month upgrade rate below the top tier: {self.upgrade_rate_3m:.2%}",
+                f"transactions per active customer-month: {self.transactions_per_active_month:.1f}",
+            ]
+        )
+
+
+# ==========================================================================================================
+# Public entry point
+# ==========================================================================================================
+
+
+def simulate_bank(settings: Simulation, out_dir: Path, *, config: Config, progress: bool = True) -> SimulationSummary:
+    """Simulate a retail bank and write the contract tables, ground truth and manifest to ``out_dir``.
+
+    Parameters
+    ----------
+    settings
+        Size, seed, first month, transaction intensity and chunk size.
+    out_dir
+        Target folder. An existing simulated bank there is replaced; a non-empty folder without a
+        simulated-bank ``manifest.json`` is refused, so user data is never overwritten.
+    config
+        The value tiers, revenue rates and label thresholds the simulation must respect.
+    progress
+        Show a progress bar over chunks and months.
+
+    Returns
+    -------
+    SimulationSummary
+        Row counts, data end, oracle churn AUC, churn per quarter, tier shares and timing.
+    """
+    started = time.perf_counter()
+    _check_settings(settings)
+    out_dir = Path(out_dir)
+    _prepare_out_dir(out_dir)
+    write_manifest(out_dir, source="simulated", status="writing", seed=settings.seed)
+
+    calendar_ = _Calendar.build(settings.start_month, settings.months)
+    n_chunks = -(-settings.customers // settings.chunk_customers)
+    ctx = _Context(settings=settings, config=config, calendar=calendar_, shocks=_rate_shocks(settings.seed, calendar_))
+    sink = _Sink(out_dir)
+    stats = _Stats(months=settings.months, sample_rate=min(1.0, 3_000_000 / (settings.customers * settings.months)))
+    from tqdm.auto import tqdm
+
+    with tqdm(total=n_chunks * settings.months, desc="simulating bank", unit="month", disable=not progress) as bar:
+        for chunk in range(n_chunks):
+            first = chunk * settings.chunk_customers
+            n = min(settings.chunk_customers, settings.customers - first)
+            bar.set_postfix_str(f"chunk {chunk + 1}/{n_chunks}")
+            _simulate_chunk(ctx, chunk, first, n, sink, stats, bar)
+    sink.close()
+
+    data_end = calendar_.month_end_dates[-1]
+    write_manifest(
+        out_dir,
+        data_end=data_end,
+        source="simulated",
+        status="complete",
+        seed=settings.seed,
+        customers=settings.customers,
+        months=settings.months,
+        start_month=settings.start_month,
+        currency=config.value_tiers.currency,
+        transaction_intensity=settings.transaction_intensity,
+        chunk_customers=settings.chunk_customers,
+    )
+    return stats.summary(out_dir, settings, config, calendar_, sink.rows, time.perf_counter() - started)
+
+
+def _check_settings(settings: Simulation) -> None:
+    problems = []
+    if settings.customers < 1:
+        problems.append(f"customers must be >= 1, got {settings.customers}")
+    if settings.months < 1:
+        problems.append(f"months must be >= 1, got {settings.months}")
+    if settings.chunk_customers < 1:
+        problems.append(f"chunk_customers must be >= 1, got {settings.chunk_customers}")
+    if settings.transaction_intensity < 0:
+        problems.append(f"transaction_intensity must be >= 0, got {settings.transaction_intensity}")
+    try:
+        year, month = (int(x) for x in settings.start_month.split("-"))
+        date(year, month, 1)
+    except ValueError:
+        problems.append(f"start_month must look like YYYY-MM, got {settings.start_month!r}")
+    if problems:
+        raise SimulationError("invalid simulation settings: " + "; ".join(problems))
+
+
+def _prepare_out_dir(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SimulationError(f"{out_dir} exists and is not a folder; choose another --out")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        try:
+            manifest = read_manifest(out_dir)
+        except ValueError:
+            manifest = {}
+        if manifest.get("source") != "simulated":
+            raise SimulationError(
+                f"{out_dir} is not empty and holds no simulated bank (no {MANIFEST_FILE} with source 'simulated'); "
+                "refusing to overwrite it: choose an empty or new folder for --out"
+            )
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+# ==========================================================================================================
+# Calendar, global events, output
+# ==========================================================================================================
+
+
+@dataclass(frozen=True)
+class _Calendar:
+    periods: tuple[str, ...]
+    month_end_dates: tuple[date, ...]
+    month_start_us: np.ndarray  # int64 microseconds since epoch
+    month_end_days: np.ndarray  # int32 days since epoch (date32)
+    days: np.ndarray
+    month_of_year: np.ndarray
+    cny: np.ndarray  # Chinese New Year falls in this month
+    pre_cny: np.ndarray
+    start_day: np.datetime64
+
+    @classmethod
+    def build(cls, start_month: str, months: int) -> _Calendar:
+        first = np.datetime64(start_month, "M")
+        starts = first + np.arange(months + 1)
+        start_days = starts.astype("datetime64[D]")
+        ends = start_days[1:] - np.timedelta64(1, "D")
+        years = starts[:-1].astype("datetime64[Y]").astype(int) + 1970
+        moy = starts[:-1].astype(int) % 12 + 1
+        cny_month = np.array([_CNY.get(int(y), 2) for y in years])
+        cny = moy == cny_month
+        pre_cny = np.roll(cny, -1) & ~cny
+        if months:
+            next_year = int(years[-1]) + (1 if moy[-1] == 12 else 0)
+            next_month = 1 if moy[-1] == 12 else moy[-1] + 1
+            pre_cny[-1] = _CNY.get(next_year, 2) == next_month
+        return cls(
+            periods=tuple(str(s) for s in starts[:-1]),
+            month_end_dates=tuple(d.astype(date) for d in ends),
+            month_start_us=start_days[:-1].astype("datetime64[us]").astype(np.int64),
+            month_end_days=ends.astype(np.int64).astype(np.int32),
+            days=(start_days[1:] - start_days[:-1]).astype(int),
+            month_of_year=moy,
+            cny=cny,
+            pre_cny=pre_cny,
+            start_day=start_days[0],
+        )
+
+
+def _rate_shocks(seed: int, cal: _Calendar) -> np.ndarray:
+    """Months in which a competitor's deposit-rate campaign hits the whole market (intensity 0..1)."""
+    rng = np.random.default_rng([seed, 7_000_003])
+    months = len(cal.periods)
+    shocks = np.zeros(months)
+    count = max(1, round(months / 12))
+    if months >= 3:
+        chosen = rng.choice(np.arange(1, months), size=min(count, months - 1), replace=False)
+        shocks[chosen] = rng.uniform(0.6, 1.0, size=len(chosen))
+    return shocks
+
+
+@dataclass
+class _Context:
+    settings: Simulation
+    config: Config
+    calendar: _Calendar
+    shocks: np.ndarray
+
+
+def _arrow_type(dtype: str) -> pa.DataType:
+    return {
+        "int64": pa.int64(),
+        "float64": pa.float64(),
+        "str": pa.string(),
+        "bool": pa.bool_(),
+        "date": pa.date32(),
+        "timestamp": pa.timestamp("us"),
+    }[dtype]
+
+
+def contract_schema(table: str, columns: tuple[str, ...] | None = None) -> pa.Schema:
+    """The arrow schema of a contract table (all columns, or ``columns`` in that order)."""
+    spec = TABLES[table]
+    names = columns or spec.column_names
+    return pa.schema([pa.field(n, _arrow_type(spec.column(n).dtype), nullable=spec.column(n).nullable) for n in names])
+
+
+_WRITTEN_COLUMNS = {
+    "customers": ("customer_id", "birth_date", "gender", "city_tier", "income_band", "onboarding_date"),
+    "balances": TABLES["balances"].column_names,
+    "transactions": TABLES["transactions"].column_names,
+    "interactions": TABLES["interactions"].column_names,
+    "campaign_contacts": TABLES["campaign_contacts"].column_names,
+    "closures": TABLES["closures"].column_names,
+}
+
+GROUND_TRUTH_SCHEMA = pa.schema(
+    [
+        pa.field("customer_id", pa.int64(), nullable=False),
+        pa.field("month", pa.date32(), nullable=False),
+        pa.field("churn_hazard", pa.float64()),
+        pa.field("churn_probability_3m", pa.float64()),
+        pa.field("upgrade_probability_3m", pa.float64()),
+        pa.field("expected_net_revenue", pa.float64()),
+        pa.field("expected_clv_12m", pa.float64()),
+        pa.field("campaign_effect", pa.float64()),
+        pa.field("upgrade_campaign_effect", pa.float64()),
+        pa.field("engagement", pa.float64()),
+        pa.field("value_tier", pa.string()),
+        pa.field("exit_month", pa.date32()),
+        pa.field("exit_type", pa.string()),
+    ]
+)
+
+
+def _text(codes: np.ndarray, categories: tuple[str, ...]) -> pa.Array:
+    return pc.take(pa.array(categories, pa.string()), pa.array(codes.astype(np.int32)))
+
+
+def _timestamps(us: np.ndarray) -> pa.Array:
+    return pa.array(us.astype(np.int64), pa.int64()).view(pa.timestamp("us"))
+
+
+def _dates(days: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
+    return pa.array(days.astype(np.int32), pa.int32(), mask=mask).view(pa.date32())
+
+
+def _text_columns(table: pa.Table) -> list[str]:
+    # dictionary-encode only the low-cardinality text columns: trying it on ids, amounts and
+    # timestamps more than doubles the write time for nothing
+    return [f.name for f in table.schema if pa.types.is_string(f.type)]
+
+
+class _Sink:
+    """Writes single-file tables as row groups and partitioned tables as one file per chunk and month."""
+
+    def __init__(self, out_dir: Path):
+        self.out_dir = out_dir
+        self.rows: dict[str, int] = {name: 0 for name in (*_WRITTEN_COLUMNS, GROUND_TRUTH_TABLE)}
+        self._writers: dict[str, pq.ParquetWriter] = {}
+
+    def append(self, table_name: str, table: pa.Table) -> None:
+        if table_name not in self._writers:
+            self._writers[table_name] = pq.ParquetWriter(
+                self.out_dir / f"{table_name}.parquet", table.schema, use_dictionary=_text_columns(table)
+            )
+        self._writers[table_name].write_table(table)
+        self.rows[table_name] += table.num_rows
+
+    def partition(self, table_name: str, period: str, chunk: int, table: pa.Table) -> None:
+        folder = self.out_dir / table_name / _PARTITION.format(key=PARTITION_KEY, period=period)
+        folder.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, folder / f"part-{chunk:05d}.parquet", use_dictionary=_text_columns(table))
+        self.rows[table_name] += table.num_rows
+
+    def close(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
+
+
+# ==========================================================================================================
+# Statistics collected while simulating (for the summary)
+# ==========================================================================================================
+
+
+class _Stats:
+    def __init__(self, months: int, sample_rate: float = 1.0):
+        self.months = months
+        #: share of at-risk customer-months kept for the oracle AUC (bounds memory and time at scale)
+        self.sample_rate = sample_rate
+        self.scores: list[np.ndarray] = []
+        self.outcomes: list[np.ndarray] = []
+        self.quarter_at_risk = np.zeros(months)
+        self.quarter_exits = np.zeros(months)
+        self.upgrade_at_risk = 0
+        self.upgrades = 0
+        self.final_aum: list[np.ndarray] = []
+        self.final_tier: list[np.ndarray] = []
+        self.active_months = 0
+        self.customer_transactions = 0
+        self.all_transactions = 0
+        self.payroll_exits = np.zeros(2)
+        self.payroll_at_risk = np.zeros(2)
+
+    def summary(self, out_dir, settings, config, cal, rows, seconds) -> SimulationSummary:
+        scores = np.concatenate(self.scores) if self.scores else np.zeros(0)
+        outcomes = np.concatenate(self.outcomes) if self.outcomes else np.zeros(0, bool)
+        auc = _roc_auc(outcomes, scores)
+        quarters = tuple(
+            (cal.periods[t + 1], float(self.quarter_exits[t] / self.quarter_at_risk[t]))
+            for t in range(0, self.months - 3, 3)
+            if self.quarter_at_risk[t] > 0
+        )
+        aum = np.concatenate(self.final_aum) if self.final_aum else np.zeros(0)
+        tier = np.concatenate(self.final_tier) if self.final_tier else np.zeros(0, int)
+        names = config.value_tiers.names
+        shares = {name: float(np.mean(tier == i)) if len(tier) else 0.0 for i, name in enumerate(names)}
+        top = 0.0
+        if len(aum) >= 10 and aum.sum() > 0:
+            ordered = np.sort(aum)[::-1]
+            top = float(ordered[: max(1, len(aum) // 10)].sum() / ordered.sum())
+        return SimulationSummary(
+            out_dir=Path(out_dir),
+            customers=settings.customers,
+            months=settings.months,
+            start_month=settings.start_month,
+            data_end=cal.month_end_dates[-1],
+            rows=dict(rows),
+            oracle_churn_auc=auc,
+            churn_rate_by_quarter=quarters,
+            upgrade_rate_3m=self.upgrades / max(self.upgrade_at_risk, 1),
+            tier_shares=shares,
+            top_decile_aum_share=top,
+            transactions_per_active_month=self.all_transactions / max(self.active_months, 1),
+            seconds=seconds,
+            extra={
+                "customer_initiated_transactions_per_active_month": self.customer_transactions / max(self.active_months, 1),
+                "churn_rate_3m_payroll": float(self.payroll_exits[1] / max(self.payroll_at_risk[1], 1)),
+                "churn_rate_3m_no_payroll": float(self.payroll_exits[0] / max(self.payroll_at_risk[0], 1)),
+            },
+        )
+
+
+def _roc_auc(outcomes: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney, ties averaged); NaN when only one class is present."""
+    positives = int(outcomes.sum())
+    negatives = len(outcomes) - positives
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    average_rank = np.cumsum(counts) - (counts - 1) / 2
+    rank_sum = average_rank[inverse][outcomes].sum()
+    return float((rank_sum - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+# ==========================================================================================================
+# One chunk of customers
+# ==========================================================================================================
+
+# customer status
+PENDING, ACTIVE, DRAINING, DORMANT, CLOSED = range(5)
+
+
+@dataclass
+class _Book:
+    """Static traits and the evolving state of one chunk of customers (arrays of length n)."""
+
+    ids: np.ndarray
+    onboard_month: np.ndarray  # -1 = before the window
+    onboard_day: np.ndarray
+    onboard_days: np.ndarray  # date32 days
+    tenure0: np.ndarray  # months of tenure at the window start (existing book), else 0
+    age0: np.ndarray
+    income: np.ndarray  # standardised income
+    salary: np.ndarray
+    payroll: np.ndarray
+    payday: np.ndarray
+    low_activity: np.ndarray
+    txn_rate: np.ndarray
+    login_rate: np.ndarray
+    branch_rate: np.ndarray
+    digital: np.ndarray
+    mobile: np.ndarray
+    growth: np.ndarray
+    baseline: np.ndarray
+    engagement: np.ndarray
+    target: np.ndarray  # log target AUM
+    log_aum: np.ndarray
+    weights: np.ndarray  # (n, 5) asset-product weights
+    held: np.ndarray  # (n, 5) bool
+    mortgage: np.ndarray
+    mortgage_principal: np.ndarray
+    loan: np.ndarray
+    loan_principal: np.ndarray
+    card: np.ndarray  # holds a credit card
+    card_balance: np.ndarray
+    sms_fee: np.ndarray
+    fee_month: np.ndarray
+    closure_bias: np.ndarray
+    rate_sensitivity: np.ndarray
+    retention_noise: np.ndarray
+    upgrade_noise: np.ndarray
+    status: np.ndarray
+    exit_month: np.ndarray
+    exit_type: np.ndarray
+    payroll_lost_at: np.ndarray
+    retention_until: np.ndarray
+    retention_multiplier: np.ndarray
+    residual: np.ndarray
+    prev_balance: np.ndarray  # (n, 5) month-end asset balances of the previous month
+    prev_liability: np.ndarray  # (n, 3)
+    txn_last_month: np.ndarray
+    hazard_logit: np.ndarray  # for the next month, before campaign effects
+
+
+def _draw_book(rng: np.random.Generator, ctx: _Context, first: int, n: int) -> tuple[_Book, dict[str, np.ndarray]]:
+    """Draw a chunk of customers: their state at the window start (or at onboarding) and their profile."""
+    cal, months = ctx.calendar, ctx.settings.months
+    existing = rng.random(n) < EXISTING_BOOK_SHARE
+    growth_weights = 1.0 + 0.6 * np.arange(months) / max(months - 1, 1)
+    joined = rng.choice(months, size=n, p=growth_weights / growth_weights.sum())
+    onboard_month = np.where(existing, -1, joined)
+    age0 = np.where(existing, rng.normal(43, 14, n), rng.normal(33, 11, n)).clip(18, 88)
+    tenure0 = np.where(existing, np.minimum(1 + rng.exponential(60, n), 240), 0.0)
+    tenure0 = np.minimum(tenure0, (age0 - 16) * 12)
+    start = cal.start_day.astype(np.int64)
+    onboard_day = np.where(existing, 1, 1 + (rng.random(n) * cal.days[joined]).astype(int))
+    month_start_days = (cal.month_start_us // 86_400_000_000)[joined]
+    onboard_days = np.where(existing, start - np.maximum(1, np.round(tenure0 * 30.44)), month_start_days + onboard_day - 1)
+    onboard_day = np.where(existing, 1, onboard_day)
+
+    city = rng.choice(4, size=n, p=[0.18, 0.32, 0.30, 0.20])
+    income = rng.normal(0, 1, n) + np.array([0.5, 0.2, -0.1, -0.4])[city] - 0.012 * np.abs(age0 - 45)
+    working = age0 < 60
+    payroll = rng.random(n) < expit(-0.55 + 0.35 * income - 2.2 * ~working + 0.4 * ~existing)
+    salary = 6500 * np.exp(0.55 * income + rng.normal(0, 0.1, n))
+    low_activity = rng.random(n) < expit(-0.05 - 1.4 * payroll + 0.02 * (age0 - 40) - 0.3 * income)
+    txn_rate = np.where(low_activity, rng.uniform(0.9, 2.4, n), rng.lognormal(np.log(12.0), 0.5, n))
+    digital = expit(1.8 - 0.08 * (age0 - 35) + 0.3 * income)
+    mobile = expit(1.5 - 0.05 * (age0 - 35))
+    login_rate = np.where(low_activity, 0.5, 8.0) * digital
+    branch_rate = 0.05 + 0.4 * (1 - digital)
+    tenure_years = tenure0 / 12
+    target = (
+        np.log(6500)
+        + 0.9 * income
+        + 0.03 * (np.clip(age0, 20, 62) - 40)
+        + 0.15 * np.log1p(tenure_years)
+        + 0.3 * (city == 0)
+        + rng.normal(0, 1.55, n)
+        + np.where(rng.random(n) < 0.02, rng.exponential(1.4, n), 0.0)
+    )
+    log_aum = np.where(existing, target + rng.normal(0, 0.35, n), target - rng.uniform(0.7, 2.5, n))
+    # low-activity accounts are rarely near-empty: a customer with a tiny balance and no activity is a leaver
+    log_aum = np.where(low_activity, np.maximum(log_aum, np.log(rng.uniform(1200, 4000, n))), log_aum)
+
+    lw = target - 10
+    held = np.zeros((n, 5), bool)
+    held[:, CD] = True
+    held[:, TD] = rng.random(n) < expit(-1.0 + 0.35 * lw + 0.02 * (age0 - 40))
+    held[:, WM] = rng.random(n) < expit(-3.0 + 0.8 * lw)
+    held[:, FUND] = rng.random(n) < expit(-3.2 + 0.6 * lw - 0.02 * (age0 - 40))
+    held[:, INS] = rng.random(n) < expit(-3.0 + 0.5 * lw + 0.02 * (age0 - 40))
+    held[~existing, 1:] &= rng.random((int((~existing).sum()), 4)) < 0.3
+    weights = np.column_stack(
+        [np.ones(n), rng.lognormal(0.3, 0.5, n), rng.lognormal(0.5, 0.5, n), rng.lognormal(0.2, 0.5, n), rng.lognormal(0.0, 0.5, n)]
+    )
+
+    has_mortgage = rng.random(n) < expit(-2.6 + 0.6 * income - 0.04 * np.abs(age0 - 38))
+    mortgage = np.where(has_mortgage, 12 * salary * rng.uniform(3, 10, n), 0.0)
+    mortgage_principal = mortgage / rng.uniform(60, 300, n)
+    has_loan = rng.random(n) < 0.06
+    loan = np.where(has_loan, salary * rng.uniform(2, 15, n), 0.0)
+    loan_principal = loan / rng.uniform(12, 36, n)
+    card = rng.random(n) < expit(-0.7 + 0.5 * income + 1.0 * digital - 0.02 * (age0 - 40))
+    baseline = rng.normal(0, 0.55, n) + 0.35 * payroll
+    engagement = np.where(existing, baseline + rng.normal(0, 0.45, n), baseline + 0.2)
+
+    book = _Book(
+        ids=np.arange(first, first + n, dtype=np.int64) + 100_000_001,
+        onboard_month=onboard_month,
+        onboard_day=onboard_day,
+        onboard_days=onboard_days.astype(np.int64),
+        tenure0=tenure0,
+        age0=age0,
+        income=income,
+        salary=salary,
+        payroll=payroll,
+        payday=rng.choice(np.array([5, 10, 15, 20, 25, 28]), size=n),
+        low_activity=low_activity,
+        txn_rate=txn_rate,
+        login_rate=login_rate,
+        branch_rate=branch_rate,
+        digital=digital,
+        mobile=mobile,
+        growth=rng.normal(0.04, 0.06, n) + 0.04 * (age0 < 35),
+        baseline=baseline,
+        engagement=engagement,
+        target=target,
+        log_aum=log_aum,
+        weights=weights,
+        held=held,
+        mortgage=mortgage,
+        mortgage_principal=mortgage_principal,
+        loan=loan,
+        loan_principal=loan_principal,
+        card=card,
+        card_balance=np.zeros(n),
+        sms_fee=rng.random(n) < 0.25,
+        fee_month=rng.integers(1, 13, n),
+        closure_bias=rng.normal(0, 0.5, n),
+        rate_sensitivity=rng.random(n),
+        retention_noise=rng.normal(0, 0.08, n),
+        upgrade_noise=rng.normal(0, 0.02, n),
+        status=np.where(existing, ACTIVE, PENDING),
+        exit_month=np.full(n, -1),
+        exit_type=np.zeros(n, np.int8),
+        payroll_lost_at=np.full(n, -999),
+        retention_until=np.full(n, -999),
+        retention_multiplier=np.ones(n),
+        residual=np.zeros(n),
+        prev_balance=np.zeros((n, 5)),
+        prev_liability=np.zeros((n, 3)),
+        txn_last_month=np.zeros(n),
+        hazard_logit=np.full(n, -10.0),
+    )
+    profile = {
+        "city_tier": city,
+        "gender": rng.choice(3, size=n, p=[0.49, 0.49, 0.02]),
+        "income_band": np.digitize(income, [-0.9, -0.2, 0.5, 1.3]),
+        "income_band_missing": rng.random(n) < 0.03,
+        "birth_date": (start - np.round(age0 * 365.25 + rng.uniform(0, 365, n))).astype(np.int64),
+        "birth_date_missing": rng.random(n) < 0.01,
+    }
+    return book, profile
+
+
+def _tier_of(aum: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    return np.searchsorted(bounds, aum, side="right") - 1
+
+
+def _activity_multiplier(engagement: np.ndarray, low_activity: np.ndarray) -> np.ndarray:
+    mult = np.clip(np.exp(0.55 * engagement), 0.25, 3.0)
+    # sleeping accounts keep a steady trickle of card spending and bills, whatever their mood
+    return np.where(low_activity, np.maximum(mult, 0.7), mult)
+
+
+def _drain(engagement: np.ndarray) -> np.ndarray:
+    """Monthly log-AUM outflow of a disengaging customer (money moved to another bank)."""
+    return -DRAIN_PER_ENGAGEMENT * np.clip(-engagement - 0.3, 0, 3)
+
+
+def _simulate_chunk(ctx: _Context, chunk: int, first: int, n: int, sink: _Sink, stats: _Stats, bar) -> None:
+    rng = np.random.default_rng([ctx.settings.seed, chunk])
+    cal, cfg, months = ctx.calendar, ctx.config, ctx.settings.months
+    book, profile = _draw_book(rng, ctx, first, n)
+    bounds = np.asarray(cfg.value_tiers.lower_bounds, float)
+    rates = cfg.revenue.annual_rate
+    asset_rates = np.array([rates.get(p, 0.0) for p in ASSET_PRODUCTS]) / 12
+    liability_rates = np.array([rates.get(p, 0.0) for p in ("mortgage", "consumer_loan", "credit_card")]) / 12
+    threshold = cfg.labels.dormancy_aum_threshold
+    intensity = ctx.settings.transaction_intensity
+
+    sink.append(
+        "customers",
+        pa.table(
+            {
+                "customer_id": pa.array(book.ids),
+                "birth_date": _dates(profile["birth_date"], mask=profile["birth_date_missing"]),
+                "gender": _text(profile["gender"], GENDERS),
+                "city_tier": _text(profile["city_tier"], CITY_TIERS),
+                "income_band": pc.if_else(
+                    pa.array(profile["income_band_missing"]), pa.scalar(None, pa.string()), _text(profile["income_band"], INCOME_BANDS)
+                ),
+                "onboarding_date": _dates(book.onboard_days),
+            },
+            schema=contract_schema("customers", _WRITTEN_COLUMNS["customers"]),
+        ),
+    )
+
+    log_aum_history = np.full((months, n), np.nan)
+    complaints_history = np.zeros((months, n), np.int8)
+    ground_truth: list[dict[str, np.ndarray]] = []
+    contacts: list[dict[str, np.ndarray]] = []
+    closed_on = np.full(n, -1, np.int64)
+    txn_id = chunk * 10**12
+
+    for t in range(months):
+        days = int(cal.days[t])
+        moy = int(cal.month_of_year[t])
+        shock = float(ctx.shocks[t])
+        season = 1.0 + 0.55 * cal.cny[t] + 0.15 * cal.pre_cny[t] + 0.12 * (moy == 10) + 0.2 * (moy == 11) + 0.08 * (moy == 6)
+
+        # --- status transitions at the start of the month ---------------------------------------------
+        book.status[book.status == DRAINING] = DORMANT
+        new = book.onboard_month == t
+        book.status[new] = ACTIVE
+        tenure = np.where(book.onboard_month < 0, book.tenure0 + t, t - book.onboard_month)
+        at_risk = (book.status == ACTIVE) & ~new
+
+        # --- campaigns (contact on the 5th; only customers who were active last month) ----------------
+        aum_prev = np.exp(book.log_aum)
+        tier_prev = _tier_of(aum_prev, bounds)
+        td_share = _time_deposit_share(book)
+        retention_effect = _retention_effect(book, t, complaints_history, td_share)
+        upgrade_effect = _upgrade_effect(book)
+        month_contacts, treated_retention, treated_upgrade, treated_cross = _campaigns(
+            rng, book, at_risk, t, tier_prev, bounds, complaints_history
+        )
+        book.retention_until[treated_retention] = t + 2
+        book.retention_multiplier[treated_retention] = 1 - retention_effect[treated_retention]
+
+        # --- leaving ---------------------------------------------------------------------------------
+        mult = np.where(book.retention_until >= t, book.retention_multiplier, 1.0)
+        hazard = np.minimum(expit(book.hazard_logit) * mult, HAZARD_CAP)
+        leaves = at_risk & (rng.random(n) < hazard)
+        has_loans = (book.mortgage > 0) | (book.loan > 0)
+        closure_p = np.clip(CLOSURE_SHARE + 0.2 * (tier_prev >= 1) + 0.15 * has_loans + 0.2 * book.closure_bias, 0.05, 0.9)
+        closing = leaves & (rng.random(n) < closure_p)
+        draining = leaves & ~closing
+        book.status[closing] = CLOSED
+        book.exit_month[closing] = t
+        book.exit_type[closing] = 1
+        book.status[draining] = DRAINING
+        # dormancy counts as an exit once the label's definition is met: k inactive months after the drain
+        book.exit_month[draining] = t + cfg.labels.dormancy_inactive_months
+        book.exit_type[draining] = 2
+        closure_day = np.where(closing, 6 + (rng.random(n) * (days - 5)).astype(int), days)
+        closed_on[closing] = (cal.month_start_us[t] // 86_400_000_000) + closure_day[closing] - 1
+
+        active = book.status == ACTIVE
+        na = int(active.sum())
+
+        # --- life events of active customers -----------------------------------------------------------
+        payroll_lost = active & book.payroll & (rng.random(n) < 0.006)
+        book.payroll[payroll_lost] = False
+        book.payroll_lost_at[payroll_lost] = t
+        payroll_gained = active & ~book.payroll & (book.age0 + t / 12 < 60) & (rng.random(n) < 0.002)
+        book.payroll[payroll_gained] = True
+        career = active & (rng.random(n) < 0.004)
+        jump = rng.uniform(0.15, 0.45, n)
+        book.salary[career] *= 1 + jump[career]
+        book.target[career] += 0.8 * np.log1p(jump[career])
+        book.target[active] += book.growth[active] / 12
+        book.salary[active] *= np.exp(book.growth[active] / 12)
+        complaint = active & (rng.random(n) < 0.011 * (1 + 0.6 * (book.digital < 0.3)))
+        complaints_history[t] = complaint
+        disaffected = active & (rng.random(n) < 0.011)
+        book.baseline[disaffected] -= rng.uniform(0.6, 1.6, int(disaffected.sum()))
+        recovered = active & (book.baseline < 0) & (rng.random(n) < 0.01)
+        book.baseline[recovered] += rng.uniform(0.2, 0.6, int(recovered.sum()))
+
+        sens = book.rate_sensitivity * td_share
+        evolve = active & ~new
+        e = book.engagement
+        e_new = (
+            book.baseline
+            + ENGAGEMENT_PERSISTENCE * (e - book.baseline)
+            + rng.normal(0, ENGAGEMENT_NOISE, n)
+            - 0.6 * complaint
+            - 0.8 * payroll_lost
+            - 1.2 * shock * sens
+        )
+        book.engagement = np.where(evolve, e_new, e)
+
+        # --- products ----------------------------------------------------------------------------------
+        adopt_p = ADOPTION_BASE * np.exp(0.35 * book.income + 0.3 * book.engagement + 5 * book.growth) * np.where(
+            (tier_prev == 1) | (tier_prev == 2), 1.5, 1.0
+        )
+        adopt_p = adopt_p + np.where(treated_upgrade, upgrade_effect, 0.0)
+        can_adopt = evolve & ~book.held[:, _WEALTH].all(axis=1)
+        adopt = can_adopt & (rng.random(n) < adopt_p)
+        if adopt.any():
+            choice = _pick_missing(rng, ~book.held[adopt][:, _WEALTH])
+            rows = np.flatnonzero(adopt)
+            book.held[rows, _WEALTH[choice]] = True
+            book.weights[rows, _WEALTH[choice]] = rng.lognormal(0.5, 0.5, len(rows))
+            gain = rng.uniform(*ADOPTION_JUMP, len(rows))
+            book.log_aum[rows] += gain
+            book.target[rows] += 0.5 * gain
+        retention_response = treated_retention & active & (rng.random(n) < 0.08 + 0.6 * np.maximum(retention_effect, 0))
+        td_open = evolve & ~book.held[:, TD] & ((rng.random(n) < 0.008) | retention_response)
+        book.held[td_open, TD] = True
+        book.weights[td_open, TD] = rng.lognormal(0.3, 0.5, int(td_open.sum()))
+        weak = np.clip(-book.engagement - 0.8, 0, None)
+        product_close = evolve[:, None] & book.held & (rng.random((n, 5)) < (0.004 + 0.03 * weak)[:, None])
+        product_close[:, CD] = False
+        book.held &= ~product_close
+        cross_open = evolve & (rng.random(n) < 0.004 + 0.05 * treated_cross)
+        card_open = cross_open & ~book.card
+        book.card |= card_open
+        ins_open = cross_open & ~card_open & ~book.held[:, INS]
+        book.held[ins_open, INS] = True
+        book.weights[ins_open, INS] = rng.lognormal(0.0, 0.5, int(ins_open.sum()))
+        card_close = evolve & book.card & (rng.random(n) < 0.002 + 0.02 * weak)
+        book.card &= ~card_close
+        loan_open = evolve & (book.loan <= 0) & (rng.random(n) < 0.002 + 0.01 * treated_cross)
+        book.loan[loan_open] = book.salary[loan_open] * rng.uniform(2, 15, int(loan_open.sum()))
+        book.loan_principal[loan_open] = book.loan[loan_open] / rng.uniform(12, 36, int(loan_open.sum()))
+        month_contacts["responded"] = _responses(month_contacts, adopt, retention_response, td_open, cross_open)
+
+        # --- assets --------------------------------------------------------------------------------------
+        kappa = np.where(tenure < 12, WEALTH_REVERSION_NEW, WEALTH_REVERSION)
+        noise_sd = 0.07 + 0.05 * _wealth_share(book)
+        step = kappa * (book.target - book.log_aum) + _drain(book.engagement) + rng.normal(0, 1, n) * noise_sd
+        step -= 0.03 * cal.cny[t]
+        step += np.log1p(-0.6 * shock * sens)
+        bonus = np.zeros(n)
+        if moy == 12:
+            bonus = np.where(book.payroll & active, book.salary * rng.uniform(1, 3, n), 0.0)
+            step += np.log1p(0.5 * bonus / np.exp(book.log_aum))
+        windfall = evolve & (rng.random(n) < WINDFALL_RATE)
+        gain = rng.uniform(*WINDFALL_JUMP, n)
+        step += np.where(windfall, gain, 0.0)
+        book.target += np.where(windfall, 0.5 * gain, 0.0)
+        book.log_aum = np.where(evolve, book.log_aum + step, book.log_aum)
+        book.weights *= np.exp(rng.normal(0, 0.05, (n, 5)))
+        if draining.any():
+            book.residual[draining] = rng.uniform(0.05, 0.9, int(draining.sum())) * threshold
+        balance = np.zeros((n, 5))
+        share = book.weights * book.held
+        share /= share.sum(axis=1, keepdims=True)
+        balance[active] = np.exp(book.log_aum[active])[:, None] * share[active]
+        dormant_now = (book.status == DORMANT) | draining
+        balance[dormant_now, CD] = book.residual[dormant_now]
+        balance = np.round(balance, 2)
+        previous = book.prev_balance
+        avg = np.where(previous > 0, 0.5 * (previous + balance) * rng.uniform(0.92, 1.08, (n, 5)), balance * rng.uniform(0.2, 0.8, (n, 5)))
+        avg[draining] = np.where(
+            previous[draining] > 0, previous[draining] * rng.uniform(0.3, 0.7, (int(draining.sum()), 5)), 0
+        )
+        avg[draining, CD] = np.maximum(avg[draining, CD], balance[draining, CD])
+        avg[book.status == DORMANT] = balance[book.status == DORMANT]
+        avg = np.round(avg, 2)
+        aum_before_leaving = previous.sum(axis=1)
+
+        # --- liabilities -------------------------------------------------------------------------------------
+        repay = active & ((book.mortgage > 0) | (book.loan > 0))
+        interest_due = book.mortgage * 0.04 / 12 + book.loan * 0.08 / 12
+        principal_due = np.minimum(book.mortgage, book.mortgage_principal) + np.minimum(book.loan, book.loan_principal)
+        repayment = np.where(repay, interest_due + principal_due, 0.0)
+        book.mortgage = np.where(active, np.maximum(book.mortgage - book.mortgage_principal, 0), book.mortgage)
+        book.loan = np.where(active, np.maximum(book.loan - book.loan_principal, 0), book.loan)
+        book.mortgage[book.mortgage < 1] = 0
+        book.loan[book.loan < 1] = 0
+        leaving = closing | draining
+        payoff = np.where(leaving, book.mortgage + book.loan + book.card_balance, 0.0)
+        book.mortgage[leaving] = 0
+        book.loan[leaving] = 0
+        book.card[leaving] = False
+        book.payroll[leaving] = False
+
+        # --- transactions ----------------------------------------------------------------------------------
+        min_day = np.where(new, book.onboard_day, 1)
+        max_day = np.where(closing, closure_day - 1, closure_day)
+        live = active | leaving
+        frac = (max_day - min_day + 1) / days
+        lam = book.txn_rate * _activity_multiplier(book.engagement, book.low_activity) * season * intensity * frac
+        lam = np.where(active, lam, np.where(leaving, 0.5 * lam, 0.0))
+        tx = _transactions(
+            rng, book, t, cal, lam, live, active, leaving, closing, draining, min_day, max_day, bonus, repayment,
+            payoff, aum_before_leaving, balance, avg, moy, threshold,
+        )
+        n_tx = len(tx["customer"])
+        customer_initiated = tx["customer_initiated"]
+        book.txn_last_month = np.bincount(tx["customer"][customer_initiated], minlength=n)
+        card_spend = np.bincount(tx["customer"], weights=np.where(tx["category"] == _CAT["card_spend"], tx["amount"], 0), minlength=n)
+        book.card_balance = np.where(book.card & active, np.round(card_spend * rng.uniform(0.5, 1.0, n) + 0.15 * book.card_balance, 2), 0.0)
+        sink.partition(
+            "transactions",
+            cal.periods[t],
+            chunk,
+            pa.table(
+                {
+                    "transaction_id": pa.array(txn_id + np.arange(n_tx, dtype=np.int64)),
+                    "customer_id": pa.array(book.ids[tx["customer"]]),
+                    "timestamp": _timestamps(tx["timestamp"]),
+                    "amount": pa.array(tx["amount"]),
+                    "direction": _text(tx["direction"], DIRECTIONS),
+                    "channel": _text(tx["channel"], CHANNELS),
+                    "category": _text(tx["category"], TRANSACTION_CATEGORIES),
+                },
+                schema=contract_schema("transactions"),
+            ),
+        )
+        txn_id += n_tx
+
+        # --- interactions ----------------------------------------------------------------------------------
+        inter = _interactions(rng, book, t, cal, live, active, leaving, complaint, min_day, max_day, frac, season)
+        sink.partition(
+            "interactions",
+            cal.periods[t],
+            chunk,
+            pa.table(
+                {
+                    "customer_id": pa.array(book.ids[inter["customer"]]),
+                    "timestamp": _timestamps(inter["timestamp"]),
+                    "kind": _text(inter["kind"], INTERACTION_KINDS),
+                },
+                schema=contract_schema("interactions"),
+            ),
+        )
+
+        # --- balances ----------------------------------------------------------------------------------------
+        liability = np.column_stack([book.mortgage, book.loan, book.card_balance])
+        liability_held = np.column_stack([book.mortgage > 0, book.loan > 0, book.card])
+        liability_avg = np.where(book.prev_liability > 0, 0.5 * (book.prev_liability + liability), liability)
+        liability_avg[:, 2] = np.round(liability[:, 2] * rng.uniform(0.5, 0.9, n), 2)
+        liability_avg = np.round(liability_avg, 2)
+        open_now = (book.status == ACTIVE) | (book.status == DRAINING) | (book.status == DORMANT)
+        asset_rows = book.held.copy()
+        asset_rows[dormant_now] = False
+        asset_rows[dormant_now, CD] = True
+        asset_rows &= open_now[:, None]
+        liability_held &= open_now[:, None]
+        sink.partition("balances", cal.periods[t], chunk, _balances_table(book.ids, cal.month_end_days[t], asset_rows, balance, avg, liability_held, liability, liability_avg))
+        book.prev_balance = np.where(asset_rows, balance, 0.0)
+        book.prev_liability = np.where(liability_held, liability, 0.0)
+
+        # --- end of month: true state, hazard for next month, ground truth -----------------------------------
+        log_aum_history[t] = np.where(open_now, np.log(np.maximum(balance.sum(axis=1), 1.0)), np.nan)
+        aum_end = np.where(active, np.exp(book.log_aum), balance.sum(axis=1))
+        tier_end = _tier_of(aum_end, bounds)
+        fees = np.bincount(tx["customer"], weights=np.where(tx["category"] == _CAT["fee"], tx["amount"], 0), minlength=n)
+        revenue = (avg * asset_rates).sum(axis=1) + (liability_avg * liability_rates).sum(axis=1) + fees - cfg.revenue.cost_to_serve_monthly
+        td_share = _time_deposit_share(book)
+        book.hazard_logit = _hazard_logit(book, t, tenure + 1, log_aum_history, complaints_history, td_share, shock, book.engagement)
+        truth = _ground_truth(book, t, cfg, tenure, log_aum_history, complaints_history, td_share, shock, tier_end, bounds,
+                              balance, liability, asset_rates, liability_rates, revenue, months)
+        truth["aum"] = aum_end[truth["customer"]]
+        ground_truth.append(truth)
+        contacts.append(_contacts_rows(month_contacts, cal, t, rng))
+        stats.active_months += na + int(leaving.sum())
+        stats.customer_transactions += int(customer_initiated.sum())
+        stats.all_transactions += n_tx
+        bar.update(1)
+
+    _write_chunk_end(sink, chunk, book, cal, ground_truth, contacts, closed_on, stats, months, cfg, bounds)
+
+
+# --- helpers for the monthly step -------------------------------------------------------------------------
+
+
+def _time_deposit_share(book: _Book) -> np.ndarray:
+    share = book.weights * book.held
+    return share[:, TD] / share.sum(axis=1)
+
+
+def _wealth_share(book: _Book) -> np.ndarray:
+    share = book.weights * book.held
+    return share[:, _WEALTH].sum(axis=1) / share.sum(axis=1)
+
+
+def _pick_missing(rng: np.random.Generator, missing: np.ndarray) -> np.ndarray:
+    """For each row, a random column index among the True entries of ``missing``."""
+    keys = rng.random(missing.shape) * missing
+    return keys.argmax(axis=1)
+
+
+def _retention_effect(book: _Book, t: int, complaints_history: np.ndarray, td_share: np.ndarray) -> np.ndarray:
+    """True relative drop in churn hazard from a retention offer (can be negative: sleeping dogs)."""
+    complained = complaints_history[max(0, t - 3) : t].sum(axis=0) > 0
+    lost = (t - book.payroll_lost_at) <= 6
+    effect = 0.12 + 0.6 * td_share + 0.25 * lost - 0.35 * complained - 0.2 * book.low_activity + 0.1 * book.payroll
+    return np.clip(effect + book.retention_noise, -0.2, 0.75)
+
+
+def _upgrade_effect(book: _Book) -> np.ndarray:
+    """True rise in the month's wealth-product adoption probability from an upgrade offer."""
+    effect = 0.02 + 0.06 * (book.income > 0.5) + 0.08 * (book.growth > 0.06) + 0.04 * book.digital - 0.03 * (book.age0 > 60)
+    return np.clip(effect + book.upgrade_noise, 0, 0.25)
+
+
+def _campaigns(rng, book: _Book, at_risk, t, tier_prev, bounds, complaints_history):
+    n = len(book.ids)
+    aum = np.exp(book.log_aum)
+    complained = complaints_history[max(0, t - 3) : t].sum(axis=0) > 0
+    # the bank's own targeting rule: recent complaints, little activity last month, valuable customers
+    score = 1.0 * complained + 0.9 * (book.txn_last_month < 3) + 0.5 * (tier_prev >= 1)
+    retention = at_risk & (rng.random(n) < np.minimum(0.008 * np.exp(score), 0.25))
+    next_bound = np.append(bounds, np.inf)[np.minimum(tier_prev + 1, len(bounds))]
+    upgrade = at_risk & (tier_prev < len(bounds) - 1) & (aum >= 0.3 * next_bound) & (rng.random(n) < 0.08)
+    cross = at_risk & (rng.random(n) < 0.015)
+    treated = rng.random((3, n)) < TREATED_SHARE
+    rows_customer, rows_offer, rows_treated = [], [], []
+    for code, chosen in enumerate((retention, upgrade, cross)):
+        idx = np.flatnonzero(chosen)
+        rows_customer.append(idx)
+        rows_offer.append(np.full(len(idx), code))
+        rows_treated.append(treated[code, idx])
+    contacts = {
+        "customer": np.concatenate(rows_customer),
+        "offer": np.concatenate(rows_offer),
+        "treated": np.concatenate(rows_treated),
+    }
+    assert OFFERS == ("retention", "upgrade", "cross_sell")
+    return contacts, retention & treated[0], upgrade & treated[1], cross & treated[2]
+
+
+def _responses(contacts, adopt, retention_response, td_open, cross_open) -> np.ndarray:
+    customer, offer = contacts["customer"], contacts["offer"]
+    return np.select(
+        [offer == 0, offer == 1, offer == 2],
+        [retention_response[customer] | td_open[customer], adopt[customer], cross_open[customer]],
+        False,
+    )
+
+
+def _contacts_rows(contacts, cal: _Calendar, t: int, rng) -> dict[str, np.ndarray]:
+    m = len(contacts["customer"])
+    minutes = rng.integers(9 * 60, 18 * 60, m)
+    return {
+        "customer": contacts["customer"],
+        "timestamp": cal.month_start_us[t] + 4 * 86_400_000_000 + minutes * 60_000_000,
+        "month": np.full(m, t),
+        "offer": contacts["offer"],
+        "treated": contacts["treated"],
+        "responded": contacts["responded"],
+    }
+
+
+def _spread(rng, customer, min_day, max_day, month_start_us, hours=(7, 23)) -> np.ndarray:
+    lo, hi = min_day[customer], max_day[customer]
+    day = lo + (rng.random(len(customer)) * (hi - lo + 1)).astype(np.int64)
+    seconds = rng.integers(hours[0] * 3600, hours[1] * 3600, len(customer))
+    return month_start_us + (day - 1) * 86_400_000_000 + seconds * 1_000_000
+
+
+def _transactions(rng, book, t, cal, lam, live, active, leaving, closing, draining, min_day, max_day, bonus, repayment,
+                  payoff, aum_before_leaving, balance, avg, moy, threshold) -> dict[str, np.ndarray]:
+    n = len(book.ids)
+    start_us = int(cal.month_start_us[t])
+    blocks: list[dict[str, np.ndarray]] = []
+
+    def block(customer, timestamp, amount, direction, channel, category, initiated):
+        m = len(customer)
+        blocks.append(
+            {
+                "customer": customer,
+                "timestamp": np.broadcast_to(timestamp, m),
+                "amount": np.broadcast_to(np.round(amount, 2), m),
+                "direction": np.broadcast_to(direction, m),
+                "channel": np.broadcast_to(channel, m),
+                "category": np.broadcast_to(category, m),
+                "customer_initiated": np.broadcast_to(initiated, m),
+            }
+        )
+
+    # customer-initiated spending, transfers, bills, cash, investments
+    counts = rng.poisson(lam)
+    customer = np.repeat(np.arange(n), counts)
+    m = len(customer)
+    names = tuple(_SPEND_MIX)
+    shares = np.array([_SPEND_MIX[c][0] for c in names])
+    kind = np.searchsorted(np.cumsum(shares) / shares.sum(), rng.random(m), side="right")
+    kind = np.minimum(kind, len(names) - 1)
+    holds_wealth = book.held[:, _WEALTH].any(axis=1)
+    kind = np.where((kind == names.index("investment")) & ~holds_wealth[customer], names.index("transfer"), kind)
+    category = np.array([_CAT[c] for c in names])[kind]
+    spend_scale = np.exp(0.45 * book.income)[customer]
+    aum = np.maximum(balance.sum(axis=1), 100.0)
+    median = np.array([_SPEND_MIX[c][1] for c in names])[kind] * spend_scale
+    median = np.where(kind == names.index("transfer"), median * (aum[customer] / 20_000) ** 0.15, median)
+    median = np.where(kind == names.index("investment"), np.maximum(0.1 * aum[customer], 1000.0), median)
+    sigma = np.array([_SPEND_MIX[c][2] for c in names])[kind]
+    amount = median * np.exp(sigma * rng.normal(0, 1, m))
+    amount = np.where(kind == names.index("cash"), np.maximum(100, np.round(amount, -2)), amount)
+    inbound = rng.random(m) < np.array([_INBOUND[c] for c in names])[kind]
+    direction = np.where(inbound, _DIR["in"], _DIR["out"])
+    u = rng.random(m)
+    digital_pick = np.where(rng.random(m) < book.mobile[customer], _CH["mobile"], _CH["online"])
+    is_digital = u < np.minimum(book.digital[customer], 0.97)
+    at_atm = (kind == names.index("transfer")) & (rng.random(m) < 0.15)
+    channel = np.where(is_digital, digital_pick, np.where(at_atm, _CH["atm"], _CH["branch"]))
+    channel = np.where(kind == names.index("card_spend"), np.where(u < 0.62, _CH["pos"], digital_pick), channel)
+    channel = np.where(kind == names.index("cash"), np.where(u < 0.85, _CH["atm"], _CH["branch"]), channel)
+    timestamp = _spread(rng, customer, min_day, max_day, start_us)
+    block(customer, timestamp, amount, direction, channel, category, True)
+
+    # fees the bank charges on some of those rows: fund/wealth subscription, counter transfers
+    invest_buy = (category == _CAT["investment"]) & (direction == _DIR["out"])
+    branch_transfer = (category == _CAT["transfer"]) & (direction == _DIR["out"]) & (channel == _CH["branch"])
+    charged = invest_buy | branch_transfer
+    fee_amount = np.where(invest_buy, amount * rng.uniform(0.005, 0.012, m), np.clip(amount * 0.005, 2, 50))
+    block(customer[charged], timestamp[charged] + 1_000_000, fee_amount[charged], _DIR["out"], channel[charged], _CAT["fee"], False)
+
+    # payroll credits, and the December bonus
+    salaried = np.flatnonzero(active & book.payroll & (book.payday >= min_day) & (book.payday <= max_day))
+    pay_ts = start_us + (book.payday[salaried] - 1) * 86_400_000_000 + 9 * 3_600_000_000 + rng.integers(0, 3600, len(salaried)) * 1_000_000
+    block(salaried, pay_ts, book.salary[salaried] * np.exp(rng.normal(0, 0.03, len(salaried))), _DIR["in"], _CH["online"], _CAT["salary"], False)
+    if moy == 12:
+        bonused = salaried[bonus[salaried] > 0]
+        bonus_ts = pay_ts[bonus[salaried] > 0] + 3_600_000_000  # with the December salary, an hour later
+        block(bonused, bonus_ts, bonus[bonused], _DIR["in"], _CH["online"], _CAT["salary"], False)
+
+    # loan repayments by direct debit on the 15th
+    debit = np.flatnonzero((repayment > 0) & (min_day <= 15) & (max_day >= 15))
+    block(debit, start_us + 14 * 86_400_000_000 + 6 * 3_600_000_000, repayment[debit], _DIR["out"], _CH["online"], _CAT["loan_repayment"], True)
+
+    # the leavers: pay off loans and move the money out (everything, or all but a residual before going dormant)
+    leavers = np.flatnonzero(leaving)
+    if len(leavers):
+        leave_ts = np.where(
+            closing[leavers],
+            start_us + max_day[leavers] * 86_400_000_000 + 11 * 3_600_000_000,
+            _spread(rng, leavers, min_day, max_day, start_us),
+        )
+        channel_out = np.where(rng.random(len(leavers)) < book.digital[leavers], _CH["mobile"], _CH["branch"])
+        out_amount = np.maximum(aum_before_leaving[leavers] - np.where(draining[leavers], balance[leavers, CD], 0), 0)
+        moving = out_amount > 0
+        block(leavers[moving], leave_ts[moving], out_amount[moving], _DIR["out"], channel_out[moving], _CAT["transfer"], True)
+        owes = payoff[leavers] > 0
+        block(leavers[owes], leave_ts[owes] - 60_000_000, payoff[leavers][owes], _DIR["out"], channel_out[owes], _CAT["loan_repayment"], True)
+
+    # interest on current deposits, paid quarterly on the 21st
+    if moy in (3, 6, 9, 12):
+        open_ = live | (book.status == DORMANT)
+        earn = np.flatnonzero(open_ & (avg[:, CD] >= 20) & (min_day <= 21) & (max_day >= 21))
+        block(earn, start_us + 20 * 86_400_000_000 + 1_800_000_000, avg[earn, CD] * 0.0025 / 4, _DIR["in"], _CH["online"], _CAT["interest"], False)
+
+    # monthly fees: SMS alerts, the annual card fee, and a small-balance fee on near-empty accounts
+    open_ = active | draining | (book.status == DORMANT)
+    last_day = start_us + (int(cal.days[t]) - 1) * 86_400_000_000 + 2 * 3_600_000_000
+    sms = np.flatnonzero(open_ & book.sms_fee & (book.status != DORMANT))
+    block(sms, np.full(len(sms), last_day), np.full(len(sms), 2.0), _DIR["out"], _CH["online"], _CAT["fee"], False)
+    annual = np.flatnonzero(open_ & (book.fee_month == moy) & (book.log_aum < np.log(10_000)) & (book.status == ACTIVE))
+    block(annual, np.full(len(annual), last_day), np.full(len(annual), 10.0), _DIR["out"], _CH["online"], _CAT["fee"], False)
+    card_fee = np.flatnonzero(open_ & book.card & (book.fee_month == moy) & (book.status == ACTIVE))
+    block(card_fee, np.full(len(card_fee), last_day), rng.choice(np.array([0.0, 50.0, 100.0]), len(card_fee)), _DIR["out"], _CH["online"], _CAT["fee"], False)
+    small = np.flatnonzero(open_ & (balance[:, CD] < 300) & (balance[:, CD] >= 1) & (balance.sum(axis=1) < 300))
+    block(small, np.full(len(small), last_day + 60_000_000), np.full(len(small), 1.0), _DIR["out"], _CH["online"], _CAT["fee"], False)
+
+    out = {key: np.concatenate([b[key] for b in blocks]) for key in blocks[0]}
+    keep = out["amount"] > 0
+    return {key: value[keep] for key, value in out.items()}
+
+
+def _interactions(rng, book, t, cal, live, active, leaving, complaint, min_day, max_day, frac, season) -> dict[str, np.ndarray]:
+    n = len(book.ids)
+    start_us = int(cal.month_start_us[t])
+    e = book.engagement
+    scale = np.where(active, frac, np.where(leaving, 0.4 * frac, 0.0))
+    logins = rng.poisson(book.login_rate * np.clip(np.exp(0.7 * e), 0.2, 4) * scale * (1 + 0.1 * (season > 1)))
+    visits = rng.poisson(book.branch_rate * scale * (0.6 if cal.cny[t] else 1.0))
+    calls = rng.poisson((0.05 + 0.9 * complaint) * scale)
+    complaints = (complaint & live).astype(np.int64)
+    counts = np.stack([logins, complaints, visits, calls])  # order of INTERACTION_KINDS
+    assert INTERACTION_KINDS == ("login", "complaint", "branch_visit", "call_center")
+    kinds = np.repeat(np.arange(4), counts.sum(axis=1))
+    customer = np.concatenate([np.repeat(np.arange(n), c) for c in counts])
+    timestamp = _spread(rng, customer, min_day, max_day, start_us, hours=(6, 24))
+    return {"customer": customer, "timestamp": timestamp, "kind": kinds}
+
+
+def _balances_table(ids, month_day, asset_rows, balance, avg, liability_rows, liability, liability_avg) -> pa.Table:
+    held = np.concatenate([asset_rows, liability_rows], axis=1)
+    end = np.concatenate([balance, liability], axis=1)
+    average = np.concatenate([avg, liability_avg], axis=1)
+    customer, slot = np.nonzero(held)  # row-major: by customer, then product
+    product = np.array([_PROD[p] for p in (*ASSET_PRODUCTS, "mortgage", "consumer_loan", "credit_card")])[slot]
+    return pa.table(
+        {
+            "customer_id": pa.array(ids[customer]),
+            "month": _dates(np.full(len(customer), month_day)),
+            "product": _text(product, PRODUCTS),
+            "balance_month_end": pa.array(np.maximum(end[customer, slot], 0.0)),
+            "balance_month_avg": pa.array(np.maximum(average[customer, slot], 0.0)),
+        },
+        schema=contract_schema("balances"),
+    )
+
+
+# --- the true state -----------------------------------------------------------------------------------------
+
+
+def _hazard_logit(book, t, tenure_next, log_aum_history, complaints_history, td_share, shock, engagement) -> np.ndarray:
+    """Logit of the probability that an active customer starts leaving next month."""
+    h = HAZARD
+    la = log_aum_history[t]
+    back = log_aum_history[max(0, t - 3)]
+    back = np.where(np.isnan(back), la, back)
+    fall = np.clip(-(la - back), 0, 3)
+    fall = np.nan_to_num(fall)
+    complaints = complaints_history[max(0, t - 2) : t + 1].sum(axis=0)
+    products = book.held.sum(axis=1) + (book.mortgage > 0) + (book.loan > 0) + book.card
+    lost = (t - book.payroll_lost_at) <= 6
+    return (
+        h["intercept"]
+        + h["engagement"] * engagement
+        + h["payroll"] * book.payroll
+        + h["payroll_lost_6m"] * lost
+        + h["complaints_3m"] * np.minimum(complaints, 2)
+        + h["aum_fall_3m"] * fall
+        + h["product_count"] * (products - 2)
+        + h["rate_shock_x_time_deposit_share"] * shock * td_share * book.rate_sensitivity
+        + h["tenure_under_12m"] * (tenure_next < 12)
+        + h["low_activity"] * book.low_activity
+        + h["log_aum"] * (np.nan_to_num(la) - 9)
+    )
+
+
+def _exit_probability_3m(h: np.ndarray, closure_p: np.ndarray, inactive_months: int) -> np.ndarray:
+    """P(exit month within the next 3 months) from the next three monthly leaving hazards (columns of h).
+
+    A closure exits in the leaving month; a dormancy exits ``inactive_months`` months after the month
+    the customer drains (when the dormancy definition is first met), so it may fall past the horizon.
+    """
+    survive = np.ones(len(h))
+    total = np.zeros(len(h))
+    for k in range(3):
+        counts = np.where(k + inactive_months <= 2, 1.0, closure_p)
+        total += survive * h[:, k] * counts
+        survive = survive * (1 - h[:, k])
+    return total
+
+
+def _ground_truth(book, t, cfg, tenure, log_aum_history, complaints_history, td_share, shock, tier_end, bounds, balance,
+                  liability, asset_rates, liability_rates, revenue, months) -> dict:
+    upgrade_effect = _upgrade_effect(book)
+    active = book.status == ACTIVE
+    draining = book.status == DRAINING
+    open_now = active | draining | (book.status == DORMANT)
+    n = len(book.ids)
+    # projected hazards for the next three months: engagement reverts to its baseline, the rest stays
+    hs = np.zeros((n, 3))
+    base = np.zeros((n, 3))
+    for k in range(3):
+        e_k = book.baseline + ENGAGEMENT_PERSISTENCE**k * (book.engagement - book.baseline)
+        logit = book.hazard_logit + HAZARD["engagement"] * (e_k - book.engagement)
+        if k > 0:
+            logit = logit - HAZARD["tenure_under_12m"] * ((tenure + 1 < 12) & (tenure + 1 + k >= 12))
+        mult = np.where(book.retention_until >= t + 1 + k, book.retention_multiplier, 1.0)
+        base[:, k] = expit(logit)
+        hs[:, k] = np.minimum(base[:, k] * mult, HAZARD_CAP)
+    has_loans = (book.mortgage > 0) | (book.loan > 0)
+    closure_p = np.clip(CLOSURE_SHARE + 0.2 * (tier_end >= 1) + 0.15 * has_loans + 0.2 * book.closure_bias, 0.05, 0.9)
+    inactive_months = cfg.labels.dormancy_inactive_months
+    p3 = _exit_probability_3m(hs, closure_p, inactive_months)
+    retention_effect = _retention_effect(book, t + 1, complaints_history, td_share)
+    treated_hs = np.minimum(base * (1 - retention_effect)[:, None], HAZARD_CAP)
+    effect = p3 - _exit_probability_3m(treated_hs, closure_p, inactive_months)
+
+    # upgrade: log AUM in three months is normal around its drift; adoption adds a jump
+    kappa = np.where(tenure < 12, WEALTH_REVERSION_NEW, WEALTH_REVERSION)
+    target3 = book.target + 3 * book.growth / 12
+    drift_drain = sum(_drain(book.baseline + ENGAGEMENT_PERSISTENCE ** (k + 1) * (book.engagement - book.baseline)) for k in range(3))
+    la3 = target3 + (book.log_aum - target3) * (1 - kappa) ** 3 + drift_drain
+    sd = np.sqrt(3) * (0.07 + 0.05 * _wealth_share(book))
+    next_bound = np.append(bounds, np.inf)[np.minimum(tier_end + 1, len(bounds))]
+    gap = la3 - np.log(next_bound)
+    adopt_p = ADOPTION_BASE * np.exp(0.35 * book.income + 0.3 * book.engagement + 5 * book.growth) * np.where((tier_end == 1) | (tier_end == 2), 1.5, 1.0)
+    can_adopt = ~book.held[:, _WEALTH].all(axis=1)
+    jump_mean = np.mean(ADOPTION_JUMP)
+    jump_var = (ADOPTION_JUMP[1] - ADOPTION_JUMP[0]) ** 2 / 12
+
+    wind_mean = np.mean(WINDFALL_JUMP)
+    wind_var = (WINDFALL_JUMP[1] - WINDFALL_JUMP[0]) ** 2 / 12
+    p_wind = 1 - (1 - WINDFALL_RATE) ** 3
+
+    def upgrade_probability(first_month_adopt):
+        # at most one jump of either kind in three months (the chance of two is negligible)
+        pa_ = np.where(can_adopt, 1 - (1 - np.minimum(first_month_adopt, 1)) * (1 - adopt_p) ** 2, 0.0)
+        without = ndtr(gap / sd)
+        with_adoption = ndtr((gap + jump_mean) / np.sqrt(sd**2 + jump_var))
+        with_windfall = ndtr((gap + wind_mean) / np.sqrt(sd**2 + wind_var))
+        return (1 - p3) * ((1 - pa_ - p_wind) * without + pa_ * with_adoption + p_wind * with_windfall)
+
+    up = upgrade_probability(adopt_p)
+    up_effect = upgrade_probability(adopt_p + upgrade_effect) - up
+    top = tier_end >= len(bounds) - 1
+    up = np.where(top | ~active, 0.0, up)
+    up_effect = np.where(top | ~active, 0.0, up_effect)
+
+    # expected revenue: today's balances drifting with AUM; fees as this month; survival from the hazards
+    monthly_drift = np.clip((la3 - book.log_aum) / 3, -0.3, 0.3)
+    asset_income = (balance * asset_rates).sum(axis=1)
+    liability_income = (liability * liability_rates).sum(axis=1)
+    base_rev = revenue - asset_income - liability_income  # fees - cost to serve
+    disc = (1 + cfg.labels.clv_annual_discount_rate) ** (-1 / 12)
+    survive = np.ones(n)
+    clv = np.zeros(n)
+    expected_next = np.zeros(n)
+    for k in range(1, cfg.labels.clv_horizon_months + 1):
+        h_k = hs[:, min(k - 1, 2)]
+        survive = survive * (1 - h_k)
+        rev_k = asset_income * np.exp(monthly_drift * min(k, 6)) + liability_income + base_rev
+        if k == 1:
+            expected_next = survive * rev_k
+        clv += survive * rev_k * disc**k
+    clv = np.maximum(clv, 0.0)
+
+    # a drained customer's exit month is already fixed: certain if it falls in the window, 0 once past
+    waiting = (draining | (book.status == DORMANT)) & (book.exit_month > t)
+    churn_hazard = np.where(active, hs[:, 0], np.where(waiting & (book.exit_month == t + 1), 1.0, 0.0))
+    churn_p3 = np.where(active, p3, np.where(waiting & (book.exit_month <= t + 3), 1.0, 0.0))
+    idx = np.flatnonzero(open_now)
+    return {
+        "customer": idx,
+        "month": np.full(len(idx), t),
+        "churn_hazard": churn_hazard[idx],
+        "churn_probability_3m": churn_p3[idx],
+        "upgrade_probability_3m": up[idx],
+        "expected_net_revenue": np.where(active, expected_next, 0.0)[idx],
+        "expected_clv_12m": np.where(active, clv, 0.0)[idx],
+        "campaign_effect": np.where(active, effect, 0.0)[idx],
+        "upgrade_campaign_effect": up_effect[idx],
+        "engagement": book.engagement[idx],
+        "tier": tier_end[idx],
+        "payroll": book.payroll[idx],
+        "at_risk": (active | waiting)[idx],
+    }
+
+
+def _write_chunk_end(sink, chunk, book, cal, ground_truth, contacts, closed_on, stats, months, cfg, bounds) -> None:
+    """Ground truth (needs each customer's eventual exit), campaign contacts, closures and statistics."""
+    names = cfg.value_tiers.names
+    exit_days = np.where(book.exit_month >= 0, np.append(cal.month_end_days, cal.month_end_days[-1] + 31)[np.minimum(book.exit_month, months)], 0)
+    rng_sample = np.random.default_rng([0, chunk])
+    tier_history = np.full((months, len(book.ids)), -1)
+    for t, truth in enumerate(ground_truth):
+        idx = truth["customer"]
+        tier_history[t, idx] = truth["tier"]
+        exit_month = book.exit_month[idx]
+        has_exit = exit_month >= 0
+        sink.partition(
+            GROUND_TRUTH_TABLE,
+            cal.periods[t],
+            chunk,
+            pa.table(
+                {
+                    "customer_id": pa.array(book.ids[idx]),
+                    "month": _dates(np.full(len(idx), cal.month_end_days[t])),
+                    **{k: pa.array(truth[k]) for k in GROUND_TRUTH_SCHEMA.names[2:10]},
+                    "value_tier": _text(truth["tier"], names),
+                    "exit_month": _dates(exit_days[idx], mask=~has_exit),
+                    "exit_type": _text(book.exit_type[idx], EXIT_TYPES),
+                },
+                schema=GROUND_TRUTH_SCHEMA,
+            ),
+        )
+        if t + 3 < months:
+            at_risk = truth["at_risk"]
+            exits = has_exit & (exit_month > t) & (exit_month <= t + 3)
+            score = truth["churn_probability_3m"][at_risk]
+            outcome = exits[at_risk]
+            keep = rng_sample.random(len(score)) < stats.sample_rate
+            stats.scores.append(score[keep].astype(np.float32))
+            stats.outcomes.append(outcome[keep])
+            if t % 3 == 0:
+                stats.quarter_at_risk[t] += at_risk.sum()
+                stats.quarter_exits[t] += outcome.sum()
+                payroll = truth["payroll"][at_risk]
+                for flag in (0, 1):
+                    stats.payroll_at_risk[flag] += (payroll == flag).sum()
+                    stats.payroll_exits[flag] += outcome[payroll == flag].sum()
+    for t in range(months - 3):
+        now, later = tier_history[t], tier_history[t + 3]
+        eligible = (now >= 0) & (now < len(bounds) - 1)
+        stats.upgrade_at_risk += int(eligible.sum())
+        stats.upgrades += int((eligible & (later > now)).sum())
+    stats.final_tier.append(ground_truth[-1]["tier"])
+    stats.final_aum.append(ground_truth[-1]["aum"])
+
+    rows = {k: np.concatenate([c[k] for c in contacts]) for k in contacts[0]}
+    periods = np.array(cal.periods)[rows["month"]]
+    offers = np.array(OFFERS)[rows["offer"]]
+    campaign_id = np.char.add(np.char.add(periods.astype(str), "-"), offers.astype(str))
+    sink.append(
+        "campaign_contacts",
+        pa.table(
+            {
+                "customer_id": pa.array(book.ids[rows["customer"]]),
+                "timestamp": _timestamps(rows["timestamp"]),
+                "campaign_id": pa.array(campaign_id, pa.string()),
+                "offer": pa.array(offers, pa.string()),
+                "treated": pa.array(rows["treated"].astype(bool)),
+                "responded": pa.array(rows["responded"].astype(bool)),
+            },
+            schema=contract_schema("campaign_contacts"),
+        ),
+    )
+    closed = closed_on >= 0
+    sink.append(
+        "closures",
+        pa.table(
+            {"customer_id": pa.array(book.ids[closed]), "closed_date": _dates(closed_on[closed])},
+            schema=contract_schema("closures"),
+        ),
+    )
