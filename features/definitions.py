@@ -1,0 +1,654 @@
+"""The one definition of every customer-month feature and label, as SQL (DuckDB dialect).
+
+Each feature family is a small function returning named select expressions; :func:`pipeline` strings them
+into a few SQL steps that DuckDB runs as written and Spark runs after ``sqlglot`` transpiles them. The SQL
+keeps to what both engines share: integer month indexes (``year * 12 + month - 1``) instead of date
+arithmetic, ``ROWS`` window frames over a dense customer x month spine, ``NULLIF`` around every divisor
+(Spark runs in ANSI mode).
+
+Pipeline
+--------
+1. ``span``: one row per customer with onboarding, closure and birth month indexes.
+2. ``txn_monthly``, ``balance_monthly``, ``interaction_monthly``, ``campaign_monthly``: one row per customer
+   and month of each source table, reading only the months the requested output needs.
+3. ``monthly``: the dense spine (every month a customer is active at month end, from onboarding - or the
+   first month read - to the month before closure) left-joined to those aggregates.
+4. ``base``: adds the month-over-month flags that need the previous month (tier changes, products opened).
+5. ``customer_month_features``: trailing-window features (``ROWS BETWEEN k-1 PRECEDING AND CURRENT ROW``).
+6. ``customer_month_labels``: forward-window labels; the final select keeps the requested as_of months.
+
+Point in time: a feature at ``as_of`` reads only spine rows at or before ``as_of``, and a month's row holds
+only data dated in that month, so nothing dated after ``as_of`` reaches it. Features that look back without
+a fixed window (months since the last salary, months in the value tier) look back at most
+:data:`HISTORY_MONTHS`, so that building only the latest month reads a bounded slice of history and gives
+exactly the rows a full build gives.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Literal
+
+from custbase.config import Config
+from features.contract import (
+    ASSET_PRODUCTS,
+    CHANNELS,
+    DIGITAL_CHANNELS,
+    LIABILITY_PRODUCTS,
+    NON_CUSTOMER_INITIATED_CATEGORIES,
+    OFFERS,
+    PRODUCTS,
+    TRANSACTION_CATEGORIES,
+)
+
+#: The longest look-back of any feature: "months since" and "months in tier" features are capped here.
+HISTORY_MONTHS = 24
+#: Window lengths (months) of the windowed transaction features.
+WINDOWS: tuple[int, ...] = (1, 3, 6, 12)
+#: Interaction kinds that are the customer's own doing (with customer-initiated transactions: "activity").
+ACTIVITY_INTERACTIONS = ("login", "branch_visit", "call_center")
+
+DType = Literal["int64", "float64", "str"]
+_SPINE = "PARTITION BY customer_id ORDER BY month_idx"
+_ONE_DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One output column: its name, SQL expression over the ``base`` step, dtype and business meaning."""
+
+    name: str
+    sql: str
+    dtype: DType
+    family: str
+    description: str
+    requires: tuple[str, ...] = ("transactions",)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One named SQL step (a view in either engine)."""
+
+    name: str
+    sql: str
+
+
+@dataclass(frozen=True)
+class MonthRange:
+    """The months of one build, as month indexes (``year * 12 + month - 1``).
+
+    ``start``-``end`` are the output as_of months; ``read_start``-``read_end`` the months read from the raw
+    tables (history for trailing windows, the label horizon after ``end``); ``first`` the data's first month
+    (nothing before it is known, so no spine row precedes it); ``last`` the last complete month of the data.
+    """
+
+    first: int
+
+    start: int
+    end: int
+    last: int
+    read_start: int
+    read_end: int
+
+
+# ----------------------------------------------------------------------------------------------- months
+
+
+def month_index(day: date) -> int:
+    """``year * 12 + month - 1``: consecutive months are consecutive integers."""
+    return day.year * 12 + day.month - 1
+
+
+def month_end(index: int) -> date:
+    """The last day of the month with index ``index``."""
+    year, month0 = divmod(index, 12)
+    return date(year, month0 + 1, calendar.monthrange(year, month0 + 1)[1])
+
+
+def last_complete_month(data_end: date) -> int:
+    """Index of the last month whose month end is on or before ``data_end``."""
+    index = month_index(data_end)
+    return index if data_end >= month_end(index) else index - 1
+
+
+def month_range(config: Config, *, data_end: date, first_data_month: int, start: int | None, end: int | None) -> MonthRange:
+    """The output and read months of a build; raises if the requested months hold no complete month.
+
+    ``first_data_month`` is the month of the first transaction: the default ``start``, and the first spine
+    month (months before it would look like months without any activity).
+    """
+    last = last_complete_month(data_end)
+    start = first_data_month if start is None else max(start, first_data_month)
+    end = last if end is None else min(end, last)
+    if start > end:
+        raise ValueError(
+            f"no as_of month to build: from {month_end(start)} to {month_end(end)} "
+            f"(the data's last complete month is {month_end(last)}); check --from/--to"
+        )
+    labels = config.labels
+    lookback = max(HISTORY_MONTHS, labels.dormancy_inactive_months, max(WINDOWS))
+    horizon = max(labels.churn_horizon_months, labels.upgrade_horizon_months, labels.clv_horizon_months)
+    return MonthRange(first=first_data_month, start=start, end=end, last=last,
+                      read_start=max(start - lookback, first_data_month), read_end=min(end + horizon, last))
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+
+def trailing(aggregate: str, months: int) -> str:
+    """``aggregate`` over the ``months`` spine rows ending at the current one (1 = this month only)."""
+    return f"{aggregate} OVER ({_SPINE} ROWS BETWEEN {months - 1} PRECEDING AND CURRENT ROW)"
+
+
+def trailing_sum(column: str, months: int) -> str:
+    return column if months == 1 else trailing(f"SUM({column})", months)
+
+
+def previous(column: str, months: int = 1) -> str:
+    return f"LAG({column}, {months}) OVER ({_SPINE})"
+
+
+def following(column: str, months: int) -> str:
+    return f"LEAD({column}, {months}) OVER ({_SPINE})"
+
+
+def ratio(numerator: str, denominator: str) -> str:
+    """ANSI-safe division: null when the denominator is 0."""
+    return f"CAST({numerator} AS DOUBLE) / NULLIF({denominator}, 0)"
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _in_list(values: tuple[str, ...]) -> str:
+    return "(" + ", ".join(_quote(v) for v in values) + ")"
+
+
+def _month_of(column: str) -> str:
+    return f"(YEAR({column}) * 12 + MONTH({column}) - 1)"
+
+
+def value_tier_rank_sql(aum: str, config: Config) -> str:
+    """Rank of the value tier whose lower bound is the last one at or below ``aum`` (0 = lowest)."""
+    bounds = config.value_tiers.lower_bounds
+    cases = " ".join(f"WHEN {aum} >= {bounds[i]!r} THEN {i}" for i in range(len(bounds) - 1, 0, -1))
+    return f"(CASE {cases} ELSE 0 END)" if cases else "0"
+
+
+def value_tier_name_sql(rank: str, config: Config) -> str:
+    cases = " ".join(f"WHEN {i} THEN {_quote(name)}" for i, name in enumerate(config.value_tiers.names))
+    return f"(CASE {rank} {cases} END)"
+
+
+# ----------------------------------------------------------------------------------------------- monthly aggregates
+
+
+def _txn_monthly(r: MonthRange, only: str = "") -> str:
+    first, after = month_end(r.read_start - 1), month_end(r.read_end)
+    channels = [f"COUNT(CASE WHEN channel = {_quote(c)} THEN 1 END) AS txn_count_{c}" for c in CHANNELS]
+    categories = [f"SUM(CASE WHEN category = {_quote(c)} THEN amount ELSE 0 END) AS txn_amount_{c}" for c in TRANSACTION_CATEGORIES]
+    return f"""
+SELECT customer_id, month_idx,
+  COUNT(*) AS txn_count,
+  {", ".join(channels)},
+  {", ".join(categories)},
+  SUM(CASE WHEN direction = 'in' THEN amount ELSE 0 END) AS txn_amount_in,
+  SUM(CASE WHEN direction = 'out' THEN amount ELSE 0 END) AS txn_amount_out,
+  COUNT(CASE WHEN category = 'salary' THEN 1 END) AS salary_count,
+  COUNT(CASE WHEN category NOT IN {_in_list(NON_CUSTOMER_INITIATED_CATEGORIES)} THEN 1 END) AS customer_txn_count
+FROM (
+  SELECT CAST(customer_id AS BIGINT) AS customer_id, {_month_of('CAST("timestamp" AS TIMESTAMP)')} AS month_idx,
+    CAST(amount AS DOUBLE) AS amount, direction, channel, category
+  FROM raw_transactions
+  WHERE "timestamp" >= CAST('{first + _ONE_DAY}' AS TIMESTAMP) AND "timestamp" < CAST('{after + _ONE_DAY}' AS TIMESTAMP){only}
+) AS t
+GROUP BY customer_id, month_idx"""
+
+
+def _balance_monthly(r: MonthRange, config: Config, only: str = "") -> str:
+    rates = config.revenue.annual_rate
+    per_product = []
+    for p in PRODUCTS:
+        per_product.append(f"SUM(CASE WHEN product = {_quote(p)} THEN balance_month_end ELSE 0 END) AS balance_{p}")
+        per_product.append(f"CASE WHEN COUNT(CASE WHEN product = {_quote(p)} THEN 1 END) > 0 THEN 1 ELSE 0 END AS held_{p}")
+    margin = " ".join(f"WHEN {_quote(p)} THEN {rates.get(p, 0.0) / 12!r}" for p in PRODUCTS)
+    return f"""
+SELECT customer_id, month_idx,
+  {", ".join(per_product)},
+  SUM(CASE WHEN product IN {_in_list(ASSET_PRODUCTS)} THEN balance_month_end ELSE 0 END) AS aum,
+  SUM(CASE WHEN product IN {_in_list(LIABILITY_PRODUCTS)} THEN balance_month_end ELSE 0 END) AS liabilities,
+  COUNT(DISTINCT product) AS product_count,
+  SUM(balance_month_avg * (CASE product {margin} ELSE 0.0 END)) AS balance_revenue
+FROM (
+  SELECT CAST(customer_id AS BIGINT) AS customer_id, {_month_of('CAST("month" AS DATE)')} AS month_idx, product,
+    CAST(balance_month_end AS DOUBLE) AS balance_month_end, CAST(balance_month_avg AS DOUBLE) AS balance_month_avg
+  FROM raw_balances
+  WHERE "month" >= CAST('{month_end(r.read_start - 1) + _ONE_DAY}' AS DATE) AND "month" <= CAST('{month_end(r.read_end)}' AS DATE){only}
+) AS b
+GROUP BY customer_id, month_idx"""
+
+
+def _interaction_monthly(r: MonthRange, only: str = "") -> str:
+    first, after = month_end(r.read_start - 1), month_end(r.read_end)
+    return f"""
+SELECT customer_id, month_idx,
+  COUNT(CASE WHEN kind = 'login' THEN 1 END) AS logins,
+  COUNT(CASE WHEN kind = 'complaint' THEN 1 END) AS complaints,
+  COUNT(CASE WHEN kind = 'branch_visit' THEN 1 END) AS branch_visits,
+  COUNT(CASE WHEN kind = 'call_center' THEN 1 END) AS call_center_calls
+FROM (
+  SELECT CAST(customer_id AS BIGINT) AS customer_id, {_month_of('CAST("timestamp" AS TIMESTAMP)')} AS month_idx, kind
+  FROM raw_interactions
+  WHERE "timestamp" >= CAST('{first + _ONE_DAY}' AS TIMESTAMP) AND "timestamp" < CAST('{after + _ONE_DAY}' AS TIMESTAMP){only}
+) AS i
+GROUP BY customer_id, month_idx"""
+
+
+def _campaign_monthly(r: MonthRange, only: str = "") -> str:
+    first, after = month_end(r.read_start - 1), month_end(r.read_end)
+    offers = [f"COUNT(CASE WHEN treated AND offer = {_quote(o)} THEN 1 END) AS campaign_contacts_{o}" for o in OFFERS]
+    return f"""
+SELECT customer_id, month_idx,
+  COUNT(CASE WHEN treated THEN 1 END) AS campaign_contacts,
+  COUNT(CASE WHEN treated AND responded THEN 1 END) AS campaign_responses,
+  {", ".join(offers)}
+FROM (
+  SELECT CAST(customer_id AS BIGINT) AS customer_id, {_month_of('CAST("timestamp" AS TIMESTAMP)')} AS month_idx,
+    offer, CAST(treated AS BOOLEAN) AS treated, CAST(responded AS BOOLEAN) AS responded
+  FROM raw_campaign_contacts
+  WHERE "timestamp" >= CAST('{first + _ONE_DAY}' AS TIMESTAMP) AND "timestamp" < CAST('{after + _ONE_DAY}' AS TIMESTAMP){only}
+) AS c
+GROUP BY customer_id, month_idx"""
+
+
+MONTHLY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "transactions": (
+        "txn_count",
+        *(f"txn_count_{c}" for c in CHANNELS),
+        *(f"txn_amount_{c}" for c in TRANSACTION_CATEGORIES),
+        "txn_amount_in",
+        "txn_amount_out",
+        "salary_count",
+        "customer_txn_count",
+    ),
+    "balances": (
+        *(col for p in PRODUCTS for col in (f"balance_{p}", f"held_{p}")),
+        "aum",
+        "liabilities",
+        "product_count",
+        "balance_revenue",
+    ),
+    "interactions": ("logins", "complaints", "branch_visits", "call_center_calls"),
+    "campaign_contacts": ("campaign_contacts", "campaign_responses", *(f"campaign_contacts_{o}" for o in OFFERS)),
+}
+#: Source table -> (monthly step, alias in the ``monthly`` join).
+_MONTHLY_STEP = {
+    "transactions": ("txn_monthly", "t"),
+    "balances": ("balance_monthly", "b"),
+    "interactions": ("interaction_monthly", "i"),
+    "campaign_contacts": ("campaign_monthly", "c"),
+}
+
+
+# ----------------------------------------------------------------------------------------------- spine
+
+
+def _span(tables: frozenset[str], only: str = "") -> str:
+    closures = (
+        f"LEFT JOIN (SELECT CAST(customer_id AS BIGINT) AS customer_id, MIN({_month_of('CAST(closed_date AS DATE)')}) AS closure_idx "
+        "FROM raw_closures GROUP BY customer_id) AS cl ON cl.customer_id = c.customer_id"
+        if "closures" in tables
+        else ""
+    )
+    closure = "cl.closure_idx" if "closures" in tables else "CAST(NULL AS BIGINT)"
+    return f"""
+SELECT c.customer_id, c.birth_idx, c.gender, c.city_tier, c.income_band, c.onboard_idx, {closure} AS closure_idx
+FROM (
+  SELECT CAST(customer_id AS BIGINT) AS customer_id, {_month_of('CAST(birth_date AS DATE)')} AS birth_idx,
+    CAST(gender AS VARCHAR) AS gender, CAST(city_tier AS VARCHAR) AS city_tier, CAST(income_band AS VARCHAR) AS income_band,
+    {_month_of('CAST(onboarding_date AS DATE)')} AS onboard_idx
+  FROM raw_customers
+  WHERE TRUE{only}
+) AS c
+{closures}"""
+
+
+def _monthly(tables: frozenset[str], config: Config) -> str:
+    joins, columns = [], []
+    for table, (step, alias) in _MONTHLY_STEP.items():
+        if table not in tables:
+            continue
+        joins.append(f"LEFT JOIN {step} AS {alias} ON {alias}.customer_id = s.customer_id AND {alias}.month_idx = s.month_idx")
+        columns += [f"COALESCE({alias}.{col}, 0) AS {col}" for col in MONTHLY_COLUMNS[table]]
+    alias_of = {table: alias for table, (_, alias) in _MONTHLY_STEP.items()}
+
+    def col(table: str, name: str) -> str:
+        return f"COALESCE({alias_of[table]}.{name}, 0)"
+
+    activity = [f"{col('transactions', 'customer_txn_count')}"]
+    if "interactions" in tables:
+        activity += [col("interactions", c) for c in ("logins", "branch_visits", "call_center_calls")]
+    derived = [f"CASE WHEN {' + '.join(activity)} > 0 THEN 1 ELSE 0 END AS active"]
+    revenue = [col("transactions", "txn_amount_fee"), f"-{config.revenue.cost_to_serve_monthly!r}"]
+    if "balances" in tables:
+        revenue.insert(0, col("balances", "balance_revenue"))
+        derived.append(f"{value_tier_rank_sql(col('balances', 'aum'), config)} AS tier_rank")
+    derived.append(f"({' + '.join(revenue)}) AS net_revenue")
+    return f"""
+SELECT s.customer_id, s.month_idx, s.as_of, s.birth_idx, s.gender, s.city_tier, s.income_band, s.onboard_idx, s.closure_idx,
+  {", ".join(columns + derived)}
+FROM (
+  SELECT sp.customer_id, m.month_idx, m.as_of, sp.birth_idx, sp.gender, sp.city_tier, sp.income_band, sp.onboard_idx, sp.closure_idx
+  FROM span AS sp JOIN months AS m
+    ON m.month_idx >= sp.onboard_idx AND (sp.closure_idx IS NULL OR m.month_idx < sp.closure_idx)
+) AS s
+{chr(10).join(joins)}"""
+
+
+def _base(tables: frozenset[str]) -> str:
+    extra = []
+    if "balances" in tables:
+        before = previous("tier_rank")
+        # Encoded so one trailing MAX finds both the month of the last tier change and the tier before it.
+        extra.append(
+            f"CASE WHEN {before} IS NULL OR {before} <> tier_rank "
+            f"THEN month_idx * 16 + COALESCE({before} + 1, 0) END AS tier_change_code"
+        )
+        opened = " + ".join(f"CASE WHEN held_{p} = 1 AND COALESCE({previous(f'held_{p}')}, 0) = 0 THEN 1 ELSE 0 END" for p in PRODUCTS)
+        closed = " + ".join(f"CASE WHEN held_{p} = 0 AND COALESCE({previous(f'held_{p}')}, 0) = 1 THEN 1 ELSE 0 END" for p in PRODUCTS)
+        extra += [f"({opened}) AS products_opened", f"({closed}) AS products_closed"]
+    return f"SELECT m.*{''.join(', ' + e for e in extra)} FROM monthly AS m"
+
+
+# ----------------------------------------------------------------------------------------------- feature families
+
+
+@dataclass(frozen=True)
+class Context:
+    config: Config
+    tables: frozenset[str]
+
+
+def profile(ctx: Context) -> list[Feature]:
+    req = ("customers",)
+    return [
+        Feature("age", f"CAST(FLOOR((month_idx - birth_idx) / 12.0) AS DOUBLE)", "float64", "profile",
+                "Age in completed years at as_of (null when the birth date is unknown).", req),
+        Feature("tenure_months", "month_idx - onboard_idx", "int64", "profile",
+                "Months since the customer's onboarding month (0 = onboarded this month).", req),
+        Feature("gender", "gender", "str", "profile", "Gender code (F, M, U).", req),
+        Feature("city_tier", "city_tier", "str", "profile", "Tier of the customer's home city (tier1 = largest).", req),
+        Feature("income_band", "income_band", "str", "profile", "Declared or estimated income band.", req),
+    ]
+
+
+def balances(ctx: Context) -> list[Feature]:
+    req = ("balances",)
+    out = [
+        Feature("aum_month_end", "aum", "float64", "balances", "Assets under management (sum of asset-product balances) at month end.", req),
+        *(Feature(f"aum_avg_{w}m", trailing("AVG(aum)", w), "float64", "balances",
+                  f"Average month-end AUM over the last {w} months.", req) for w in (3, 6, 12)),
+        *(Feature(f"aum_change_ratio_{k}m", f"{ratio('aum', previous('aum', k))} - 1", "float64", "balances",
+                  f"AUM now / AUM {k} month{'s' if k > 1 else ''} ago - 1 (null when that AUM was 0 or unknown).", req)
+          for k in (1, 3, 6)),
+        Feature("aum_trend_slope_6m", trailing("REGR_SLOPE(aum, month_idx)", 6), "float64", "balances",
+                "Least-squares slope of month-end AUM over the last 6 months (currency per month).", req),
+        Feature("aum_drawdown_12m", f"1 - {ratio('aum', trailing('MAX(aum)', 12))}", "float64", "balances",
+                "Fall of AUM from its 12-month maximum, as a share of that maximum (0 = at the maximum).", req),
+        Feature("liabilities_month_end", "liabilities", "float64", "balances", "Amount owed on loans and cards at month end.", req),
+    ]
+    out += [Feature(f"balance_{p}", f"balance_{p}", "float64", "balances", f"Month-end balance of {p.replace('_', ' ')}.", req)
+            for p in PRODUCTS]
+    return out
+
+
+def value_tier(ctx: Context) -> list[Feature]:
+    req = ("balances",)
+    cfg = ctx.config
+    last_change = trailing("MAX(tier_change_code)", HISTORY_MONTHS)
+    months_in = f"(month_idx - CAST(FLOOR({last_change} / 16.0) AS BIGINT) + 1)"
+    previous_rank = f"(CAST({last_change} AS BIGINT) % 16 - 1)"
+    return [
+        Feature("value_tier", value_tier_name_sql("tier_rank", cfg), "str", "value_tier",
+                "Value tier from month-end AUM (config.value_tiers).", req),
+        Feature("value_tier_rank", "tier_rank", "int64", "value_tier", "Rank of the value tier (0 = lowest tier).", req),
+        Feature("months_in_value_tier", f"CASE WHEN {last_change} IS NULL THEN {HISTORY_MONTHS} ELSE {months_in} END",
+                "int64", "value_tier",
+                f"Consecutive months in the current value tier, counting this one (capped at {HISTORY_MONTHS}).", req),
+        Feature("previous_value_tier", f"CASE WHEN {last_change} IS NOT NULL AND {previous_rank} >= 0 "
+                f"THEN {value_tier_name_sql(previous_rank, cfg)} END", "str", "value_tier",
+                f"Tier held before the current one, if it changed within {HISTORY_MONTHS} months (else null).", req),
+        Feature("value_tier_rank_max_12m", trailing("MAX(tier_rank)", 12), "int64", "value_tier",
+                "Highest value-tier rank over the last 12 months.", req),
+    ]
+
+
+def products(ctx: Context) -> list[Feature]:
+    req = ("balances",)
+    return [
+        Feature("product_count", "product_count", "int64", "products", "Number of products held at month end.", req),
+        *(Feature(f"holds_{p}", f"held_{p}", "int64", "products", f"1 if the customer holds {p.replace('_', ' ')}.", req)
+          for p in PRODUCTS),
+        Feature("products_opened_3m", trailing_sum("products_opened", 3), "int64", "products",
+                "Products newly held in the last 3 months.", req),
+        Feature("products_closed_3m", trailing_sum("products_closed", 3), "int64", "products",
+                "Products no longer held, dropped in the last 3 months.", req),
+    ]
+
+
+def transactions(ctx: Context) -> list[Feature]:
+    out = []
+    for w in WINDOWS:
+        out.append(Feature(f"txn_count_{w}m", trailing_sum("txn_count", w), "int64", "transactions",
+                           f"Transactions in the last {w} month(s)."))
+        out += [Feature(f"txn_count_{c}_{w}m", trailing_sum(f"txn_count_{c}", w), "int64", "transactions",
+                        f"Transactions through {c} in the last {w} month(s).") for c in CHANNELS]
+        out += [Feature(f"txn_amount_{c}_{w}m", trailing_sum(f"txn_amount_{c}", w), "float64", "transactions",
+                        f"Amount of {c.replace('_', ' ')} transactions in the last {w} month(s).") for c in TRANSACTION_CATEGORIES]
+        out += [Feature(f"txn_amount_{d}_{w}m", trailing_sum(f"txn_amount_{d}", w), "float64", "transactions",
+                        f"Amount credited ({d}) in the last {w} month(s)." if d == "in" else
+                        f"Amount debited ({d}) in the last {w} month(s).") for d in ("in", "out")]
+    digital = " + ".join(f"txn_count_{c}" for c in DIGITAL_CHANNELS)
+    for w in (3, 12):
+        out.append(Feature(f"digital_share_{w}m", ratio(trailing(f"SUM({digital})", w), trailing("SUM(txn_count)", w)),
+                           "float64", "transactions",
+                           f"Share of the last {w} months' transactions made on mobile or online (null without transactions)."))
+    out += [
+        Feature("txn_net_flow_3m", f"{trailing_sum('txn_amount_in', 3)} - {trailing_sum('txn_amount_out', 3)}", "float64",
+                "transactions", "Money in minus money out over the last 3 months."),
+        Feature("salary_months_6m", trailing("SUM(CASE WHEN salary_count > 0 THEN 1 ELSE 0 END)", 6), "int64", "transactions",
+                "Months with a salary credit among the last 6 (payroll regularity)."),
+        Feature("months_since_last_salary",
+                f"month_idx - {trailing('MAX(CASE WHEN salary_count > 0 THEN month_idx END)', HISTORY_MONTHS)}",
+                "float64", "transactions",
+                f"Months since the last month with a salary credit (0 = this month; null if none in {HISTORY_MONTHS} months)."),
+    ]
+    return out
+
+
+def engagement(ctx: Context) -> list[Feature]:
+    out = [
+        Feature("months_since_last_activity",
+                f"month_idx - {trailing('MAX(CASE WHEN active = 1 THEN month_idx END)', HISTORY_MONTHS)}", "float64", "engagement",
+                "Months since the last month with customer-initiated activity: own transactions, or logins, branch visits, "
+                f"calls (0 = this month; null if none in {HISTORY_MONTHS} months)."),
+        Feature("active_months_12m", trailing("SUM(active)", 12), "int64", "engagement",
+                "Months with customer-initiated activity among the last 12."),
+        Feature("customer_txn_count_3m", trailing_sum("customer_txn_count", 3), "int64", "engagement",
+                "Customer-initiated transactions (not salary, interest or fees) in the last 3 months."),
+    ]
+    out += [Feature(f"logins_{w}m", trailing_sum("logins", w), "int64", "engagement",
+                    f"App or web logins in the last {w} month(s).", ("interactions",)) for w in (1, 3, 12)]
+    return out
+
+
+def service(ctx: Context) -> list[Feature]:
+    req = ("interactions",)
+    out = []
+    for column, words in (("complaints", "Complaints"), ("branch_visits", "Branch visits"), ("call_center_calls", "Call-centre calls")):
+        out += [Feature(f"{column}_{w}m", trailing_sum(column, w), "int64", "service", f"{words} in the last {w} months.", req)
+                for w in (3, 12)]
+    return out
+
+
+def campaigns(ctx: Context) -> list[Feature]:
+    req = ("campaign_contacts",)
+
+    def settled(column: str, months: int) -> str:
+        # Responses are recorded on the contact row; a contact made this month may still be answered later,
+        # so only contacts of the previous `months` months count.
+        return f"COALESCE(SUM({column}) OVER ({_SPINE} ROWS BETWEEN {months} PRECEDING AND 1 PRECEDING), 0)"
+
+    out = [Feature(f"campaign_contacts_{w}m", trailing_sum("campaign_contacts", w), "int64", "campaigns",
+                   f"Campaign offers made to the customer (treated contacts) in the last {w} months.", req) for w in (6, 12)]
+    out += [Feature(f"campaign_responses_{w}m", settled("campaign_responses", w), "int64", "campaigns",
+                    f"Offers taken up, among offers made in the {w} months before the as_of month.", req) for w in (6, 12)]
+    out += [Feature(f"campaign_contacts_{o}_12m", trailing_sum(f"campaign_contacts_{o}", 12), "int64", "campaigns",
+                    f"{o.replace('_', '-').capitalize()} offers made in the last 12 months.", req) for o in OFFERS]
+    return out
+
+
+def revenue(ctx: Context) -> list[Feature]:
+    return [Feature(f"net_revenue_{w}m", trailing_sum("net_revenue", w), "float64", "revenue",
+                    f"Net revenue to the bank over the last {w} month(s): balance margins + fees - cost to serve.")
+            for w in (1, 3, 12)]
+
+
+def dormancy_sql(ctx: Context) -> str:
+    """1 when the customer is dormant at the row's month m, else 0.
+
+    Dormant(m): month-end AUM below ``labels.dormancy_aum_threshold`` (dropped without a balances table) and no
+    customer-initiated activity in each of the k = ``labels.dormancy_inactive_months`` months ending at m (a
+    customer with fewer than k months of tenure is not dormant).
+    """
+    labels = ctx.config.labels
+    k = labels.dormancy_inactive_months
+    conditions = [f"{trailing('COUNT(*)', k)} = {k}", f"{trailing('SUM(active)', k)} = 0"]
+    if "balances" in ctx.tables:
+        conditions.insert(0, f"aum < {labels.dormancy_aum_threshold!r}")
+    return f"CASE WHEN {' AND '.join(conditions)} THEN 1 ELSE 0 END"
+
+
+def dormancy(ctx: Context) -> list[Feature]:
+    return [Feature("is_dormant", "dormant", "int64", "dormancy",
+                    "1 if dormant at as_of: AUM below the dormancy threshold and no customer-initiated activity "
+                    "in the last k months (config.labels).")]
+
+
+#: Feature families in output order. Each is one function of the build context.
+FAMILIES: dict[str, Callable[[Context], list[Feature]]] = {
+    "profile": profile,
+    "balances": balances,
+    "value_tier": value_tier,
+    "products": products,
+    "transactions": transactions,
+    "engagement": engagement,
+    "service": service,
+    "campaigns": campaigns,
+    "revenue": revenue,
+    "dormancy": dormancy,
+}
+
+
+def features_for(config: Config, tables: frozenset[str] | set[str]) -> list[Feature]:
+    """The features computable from ``tables``, in output order."""
+    ctx = Context(config, frozenset(tables))
+    return [f for family in FAMILIES.values() for f in family(ctx) if set(f.requires) <= ctx.tables]
+
+
+# ----------------------------------------------------------------------------------------------- labels
+
+LABEL_COLUMNS: tuple[str, ...] = ("churn_3m", "upgrade_3m", "clv_12m")
+
+
+def label_columns(tables: frozenset[str] | set[str]) -> tuple[str, ...]:
+    """Labels computable from ``tables``: upgrade needs value tiers, so a balances table."""
+    return tuple(c for c in LABEL_COLUMNS if c != "upgrade_3m" or "balances" in tables)
+
+
+def label_sql(ctx: Context, r: MonthRange) -> dict[str, str]:
+    """Label expressions over the feature step (one row per customer and active month).
+
+    ``churn_3m``: 1 if the customer exits within H = ``churn_horizon_months`` months after as_of: a closure dated
+    in (as_of, as_of + H], or dormancy (see :func:`dormancy_sql`) reached at some month-end in (as_of, as_of + H].
+    Computed for every row; the churn population is ``is_dormant == 0``.
+    ``upgrade_3m``: 1 if the value tier at as_of + H (``upgrade_horizon_months``) is above the tier at as_of;
+    0 if the customer closed by then; null for rows already in the top tier.
+    ``clv_12m``: max(0, sum over h = 1..H (``clv_horizon_months``) of net revenue in month as_of + h discounted by
+    (1 + ``clv_annual_discount_rate``) ** (h / 12)); months from the closure month on contribute 0.
+    Every label is null when as_of + H is after the data's last complete month.
+    """
+    labels = ctx.config.labels
+    out = {}
+    h = labels.churn_horizon_months
+    closed_by = f"(closure_idx IS NOT NULL AND closure_idx <= month_idx + {h})"
+    dormant_ahead = f"COALESCE(MAX(dormant) OVER ({_SPINE} ROWS BETWEEN 1 FOLLOWING AND {h} FOLLOWING), 0) = 1"
+    out["churn_3m"] = (f"CASE WHEN month_idx + {h} > {r.last} THEN CAST(NULL AS DOUBLE) "
+                       f"WHEN {closed_by} OR {dormant_ahead} THEN 1.0 ELSE 0.0 END")
+    if "balances" in ctx.tables:
+        h = labels.upgrade_horizon_months
+        top = len(ctx.config.value_tiers.names) - 1
+        out["upgrade_3m"] = (
+            f"CASE WHEN month_idx + {h} > {r.last} OR tier_rank >= {top} THEN CAST(NULL AS DOUBLE) "
+            f"WHEN closure_idx IS NOT NULL AND closure_idx <= month_idx + {h} THEN 0.0 "
+            f"WHEN {following('tier_rank', h)} > tier_rank THEN 1.0 ELSE 0.0 END"
+        )
+    h = labels.clv_horizon_months
+    rate = labels.clv_annual_discount_rate
+    # The spine stops before the closure month, so LEAD is null (revenue 0) from then on.
+    terms = " + ".join(f"COALESCE({following('net_revenue', i)}, 0) * {(1 + rate) ** (-i / 12)!r}" for i in range(1, h + 1))
+    out["clv_12m"] = f"CASE WHEN month_idx + {h} > {r.last} THEN CAST(NULL AS DOUBLE) ELSE GREATEST(0.0, {terms}) END"
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- pipeline
+
+
+def pipeline(config: Config, tables: frozenset[str] | set[str], r: MonthRange,
+             bucket: tuple[int, int] = (0, 1)) -> tuple[list[Step], str]:
+    """The SQL steps of one build and the final select (DuckDB dialect).
+
+    ``bucket = (b, n)`` keeps the customers with ``customer_id % n == b``: every feature and label is a
+    function of one customer's rows, so a large bank can be built in exact slices that fit in memory.
+
+    The steps read views ``raw_<table>`` for each present table and ``months`` (``month_idx``, ``as_of``:
+    the months ``r.read_start``..``r.read_end``); the final select returns ``customer_id``, ``as_of``, the
+    features and the labels for as_of months ``r.start``..``r.end`` (unordered: a global sort would make
+    Spark run the whole plan twice, once to sample the sort keys).
+    """
+    ctx = Context(config, frozenset(tables))
+    b, n = bucket
+    only = f" AND CAST(customer_id AS BIGINT) % {n} = {b}" if n > 1 else ""
+    steps = [Step("span", _span(ctx.tables, only))]
+    steps.append(Step("txn_monthly", _txn_monthly(r, only)))
+    if "balances" in ctx.tables:
+        steps.append(Step("balance_monthly", _balance_monthly(r, config, only)))
+    if "interactions" in ctx.tables:
+        steps.append(Step("interaction_monthly", _interaction_monthly(r, only)))
+    if "campaign_contacts" in ctx.tables:
+        steps.append(Step("campaign_monthly", _campaign_monthly(r, only)))
+    steps.append(Step("monthly", _monthly(ctx.tables, config)))
+    steps.append(Step("base", _base(ctx.tables)))
+    feats = features_for(config, ctx.tables)
+    carried = ["customer_id", "month_idx", "as_of", "closure_idx", "net_revenue"]
+    if "balances" in ctx.tables:
+        carried.append("tier_rank")
+    selects = [*carried, f"{dormancy_sql(ctx)} AS dormant"]
+    selects += [f"CAST({f.sql} AS {_SQL_TYPE[f.dtype]}) AS {f.name}" for f in feats if f.name != "is_dormant"]
+    steps.append(Step("customer_month_features", f"SELECT {', '.join(selects)} FROM base"))
+    labels = label_sql(ctx, r)
+    steps.append(Step("customer_month_labels",
+                      "SELECT f.*, " + ", ".join(f"{sql} AS {name}" for name, sql in labels.items())
+                      + " FROM customer_month_features AS f"))
+    columns = ["customer_id", "as_of", *(("CAST(dormant AS BIGINT) AS is_dormant" if f.name == "is_dormant" else f.name) for f in feats),
+               *labels]
+    final = (f"SELECT {', '.join(columns)} FROM customer_month_labels "
+             f"WHERE month_idx BETWEEN {r.start} AND {r.end}")
+    return steps, final
+
+
+_SQL_TYPE = {"int64": "BIGINT", "float64": "DOUBLE", "str": "VARCHAR"}
