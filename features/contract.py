@@ -213,8 +213,26 @@ CLOSURES = Table(
     example=({"customer_id": 1002, "closed_date": "2025-08-19"},),
 )
 
+COVERAGE = Table(
+    name="coverage",
+    description=(
+        "For partial extracts only: the period in which the extract holds a customer's complete data. "
+        "Months outside it are unobserved, not inactive: no customer-month rows there, and labels whose "
+        "horizon runs past coverage_end are null. Without this table every customer is covered up to the data's end."
+    ),
+    key=("customer_id",),
+    date_column="coverage_end",
+    columns=(
+        _CUSTOMER_ID,
+        Column("coverage_start", "date", "First day of complete data for the customer."),
+        Column("coverage_end", "date", "Last day of complete data for the customer.", not_after_data_end=True),
+        Column("slice", "str", "Which extract the customer comes from.", required=False, nullable=True),
+    ),
+    example=({"customer_id": 1001, "coverage_start": "1993-01-01", "coverage_end": "1994-03-31"},),
+)
+
 TABLES: dict[str, Table] = {
-    t.name: t for t in (CUSTOMERS, BALANCES, TRANSACTIONS, INTERACTIONS, CAMPAIGN_CONTACTS, CLOSURES)
+    t.name: t for t in (CUSTOMERS, BALANCES, TRANSACTIONS, INTERACTIONS, CAMPAIGN_CONTACTS, CLOSURES, COVERAGE)
 }
 REQUIRED_TABLES: tuple[str, ...] = tuple(name for name, t in TABLES.items() if t.required)
 
