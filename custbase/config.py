@@ -103,6 +103,52 @@ class Paths(_Frozen):
     mlruns_dir: Path = Path("mlruns")
 
 
+class Training(_Frozen):
+    """How the models are trained: out-of-time split sizes, the tuning budget, threads and seeds.
+
+    The gap between splits is the label horizon (``labels``), so no label window overlaps; only when a table
+    is too short for the full train -> validation gap is that gap shortened, and the run says so.
+    """
+
+    trials: int = 30
+    timeout_seconds: float | None = None
+    seed: int = 42
+    num_threads: int = 1
+    early_stopping_rounds: int = 50
+    early_stopping_min_delta: float = 1e-4  # a validation AUC / Gini gain smaller than this is noise
+    max_boost_rounds: int = 2_000
+    validation_months: int = 3
+    test_months: int = 3
+    min_train_months: int = 6
+    shap_sample_rows: int = 500  # TreeSHAP costs ~10-50 ms per row on a tuned model; figures need a sample only
+    log_figures: bool = True  # SHAP, gain/lift, calibration, PR and decile figures (a few seconds per run)
+
+
+class Promotion(_Frozen):
+    """The champion/challenger gate.
+
+    The challenger replaces the champion only if its primary metric (ROC-AUC for binary models, normalized Gini
+    for CLV) beats the champion's by at least ``margin`` on the same newest test months, and its calibration
+    error (ECE for binary, decile MAPE for CLV) is not worse by more than ``calibration_tolerance``.
+    """
+
+    margin: float = 0.002
+    calibration_tolerance: float = 0.01
+    clv_calibration_tolerance: float = 0.05
+
+
+class RetentionEconomics(_Frozen):
+    """Economics of a retention campaign, used by the expected-maximum-profit measure for churn.
+
+    Each contacted customer costs ``contact_cost``; a would-be churner who accepts the offer (probability
+    ``acceptance_rate``) stays, keeps their CLV and costs ``incentive_cost``.
+    """
+
+    contact_cost: float = 5.0
+    incentive_cost: float = 50.0
+    acceptance_rate: float = 0.3
+
+
 class Config(_Frozen):
     value_tiers: ValueTiers = ValueTiers()
     revenue: Revenue = Revenue()
@@ -110,6 +156,9 @@ class Config(_Frozen):
     simulation: Simulation = Simulation()
     features: Features = Features()
     paths: Paths = Paths()
+    training: Training = Training()
+    promotion: Promotion = Promotion()
+    retention: RetentionEconomics = RetentionEconomics()
 
 
 DEFAULT_CONFIG_FILE = Path("custbase.yaml")

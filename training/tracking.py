@@ -1,0 +1,211 @@
+"""MLflow tracking: where runs go, and the few calls that write them.
+
+Local by default: ``sqlite:///<mlruns_dir>/mlflow.db`` with artifacts under ``<mlruns_dir>/artifacts`` (the plain
+file store is retired in MLflow 3). ``MLFLOW_TRACKING_URI`` points it at a team's MLflow server instead. One
+experiment per model, named like its registered model (``custbase-churn``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+
+from custbase.config import Config
+
+PIP_REQUIREMENTS_PACKAGES = ("lightgbm", "numpy", "pandas", "scikit-learn", "mlflow")
+
+
+_LOCAL_URIS_SET: set[str] = set()
+"""Local URIs this process gave ``mlflow.set_tracking_uri``, which copies them into ``MLFLOW_TRACKING_URI``
+(for subprocesses): such a value is not a user's override."""
+
+
+def _user_tracking_uri() -> str | None:
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    return env if env and env not in _LOCAL_URIS_SET else None
+
+
+def local_tracking_uri(config: Config) -> str:
+    return f"sqlite:///{(Path(config.paths.mlruns_dir).resolve() / 'mlflow.db').as_posix()}"
+
+
+def tracking_uri(config: Config) -> str:
+    """``MLFLOW_TRACKING_URI`` if the user set it, else the local SQLite store under ``config.paths.mlruns_dir``."""
+    return _user_tracking_uri() or local_tracking_uri(config)
+
+
+def is_local_store(config: Config) -> bool:
+    return _user_tracking_uri() is None
+
+
+def configure_tracking(config: Config) -> str:
+    """Point MLflow (tracking and registry) at the configured store; returns the tracking URI."""
+    uri = tracking_uri(config)
+    if is_local_store(config):
+        Path(config.paths.mlruns_dir).mkdir(parents=True, exist_ok=True)
+        _LOCAL_URIS_SET.add(uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
+def optuna_storage_url(config: Config) -> str:
+    """The Optuna study store: SQLite next to the MLflow store (always local: studies are working state)."""
+    folder = Path(config.paths.mlruns_dir).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(folder / 'optuna.db').as_posix()}"
+
+
+def ensure_experiment(name: str, config: Config) -> str:
+    """The id of experiment ``name``, created (with artifacts under ``<mlruns_dir>/artifacts``) if missing."""
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = (Path(config.paths.mlruns_dir).resolve() / "artifacts" / name).as_uri() if is_local_store(config) else None
+    return client.create_experiment(name, artifact_location=location)
+
+
+def git_commit() -> str | None:
+    """The checked-out commit of the code (with ``-dirty`` if there are local changes), or None outside git."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}-dirty" if dirty else commit
+
+
+def data_fingerprint(frame: pd.DataFrame) -> dict:
+    """Rows, as_of range and a content hash (SHA-256 over pandas' row hashes) of a modeling frame."""
+    row_hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    as_of = pd.to_datetime(frame["as_of"])
+    return {
+        "rows": int(len(frame)),
+        "customers": int(frame["customer_id"].nunique()),
+        "as_of_min": str(as_of.min().date()) if len(frame) else None,
+        "as_of_max": str(as_of.max().date()) if len(frame) else None,
+        "content_hash": hashlib.sha256(np.ascontiguousarray(row_hashes).tobytes()).hexdigest(),
+    }
+
+
+def pip_requirements() -> list[str]:
+    """Pinned requirements of the logged model, from the running environment (explicit: inference costs seconds)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pinned = []
+    for package in PIP_REQUIREMENTS_PACKAGES:
+        try:
+            pinned.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            pinned.append(package)
+    return pinned
+
+
+class RunLogger:
+    """Writes one training run: params, metrics, figures, texts, the model and its bundle."""
+
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+
+    def params(self, values: dict) -> None:
+        # MLflow caps a param value at 6000 characters; long values go to log_dict instead.
+        mlflow.log_params({k: (str(v)[:6000] if v is not None else "None") for k, v in values.items()})
+
+    def metrics(self, values: dict, prefix: str = "") -> None:
+        finite = {f"{prefix}{k}": float(v) for k, v in values.items() if isinstance(v, (int, float, np.floating, np.integer)) and np.isfinite(v)}
+        if finite:
+            mlflow.log_metrics(finite)
+
+    def tags(self, values: dict) -> None:
+        mlflow.set_tags({k: str(v) for k, v in values.items() if v is not None})
+
+    def dict(self, value: dict, artifact_file: str) -> None:
+        mlflow.log_dict(value, artifact_file)
+
+    def text(self, value: str, artifact_file: str) -> None:
+        mlflow.log_text(value, artifact_file)
+
+    def figures(self, figures: dict, folder: str = "figures") -> None:
+        import matplotlib.pyplot as plt
+
+        for name, figure in figures.items():
+            mlflow.log_figure(figure, f"{folder}/{name}.png")
+            plt.close(figure)
+
+    def table(self, frame: pd.DataFrame, artifact_file: str) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(artifact_file).name
+            frame.to_parquet(path, index=False)
+            mlflow.log_artifact(str(path), str(Path(artifact_file).parent) if Path(artifact_file).parent != Path(".") else None)
+
+    def model(self, bundle, rows: pd.DataFrame) -> str:
+        """Log the bundle's booster as an MLflow LightGBM model with the bundle folder inside it.
+
+        The logged booster takes the bundle's numeric encoding (:meth:`ModelBundle.encode`: category codes), so
+        its signature and input example are plain numbers that MLflow's JSON schema can carry; ``rows`` give
+        the input example. Returns the model URI (``models:/m-...``).
+        """
+        from mlflow.models import infer_signature
+
+        from training.model_bundle import numeric_booster
+
+        booster = numeric_booster(bundle.booster)
+        input_example = bundle.encode(rows)
+        signature = infer_signature(input_example, booster.predict(input_example))
+        info = mlflow.lightgbm.log_model(
+            booster,
+            name="model",
+            signature=signature,
+            input_example=input_example,
+            pip_requirements=pip_requirements(),
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            bundle.save(Path(tmp) / "bundle")
+            MlflowClient().log_model_artifacts(info.model_id, str(Path(tmp) / "bundle"), artifact_path="bundle")
+        return info.model_uri
+
+    def trial_logger(self, experiment_id: str, model: str):
+        """An Optuna trial callback that records each trial as a nested run of this run."""
+        import optuna
+
+        def log_trial(trial: optuna.trial.FrozenTrial) -> None:
+            with mlflow.start_run(experiment_id=experiment_id, run_name=f"{model}-trial-{trial.number:03d}", nested=True):
+                mlflow.log_params(trial.params)
+                mlflow.set_tags({"optuna_state": trial.state.name, "optuna_trial": trial.number})
+                metrics = {"best_iteration": float(trial.user_attrs.get("best_iteration", 0))}
+                if trial.value is not None:
+                    metrics["valid_objective"] = float(trial.value)
+                if trial.datetime_complete and trial.datetime_start:
+                    metrics["trial_seconds"] = (trial.datetime_complete - trial.datetime_start).total_seconds()
+                mlflow.log_metrics(metrics)
+
+        return log_trial
+
+
+@contextmanager
+def training_run(experiment_id: str, run_name: str) -> Iterator[RunLogger]:
+    """A parent MLflow run for one training; the run ends (FAILED on error) when the block ends."""
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+        yield RunLogger(run.info.run_id)
+
+
+def ui_command(config: Config, *, host: str = "127.0.0.1", port: int = 5000) -> list[str]:
+    """The command line that starts the MLflow UI on this project's store (for ``custbase mlflow-ui``)."""
+    import sys
+
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(config), "--host", host, "--port", str(port), "--workers", "1"]
+    if is_local_store(config):
+        command += ["--default-artifact-root", (Path(config.paths.mlruns_dir).resolve() / "artifacts").as_uri()]
+    return command
