@@ -41,6 +41,26 @@ validate: $(ENV) ## validate the raw tables in data/bank
 features: $(ENV) ## build customer-month features and labels from data/bank
 	$(CB) features --raw data/bank --out data/customer_months.parquet
 
+.PHONY: train
+train: $(ENV) ## tune, log and register the three models on data/customer_months.parquet
+	$(CB) train clv && $(CB) train churn && $(CB) train upgrade
+
+.PHONY: promote
+promote: $(ENV) ## champion/challenger gate for the three models
+	$(CB) promote clv && $(CB) promote churn && $(CB) promote upgrade
+
+.PHONY: mlflow-ui
+mlflow-ui: $(ENV) ## start the MLflow UI on http://127.0.0.1:5000
+	$(CB) mlflow-ui
+
+.PHONY: build
+build: $(ENV) ## package the champion models as a bento
+	$(CB) build
+
+.PHONY: serve
+serve: $(ENV) ## start the online endpoint (set CUSTBASE_API_KEYS first)
+	$(CB) serve
+
 .PHONY: clean
 clean: ## remove generated data and the local MLflow home (keeps the environment)
 	rm -rf data && find mlruns -mindepth 1 ! -name .gitignore -exec rm -rf {} +

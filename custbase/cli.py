@@ -99,6 +99,174 @@ def features(
     typer.echo(summary.render())
 
 
+ModelArg = Annotated[str, typer.Argument(help="churn, upgrade or clv.")]
+FeaturesOption = Annotated[Optional[Path], typer.Option("--features", help="Customer-month table (default: paths.features_path).")]
+
+
+@app.command()
+def train(
+    model: ModelArg,
+    features: FeaturesOption = None,
+    trials: Annotated[Optional[int], typer.Option(help="Optuna trials to run (default: training.trials).")] = None,
+    timeout: Annotated[Optional[float], typer.Option(help="Tuning budget in seconds.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the newest Optuna study of this model and data.")] = False,
+    table: Annotated[Optional[Path], typer.Option(help="A prepared customer-month or snapshot table (parquet or CSV) built elsewhere.")] = None,
+    target: Annotated[Optional[str], typer.Option(help="With --table: the label column.")] = None,
+    id_column: Annotated[Optional[str], typer.Option("--id", help="With --table: the customer id column.")] = None,
+    as_of_column: Annotated[Optional[str], typer.Option("--as-of", help="With --table: the as_of column (omit for one snapshot).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Tune, evaluate and log a model in MLflow; register it with alias 'challenger'."""
+    cfg = _config(config)
+    try:
+        if table is not None:
+            from training.prepared import train_prepared_table
+
+            if not target or not id_column:
+                _fail("--table needs --target COLUMN and --id COLUMN")
+            result = train_prepared_table(model, cfg, table=table, target=target, id_column=id_column,
+                                          as_of_column=as_of_column, trials=trials, timeout=timeout, resume=resume)
+        else:
+            from training.train import train_model
+
+            result = train_model(model, cfg, features_path=features or cfg.paths.features_path,
+                                 trials=trials, timeout=timeout, resume=resume)
+    except (FileNotFoundError, ValueError) as err:  # SplitError and BundleError are ValueErrors
+        _fail(str(err))
+    typer.echo(result.render())
+
+
+@app.command()
+def promote(model: ModelArg, features: FeaturesOption = None, config: ConfigOption = None) -> None:
+    """Move 'champion' to the challenger only if it is better on the newest test months; record why."""
+    from training.registry import RegistryError, promote as promote_model
+
+    cfg = _config(config)
+    try:
+        decision = promote_model(model, cfg, features_path=features or cfg.paths.features_path)
+    except (RegistryError, FileNotFoundError, ValueError) as err:
+        _fail(str(err))
+    typer.echo(decision.render())
+
+
+@app.command()
+def rollback(model: ModelArg, config: ConfigOption = None) -> None:
+    """Restore the previous champion (from the audit log)."""
+    from training.registry import RegistryError, rollback as rollback_model
+
+    try:
+        typer.echo(rollback_model(model, _config(config)))
+    except (RegistryError, ValueError) as err:
+        _fail(str(err))
+
+
+@app.command()
+def models(config: ConfigOption = None) -> None:
+    """Each model's aliases and champion history."""
+    from training.registry import model_history
+
+    typer.echo(model_history(_config(config)))
+
+
+@app.command("mlflow-ui")
+def mlflow_ui(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000, config: ConfigOption = None) -> None:
+    """Start the MLflow UI on the project's tracking store (mlruns/)."""
+    from training.tracking import ui_command
+
+    command = ui_command(_config(config), port=port)
+    os.execvp(command[0], command)
+
+
+@app.command()
+def build(config: ConfigOption = None) -> None:
+    """Package the pinned champion models, the service, the feature set and the policy as a bento."""
+    from serving.jobs import ServingSetupError, build as build_bento
+
+    try:
+        tag = build_bento(_config(config))
+    except ServingSetupError as err:
+        _fail(str(err))
+    typer.echo(f"built bento {tag}; serve it with `custbase serve` (needs CUSTBASE_API_KEYS)")
+
+
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 3000,
+    bento: Annotated[Optional[str], typer.Option(help="Bento tag (default: the newest custbase bento).")] = None,
+) -> None:
+    """Start the online scoring service of the newest bento (POST /score, POST /score_customers)."""
+    from serving.jobs import ServingSetupError, latest_bento
+
+    if not os.environ.get("CUSTBASE_API_KEYS", "").strip():
+        _fail("set CUSTBASE_API_KEYS (comma-separated API keys) first: the endpoints refuse every request without one")
+    try:
+        tag, _ = latest_bento(bento)
+    except ServingSetupError as err:
+        _fail(str(err))
+    typer.echo(f"serving {tag} on http://127.0.0.1:{port} (OpenAPI docs at /docs)")
+    os.execvp("bentoml", ["bentoml", "serve", tag, "--host", "127.0.0.1", "--port", str(port)])
+
+
+@app.command()
+def score(
+    as_of: Annotated[str, typer.Option("--as-of", help="Month to score, YYYY-MM.")],
+    raw: Annotated[Optional[Path], typer.Option(help="Raw tables to build the month's features from.")] = None,
+    features: Annotated[Optional[Path], typer.Option(help="A prepared customer-month table instead of --raw.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: paths.scores_dir).")] = None,
+    engine: Annotated[str, typer.Option(help="local or spark.")] = "local",
+    reasons: Annotated[str, typer.Option(help="Reason codes for: action (the model behind each action), actionable, all, none.")] = "action",
+    config: ConfigOption = None,
+) -> None:
+    """Score every active customer at a month with the bento's models; write partitioned parquet atomically."""
+    from serving.batch import ReconciliationError
+    from serving.jobs import ServingSetupError, score as score_base
+
+    if engine not in ("local", "spark"):
+        _fail(f"--engine must be local or spark, not {engine!r}")
+    cfg = _config(config)
+    try:
+        summary = score_base(cfg, as_of=as_of, out=out or cfg.paths.scores_dir, raw=raw, features_path=features,
+                             engine=engine, reasons=reasons)
+    except ReconciliationError as err:
+        _fail(f"counts do not reconcile: {err}")
+    except (ServingSetupError, ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+    typer.echo(summary.render())
+
+
+@app.command()
+def campaign(
+    kind: Annotated[str, typer.Argument(help="retention or upgrade.")],
+    budget: Annotated[int, typer.Option(help="How many customers the campaign can contact.")],
+    out: Annotated[Path, typer.Option(help="CSV file to write.")],
+    scores: Annotated[Optional[Path], typer.Option(help="Scores folder (default: paths.scores_dir).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Write the customers with the highest expected value of contact, with their reasons, to a CSV file."""
+    from serving.jobs import ServingSetupError, campaign as write_campaign
+
+    if kind not in ("retention", "upgrade"):
+        _fail(f"campaign kind must be retention or upgrade, not {kind!r}")
+    try:
+        path, rows = write_campaign(_config(config), kind, budget=budget, out=out, scores_dir=scores)
+    except ServingSetupError as err:
+        _fail(str(err))
+    typer.echo(f"{kind} campaign: {rows:,} customers -> {path}")
+
+
+@app.command()
+def demo(
+    customers: Annotated[int, typer.Option(help="Customers in the simulated bank.")] = 5_000,
+    trials: Annotated[int, typer.Option(help="Optuna trials per model.")] = 5,
+    out: Annotated[Path, typer.Option(help="Folder for the demo's data, scores and campaign lists.")] = Path("data/demo"),
+    config: ConfigOption = None,
+) -> None:
+    """The main job on a simulated bank: simulate, validate, features, train x3, promote, build, score, campaigns."""
+    from custbase.demo import run_demo
+
+    run_demo(_config(config), customers=customers, trials=trials, out=out)
+
+
 import_app = typer.Typer(help="Bring your own data into the raw-data contract.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 

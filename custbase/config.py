@@ -13,6 +13,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from serving.policy import Policy
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -101,6 +103,9 @@ class Paths(_Frozen):
     raw_dir: Path = Path("data/bank")
     features_path: Path = Path("data/customer_months.parquet")
     mlruns_dir: Path = Path("mlruns")
+    scores_dir: Path = Path("data/scores")
+    online_snapshot: Path = Path("data/online_features.sqlite")
+    campaigns_dir: Path = Path("data/campaigns")
 
 
 class Training(_Frozen):
@@ -159,6 +164,15 @@ class Config(_Frozen):
     training: Training = Training()
     promotion: Promotion = Promotion()
     retention: RetentionEconomics = RetentionEconomics()
+    policy: Policy = Policy()
+
+    @model_validator(mode="after")
+    def _policy_matches_tiers(self) -> "Config":
+        if self.policy.top_value_tier != self.value_tiers.top:
+            raise ValueError(
+                f"policy.top_value_tier is {self.policy.top_value_tier!r} but the top value tier is {self.value_tiers.top!r}"
+            )
+        return self
 
 
 DEFAULT_CONFIG_FILE = Path("custbase.yaml")

@@ -7,6 +7,7 @@ with ``sqlglot``. Nothing here defines a feature.
 from __future__ import annotations
 
 import os
+import sys
 from functools import cache
 
 import pyarrow as pa
@@ -25,6 +26,8 @@ def spark_session(master: str | None = None, app_name: str = "custbase"):
     """
     from pyspark.sql import SparkSession
 
+    # Python workers (mapInPandas scoring) must run this interpreter, which has lightgbm; not `python3` on PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     master = master or os.environ.get("CUSTBASE_SPARK_MASTER", "local[2]")
     return (
         SparkSession.builder.master(master)

@@ -1,0 +1,137 @@
+"""``custbase build``: the three pinned champion models, the service, the feature set and the policy, as one bento.
+
+Builds offline: ``python.lock_packages`` is off (locking would query the package index), BentoML tracking is
+off, and BentoML's home defaults to ``./bentoml_home`` in the project unless ``BENTOML_HOME`` is set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+from serving.models import MODEL_NAMES, REGISTERED_NAMES, ModelRef, ScoringModels, check_models, load_mlflow_model_dir
+from serving.policy import Policy
+from serving.spec import DEFAULT_SNAPSHOT, SPEC_FILE, spec_from_models, write_spec
+
+BENTO_NAME = "custbase"
+SERVICE = "serving.service:CustbaseScoring"
+PACKAGES = ("custbase", "features", "training", "serving")
+#: Runtime requirements of the bento, pinned to the versions installed here.
+REQUIREMENTS = ("bentoml", "lightgbm", "numpy", "pandas", "pyarrow", "pydantic", "pyyaml", "scikit-learn", "mlflow", "duckdb", "typer", "tqdm")
+
+
+def configure_bentoml_home(home: Path | None = None) -> Path:
+    """Point BentoML at the project's store (``BENTOML_HOME`` wins) and turn tracking off; call before using bentoml."""
+    os.environ["BENTOML_DO_NOT_TRACK"] = "true"
+    path = Path(os.environ.get("BENTOML_HOME") or home or "bentoml_home").resolve()
+    os.environ["BENTOML_HOME"] = str(path)
+    for folder in ("", "tmp", "bentos", "models"):
+        (path / folder).mkdir(parents=True, exist_ok=True)
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    BentoMLContainer.bentoml_home.set(str(path))
+    return path
+
+
+def _version_of(uri: str) -> str:
+    found = re.fullmatch(r"models:/[^/@]+/(\d+)", uri)
+    if not found:
+        raise ValueError(f"model URI {uri!r} is not pinned: use models:/<name>/<version> (never @alias or latest)")
+    return found[1]
+
+
+def import_champion(name: str, uri: str) -> ModelRef:
+    """Import one pinned MLflow model into the BentoML store (reused when already imported); labels record its URI."""
+    import bentoml
+
+    version = _version_of(uri)
+    store_name = REGISTERED_NAMES[name]
+    try:
+        stored_versions = bentoml.models.list(store_name)
+    except bentoml.exceptions.NotFound:
+        stored_versions = []
+    for existing in stored_versions:
+        if existing.info.labels.get("mlflow_uri") == uri:
+            return ModelRef(name, str(existing.tag), uri, version)
+    stored = bentoml.mlflow.import_model(
+        store_name, model_uri=uri, labels={"mlflow_uri": uri, "mlflow_version": version, "model": name},
+        signatures={"predict": {"batchable": True}},
+    )
+    return ModelRef(name, str(stored.tag), uri, version)
+
+
+def _requirements() -> list[str]:
+    pins = []
+    for package in REQUIREMENTS:
+        try:
+            pins.append(f"{package}=={metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return pins
+
+
+def build_bento(config, model_uris: dict[str, str], *, policy: Policy | None = None, feature_set: dict | None = None,
+                snapshot_path: str | None = None, bentoml_home: Path | None = None, project_dir: Path | None = None) -> str:
+    """Import the three pinned champions and build the bento; returns its tag (``custbase:<version>``).
+
+    Parameters
+    ----------
+    config
+        The custbase Config (its ``policy`` field is used when ``policy`` is None and the field exists).
+    model_uris
+        ``{"churn": "models:/custbase-churn/3", "upgrade": ..., "clv": ...}``: pinned versions only.
+    feature_set
+        The feature set spec (name, version, columns) packed with the bento.
+    snapshot_path
+        Where the served bento reads the online feature snapshot (``CUSTBASE_SNAPSHOT`` overrides at run time).
+    project_dir
+        Source of the packages copied into the bento (the repository root by default).
+    """
+    configure_bentoml_home(bentoml_home)
+    import bentoml
+
+    missing = [n for n in MODEL_NAMES if n not in model_uris]
+    if missing:
+        raise ValueError(f"build_bento needs pinned URIs for {missing}")
+    policy = policy or getattr(config, "policy", None) or Policy()
+    refs = {name: import_champion(name, model_uris[name]) for name in MODEL_NAMES}
+    loaded = {}
+    for name, ref in refs.items():
+        loaded[name] = load_mlflow_model_dir(Path(bentoml.models.get(ref.bento_tag).path_of("mlflow_model")), ref)
+    models = check_models(ScoringModels(**loaded))
+    snapshot = snapshot_path or str(Path(DEFAULT_SNAPSHOT).resolve())
+    spec = spec_from_models(models, policy, feature_set=feature_set, snapshot_path=snapshot,
+                            bento_tags={n: r.bento_tag for n, r in refs.items()})
+
+    project = Path(project_dir or Path(__file__).resolve().parents[1])
+    ctx = Path(tempfile.mkdtemp(prefix="bento-ctx-", dir=os.environ["BENTOML_HOME"]))
+    try:
+        for package in PACKAGES:
+            if (project / package).is_dir():
+                shutil.copytree(project / package, ctx / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        write_spec(spec, ctx / SPEC_FILE)
+        (ctx / "bento_spec" / "policy.json").write_text(policy.model_dump_json(indent=2))
+        (ctx / "bento_spec" / "feature_set.json").write_text(json.dumps(feature_set or {"columns": models.feature_names()}, indent=2))
+        labels = {"project": "custbase"}
+        for name, ref in refs.items():
+            labels[f"{name}_mlflow_uri"] = ref.model_uri
+            labels[f"{name}_version"] = ref.version
+        bento = bentoml.build(
+            SERVICE,
+            name=BENTO_NAME,
+            build_ctx=str(ctx),
+            include=[*(f"{p}/**/*.py" for p in PACKAGES), "bento_spec/*.json"],
+            labels=labels,
+            description="custbase churn, upgrade and CLV scoring with segments, actions and reasons",
+            python={"packages": _requirements(), "lock_packages": False},
+            models=[ref.bento_tag for ref in refs.values()],
+            args={"serving_spec": SPEC_FILE},
+        )
+    finally:
+        shutil.rmtree(ctx, ignore_errors=True)
+    return str(bento.tag)

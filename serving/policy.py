@@ -1,0 +1,145 @@
+"""Segmentation and action policy: from three scores to a segment and the one action worth taking.
+
+Segment (value x risk matrix, first match wins):
+
+==========================  ======================================================================
+``dormant``                 ``is_dormant == 1`` (when the feature exists)
+``key_customer_at_risk``    high value and ``churn_probability >= at_risk_churn_probability``
+``low_value_at_risk``       not high value and at risk
+``growth_potential``        not at risk, not in the top tier, ``upgrade_probability >= growth_upgrade_probability``
+``stable_core``             high value, not at risk
+``low_value_stable``        everyone else
+==========================  ======================================================================
+
+High value means ``clv_12m >= key_customer_clv`` or a value tier in ``key_customer_tiers``.
+
+Action: the one with the highest expected value of contact (EV, currency over the CLV horizon), ``none`` when
+no action's EV exceeds ``min_expected_value``:
+
+- ``retain``:        churn_probability x clv_12m x retention_acceptance_rate - retention_contact_cost
+- ``upgrade_offer``: upgrade_probability x upgrade_acceptance_rate x upgrade_value_gain[value_tier] - upgrade_contact_cost
+  (not for the top tier)
+- ``cross_sell``:    (1 - churn_probability) x cross_sell_acceptance_rate x cross_sell_clv_uplift x clv_12m
+  - cross_sell_contact_cost (only below ``cross_sell_max_products`` products, never for dormant customers)
+- ``nurture``:       churn_probability x clv_12m x nurture_acceptance_rate - nurture_contact_cost
+  (a cheap digital touch: it wins for moderate value at risk, where an RM call costs more than it saves)
+
+Acceptance rates are the share of the modelled outcome the contact changes (a retention call keeps 25% of the
+customers who would have left). Defaults are in the bank's currency (CNY) and are starting points to be
+replaced by measured campaign results.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SEGMENTS: tuple[str, ...] = (
+    "key_customer_at_risk",
+    "low_value_at_risk",
+    "growth_potential",
+    "stable_core",
+    "low_value_stable",
+    "dormant",
+)
+ACTIONS: tuple[str, ...] = ("retain", "upgrade_offer", "cross_sell", "nurture", "none")
+Action = Literal["retain", "upgrade_offer", "cross_sell", "nurture", "none"]
+
+
+class Policy(BaseModel):
+    """Thresholds, contact costs, acceptance rates and value gains of the segmentation and action policy."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    top_value_tier: str = Field("private", description="Tier with no upgrade; must equal config.value_tiers.top.")
+    # segmentation
+    at_risk_churn_probability: float = Field(0.30, ge=0, le=1, description="Churn probability from which a customer is at risk.")
+    key_customer_clv: float = Field(5_000.0, ge=0, description="12-month CLV from which a customer is high value.")
+    key_customer_tiers: tuple[str, ...] = Field(("high_net_worth", "private"), description="Tiers always high value.")
+    growth_upgrade_probability: float = Field(0.20, ge=0, le=1, description="Upgrade probability for growth potential.")
+    # actions
+    retention_contact_cost: float = Field(50.0, ge=0, description="Cost of a relationship-manager retention contact.")
+    retention_acceptance_rate: float = Field(0.25, ge=0, le=1, description="Share of would-be churners a retention contact keeps.")
+    upgrade_contact_cost: float = Field(30.0, ge=0, description="Cost of an upgrade offer.")
+    upgrade_acceptance_rate: float = Field(0.5, ge=0, le=1, description="Share of the upgrade propensity an offer turns into a tier step.")
+    upgrade_value_gain: dict[str, float] = Field(
+        default_factory=lambda: {"mass": 1_500.0, "affluent": 6_000.0, "high_net_worth": 30_000.0},
+        description="Extra net revenue over the horizon from one tier step up, by current tier.",
+    )
+    cross_sell_contact_cost: float = Field(10.0, ge=0, description="Cost of a cross-sell contact.")
+    cross_sell_acceptance_rate: float = Field(0.05, ge=0, le=1, description="Share of contacted customers who open a product.")
+    cross_sell_clv_uplift: float = Field(0.15, ge=0, description="CLV increase (fraction) from one more product.")
+    cross_sell_max_products: int = Field(3, ge=0, description="Cross-sell only to customers holding fewer products.")
+    nurture_contact_cost: float = Field(0.5, ge=0, description="Cost of a digital nurture message.")
+    nurture_acceptance_rate: float = Field(0.01, ge=0, le=1, description="Share of would-be churners a nurture message keeps.")
+    min_expected_value: float = Field(0.0, description="An action is recommended only when its EV exceeds this.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "Policy":
+        if self.top_value_tier in self.upgrade_value_gain:
+            raise ValueError(f"upgrade_value_gain must not name the top tier {self.top_value_tier!r}: it has no upgrade")
+        return self
+
+
+def _column(frame: pd.DataFrame, name: str, default: float) -> np.ndarray:
+    if name not in frame.columns:
+        return np.full(len(frame), default, dtype="float64")
+    return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+
+
+def contact_values(scores: pd.DataFrame, policy: Policy) -> pd.DataFrame:
+    """Expected value of each contact for each row (NaN where the action does not apply).
+
+    ``scores`` needs ``churn_probability``, ``upgrade_probability``, ``clv_12m``, ``value_tier``, and uses
+    ``product_count`` and ``is_dormant`` when present.
+    """
+    churn = scores["churn_probability"].to_numpy(dtype="float64")
+    upgrade = scores["upgrade_probability"].to_numpy(dtype="float64", na_value=np.nan)
+    clv = scores["clv_12m"].to_numpy(dtype="float64")
+    tier = scores["value_tier"].astype("object")
+    dormant = _column(scores, "is_dormant", 0.0) == 1
+    products = _column(scores, "product_count", 0.0)
+
+    gain = tier.map(policy.upgrade_value_gain).to_numpy(dtype="float64", na_value=np.nan)
+    retain = churn * clv * policy.retention_acceptance_rate - policy.retention_contact_cost
+    upgrade_offer = upgrade * policy.upgrade_acceptance_rate * gain - policy.upgrade_contact_cost
+    cross_sell = (1 - churn) * policy.cross_sell_acceptance_rate * policy.cross_sell_clv_uplift * clv - policy.cross_sell_contact_cost
+    cross_sell = np.where(dormant | ~(products < policy.cross_sell_max_products), np.nan, cross_sell)
+    nurture = churn * clv * policy.nurture_acceptance_rate - policy.nurture_contact_cost
+    return pd.DataFrame(
+        {"retain": retain, "upgrade_offer": upgrade_offer, "cross_sell": cross_sell, "nurture": nurture},
+        index=scores.index,
+    )
+
+
+def recommend_actions(scores: pd.DataFrame, policy: Policy) -> tuple[np.ndarray, np.ndarray]:
+    """The recommended action of each row and its expected value of contact (0 for ``none``)."""
+    values = contact_values(scores, policy)
+    matrix = values.to_numpy(dtype="float64")
+    filled = np.where(np.isnan(matrix), -np.inf, matrix)
+    best = filled.argmax(axis=1) if len(filled) else np.zeros(0, dtype=int)
+    best_value = filled[np.arange(len(filled)), best] if len(filled) else np.zeros(0)
+    act = best_value > policy.min_expected_value
+    names = np.asarray(values.columns, dtype=object)
+    actions = np.where(act, names[best] if len(filled) else names[:0], "none").astype(object)
+    return actions, np.where(act, best_value, 0.0)
+
+
+def segment_customers(scores: pd.DataFrame, policy: Policy) -> np.ndarray:
+    """The segment of each row from the value x risk matrix (see the module docstring)."""
+    churn = scores["churn_probability"].to_numpy(dtype="float64")
+    upgrade = scores["upgrade_probability"].to_numpy(dtype="float64", na_value=np.nan)
+    clv = scores["clv_12m"].to_numpy(dtype="float64")
+    tier = scores["value_tier"].astype("object")
+    dormant = _column(scores, "is_dormant", 0.0) == 1
+    at_risk = churn >= policy.at_risk_churn_probability
+    high_value = (clv >= policy.key_customer_clv) | tier.isin(policy.key_customer_tiers).to_numpy()
+    growth = (tier != policy.top_value_tier).to_numpy() & (np.nan_to_num(upgrade, nan=-1.0) >= policy.growth_upgrade_probability)
+    return np.select(
+        [dormant, at_risk & high_value, at_risk, growth, high_value],
+        ["dormant", "key_customer_at_risk", "low_value_at_risk", "growth_potential", "stable_core"],
+        default="low_value_stable",
+    ).astype(object)

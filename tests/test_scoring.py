@@ -1,0 +1,111 @@
+"""The one scoring function: fields, arithmetic, reasons, policy."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from serving.models import ModelInputError, prepare_features
+from serving.policy import Policy, recommend_actions, segment_customers
+from serving.scoring import SCORE_COLUMNS, score_customers
+from serving.synthetic import synthetic_customer_months, train_tiny_models
+
+
+@pytest.fixture(scope="module")
+def models():
+    return train_tiny_models(synthetic_customer_months(400, seed=0))
+
+
+@pytest.fixture(scope="module")
+def frame():
+    return synthetic_customer_months(120, seed=3)
+
+
+def test_scores_have_every_field_and_value_at_risk_is_churn_times_clv(models, frame):
+    before = frame.copy()
+    scores = score_customers(frame, models, Policy())
+    pd.testing.assert_frame_equal(frame, before)  # the caller's frame is untouched
+    assert list(scores.columns) == list(SCORE_COLUMNS)
+    assert scores["customer_id"].tolist() == frame["customer_id"].tolist()
+    np.testing.assert_allclose(scores["value_at_risk"], scores["churn_probability"] * scores["clv_12m"])
+    assert scores["churn_probability"].between(0, 1).all() and (scores["clv_12m"] >= 0).all()
+    top = frame["value_tier"].eq("private").to_numpy()
+    assert top.any() and scores.loc[top, "upgrade_probability"].isna().all()
+    assert scores.loc[~top, "upgrade_probability"].notna().all()
+    assert all(r == [] for r in scores.loc[top, "upgrade_reasons"])
+    assert all(1 <= len(r) <= 3 for r in scores["churn_reasons"])
+    assert set(scores["churn_model_version"]) == {"1"}
+
+
+def test_probabilities_match_the_models(models, frame):
+    scores = score_customers(frame, models, Policy(), reasons="none")
+    X = prepare_features(frame, models.churn)
+    np.testing.assert_allclose(scores["churn_probability"], models.churn.booster.predict(X))
+    assert all(r == [] for r in scores["clv_reasons"])
+
+
+def test_reason_codes_are_the_largest_contributions_that_sum_to_the_raw_score(models, frame):
+    from training.explain import contributions
+
+    X = prepare_features(frame, models.churn)
+    contrib = contributions(models.churn.booster, X)
+    np.testing.assert_allclose(contrib.sum(axis=1), models.churn.booster.predict(X, raw_score=True), atol=1e-9)
+    scores = score_customers(frame.head(5), models, Policy(), reason_k=1)
+    names = models.churn.feature_names
+    for i in range(5):
+        best = names[int(np.argmax(contrib[i, :-1]))]
+        value = frame.iloc[i][best]
+        from training.explain import sentence
+
+        assert scores["churn_reasons"][i] == [sentence(best, value if not isinstance(value, float) or not np.isnan(value) else None)]
+
+
+def test_actionable_mode_explains_only_customers_with_an_action(models, frame):
+    scores = score_customers(frame, models, Policy(), reasons="actionable")
+    acting = scores["recommended_action"] != "none"
+    assert acting.any() and (~acting).any()
+    assert all(len(r) > 0 for r in scores.loc[acting, "churn_reasons"])
+    assert all(r == [] for r in scores.loc[~acting, "churn_reasons"])
+
+
+def test_missing_feature_is_named(models, frame):
+    with pytest.raises(ModelInputError, match="complaints_3m"):
+        score_customers(frame.drop(columns=["complaints_3m"]), models, Policy())
+
+
+def test_unknown_category_scores_as_missing(models, frame):
+    odd = frame.head(3).assign(gender="X")
+    X = prepare_features(odd, models.churn)
+    assert X["gender"].isna().all()
+    assert score_customers(odd, models, Policy(), reasons="none")["churn_probability"].notna().all()
+
+
+def test_policy_known_answers():
+    policy = Policy()
+    rows = pd.DataFrame(
+        {
+            "churn_probability": [0.5, 0.5, 0.05, 0.05, 0.05, 0.9],
+            "upgrade_probability": [0.1, 0.01, 0.5, 0.05, np.nan, 0.1],
+            "clv_12m": [20_000.0, 100.0, 1_000.0, 10_000.0, 200_000.0, 10_000.0],
+            "value_tier": ["affluent", "mass", "mass", "affluent", "private", "mass"],
+            "is_dormant": [0, 0, 0, 0, 0, 1],
+            "product_count": [2, 2, 5, 5, 5, 1],
+        }
+    )
+    assert segment_customers(rows, policy).tolist() == [
+        "key_customer_at_risk", "low_value_at_risk", "growth_potential", "stable_core", "stable_core", "dormant"]
+    actions, values = recommend_actions(rows, policy)
+    # 0.5 x 20,000 x 0.25 - 50 = 2,450: a retention call pays.
+    assert actions[0] == "retain" and values[0] == pytest.approx(2_450.0)
+    # value at risk 50: an RM call costs more than it saves, a 0.5 message does not (0.5 x 100 x 0.01 - 0.5 = 0).
+    assert actions[1] == "none" and values[1] == 0.0
+    # 0.5 x 0.5 x 1,500 - 30 = 345
+    assert actions[2] == "upgrade_offer" and values[2] == pytest.approx(345.0)
+    assert actions[4] in ("retain", "none", "nurture") and actions[4] != "upgrade_offer"  # top tier: no upgrade
+
+
+def test_action_mode_explains_only_the_model_behind_the_action(models, frame):
+    scores = score_customers(frame, models, Policy(), reasons="action")
+    for _, row in scores.iterrows():
+        expected = {"retain": "churn", "nurture": "churn", "upgrade_offer": "upgrade", "cross_sell": "clv"}.get(row.recommended_action)
+        for name in ("churn", "upgrade", "clv"):
+            assert (len(row[f"{name}_reasons"]) > 0) == (name == expected), (row.recommended_action, name)

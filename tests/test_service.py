@@ -1,0 +1,169 @@
+"""The online service on localhost: /score, /score_customers, auth, bad input; the auth middleware; the bento build."""
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from serving.auth import ApiKeyMiddleware
+from serving.models import save_scoring_models
+from serving.snapshot import write_snapshot
+from serving.synthetic import synthetic_customer_months, train_tiny_models
+
+KEY = "test-key-1"
+
+
+def test_middleware_accepts_bearer_or_api_key_and_leaves_health_open():
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    guard = ApiKeyMiddleware(app, keys=["a", "b"])
+
+    def status(path, headers=()):
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        asyncio.run(guard({"type": "http", "path": path, "headers": [(k.encode(), v.encode()) for k, v in headers]}, None, send))
+        return sent[0]["status"]
+
+    assert status("/score") == 401
+    assert status("/score", [("authorization", "Bearer b")]) == 200
+    assert status("/score", [("x-api-key", "a")]) == 200
+    assert status("/score", [("authorization", "Bearer c")]) == 401
+    assert status("/healthz") == status("/readyz") == status("/metrics") == status("/docs.json") == 200
+    assert _closed_without_keys()
+
+
+def _closed_without_keys():
+    async def app(scope, receive, send):  # pragma: no cover - must not be reached
+        raise AssertionError("request let through")
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(ApiKeyMiddleware(app, keys=[])({"type": "http", "path": "/score", "headers": [(b"x-api-key", b"")]}, None, send))
+    return sent[0]["status"] == 401 and b"CUSTBASE_API_KEYS" in sent[1]["body"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    """``bentoml serve`` in a subprocess on a free port, with tiny models and a snapshot; stopped after the module."""
+    tmp = tmp_path_factory.mktemp("service")
+    models = train_tiny_models(synthetic_customer_months(400, seed=0))
+    base = synthetic_customer_months(50, seed=9)
+    save_scoring_models(models, tmp / "models.pkl")
+    write_snapshot(base, tmp / "snapshot.sqlite")
+    port = _free_port()
+    env = {**os.environ, "CUSTBASE_MODELS_PICKLE": str(tmp / "models.pkl"), "CUSTBASE_SNAPSHOT": str(tmp / "snapshot.sqlite"),
+           "CUSTBASE_API_KEYS": f"other,{KEY}", "BENTOML_DO_NOT_TRACK": "true", "BENTOML_HOME": str(tmp / "bentoml")}
+    log = open(tmp / "serve.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "serving.service:CustbaseScoring", "--port", str(port),
+                             "--host", "127.0.0.1"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[1],
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, (tmp / "serve.log").read_text()[-3000:]
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail("service did not become ready: " + (tmp / "serve.log").read_text()[-3000:])
+        yield url, base
+    finally:
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+        log.close()
+
+
+def _record(row) -> dict:
+    data = json.loads(row.drop(labels=["churn_3m", "upgrade_3m", "clv_12m"]).to_json(date_format="iso"))
+    data["as_of"] = data["as_of"][:10]
+    return data
+
+
+@pytest.mark.slow
+def test_service_scores_by_id_and_by_record_with_auth(service):
+    url, base = service
+    auth = {"Authorization": f"Bearer {KEY}"}
+    assert httpx.post(f"{url}/score_customers", json={"customer_ids": [1]}).status_code == 401
+    assert httpx.get(f"{url}/metrics").status_code == 200 and httpx.get(f"{url}/docs.json").status_code == 200
+
+    reply = httpx.post(f"{url}/score_customers", json={"customer_ids": [1, 999_999]}, headers=auth, timeout=30)
+    assert reply.status_code == 200
+    known, unknown = reply.json()
+    assert known["error"] is None and known["score"]["customer_id"] == 1
+    fields = {"churn_probability", "upgrade_probability", "clv_12m", "value_at_risk", "value_tier", "segment",
+              "recommended_action", "churn_reasons", "upgrade_reasons", "clv_reasons", "model_versions"}
+    assert fields <= set(known["score"])
+    assert known["score"]["value_at_risk"] == pytest.approx(known["score"]["churn_probability"] * known["score"]["clv_12m"])
+    assert unknown["score"] is None and "999999" in unknown["error"]
+
+    by_record = httpx.post(f"{url}/score", json={"customers": [_record(base.iloc[0]), _record(base.iloc[1])]},
+                           headers={"X-API-Key": KEY}, timeout=30)
+    assert by_record.status_code == 200
+    assert by_record.json()[0]["churn_probability"] == pytest.approx(known["score"]["churn_probability"])
+
+    bad = _record(base.iloc[0]) | {"complaints_3m": "many"}
+    refused = httpx.post(f"{url}/score", json={"customers": [bad]}, headers=auth, timeout=30)
+    assert 400 <= refused.status_code < 500 and "complaints_3m" in refused.text
+    typo = _record(base.iloc[0]) | {"agee": 40}
+    refused = httpx.post(f"{url}/score", json={"customers": [typo]}, headers=auth, timeout=30)
+    assert 400 <= refused.status_code < 500 and "agee" in refused.text
+    missing = {k: v for k, v in _record(base.iloc[0]).items() if k != "logins_3m"}
+    refused = httpx.post(f"{url}/score", json={"customers": [missing]}, headers=auth, timeout=30)
+    assert 400 <= refused.status_code < 500 and "logins_3m" in refused.text
+
+
+@pytest.mark.slow
+def test_build_bento_from_pinned_mlflow_models(tmp_path, monkeypatch):
+    import mlflow
+
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
+    models = train_tiny_models(synthetic_customer_months(200, seed=0), num_trees=3)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    uris = {}
+    for model in models:
+        with mlflow.start_run():
+            mlflow.lightgbm.log_model(model.booster, name="model", pip_requirements=["lightgbm"],
+                                      registered_model_name=f"custbase-{model.name}")
+        uris[model.name] = f"models:/custbase-{model.name}/1"
+    from serving.bento import build_bento
+
+    with pytest.raises(ValueError, match="pinned"):
+        build_bento(None, {**uris, "churn": "models:/custbase-churn@champion"})
+    tag = build_bento(None, uris)
+    import bentoml
+
+    bento = bentoml.get(tag)
+    assert bento.info.labels["churn_mlflow_uri"] == "models:/custbase-churn/1" and bento.info.labels["clv_version"] == "1"
+    spec = json.loads(Path(bento.path_of("src/bento_spec/serving_spec.json")).read_text())
+    assert spec["models"]["churn"]["model_uri"] == "models:/custbase-churn/1"
+    assert [f["name"] for f in spec["features"]] == models.feature_names()
+    assert {str(m.tag) for m in bento.info.models} == {spec["models"][n]["bento_tag"] for n in ("churn", "upgrade", "clv")}
