@@ -204,7 +204,8 @@ def serve(
     except ServingSetupError as err:
         _fail(str(err))
     typer.echo(f"serving {tag} on http://127.0.0.1:{port} (OpenAPI docs at /docs)")
-    os.execvp("bentoml", ["bentoml", "serve", tag, "--host", "127.0.0.1", "--port", str(port)])
+    # this interpreter's bentoml: the venv's bin folder need not be on PATH
+    os.execv(sys.executable, [sys.executable, "-m", "bentoml", "serve", tag, "--host", "127.0.0.1", "--port", str(port)])
 
 
 @app.command()

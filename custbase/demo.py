@@ -88,7 +88,7 @@ def run_demo(config: Config, *, customers: int, trials: int, out: Path) -> dict[
         f"  MLflow            make mlflow-ui  (http://127.0.0.1:5000)\n"
         f"  online endpoint   CUSTBASE_API_KEYS=secret custbase serve   then\n"
         f"                    curl -H 'Authorization: Bearer secret' -H 'Content-Type: application/json' \\\n"
-        f"                         -d '{{\"customer_ids\": [1]}}' http://127.0.0.1:3000/score_customers\n"
+        f"                         -d '{{\"customer_ids\": [100000001]}}' http://127.0.0.1:3000/score_customers\n"
         f"  total             {sum(timings.values()):.0f} s"
     )
     return timings
