@@ -62,7 +62,7 @@ class BuildSummary:
             f"{self.seconds:.1f} s",
             f"  labels: churn_3m {pct(self.churn_rate)} (non-dormant rows), upgrade_3m {pct(self.upgrade_rate)}, "
             f"mean clv_12m {'n/a' if self.clv_mean is None else f'{self.clv_mean:,.0f}'}",
-            f"  label unavailable (horizon past data end): {nulls}",
+            f"  label unavailable (horizon past the data's end, or past a customer's coverage end): {nulls}",
             *([f"  written to {self.out_path}"] if self.out_path else []),
         ])
 

@@ -12,10 +12,13 @@ Pipeline
 2. ``txn_monthly``, ``balance_monthly``, ``interaction_monthly``, ``campaign_monthly``: one row per customer
    and month of each source table, reading only the months the requested output needs.
 3. ``monthly``: the dense spine (every month a customer is active at month end, from onboarding - or the
-   first month read - to the month before closure) left-joined to those aggregates.
+   first month read - to the month before closure) left-joined to those aggregates. With the optional
+   ``coverage`` table (partial extracts) the spine also stays inside each customer's covered months: the
+   month-ends from ``coverage_start`` to ``coverage_end``; months outside it are unobserved, not inactive.
 4. ``base``: adds the month-over-month flags that need the previous month (tier changes, products opened).
 5. ``customer_month_features``: trailing-window features (``ROWS BETWEEN k-1 PRECEDING AND CURRENT ROW``).
-6. ``customer_month_labels``: forward-window labels; the final select keeps the requested as_of months.
+6. ``customer_month_labels``: forward-window labels (null when the horizon runs past the data's end, or past
+   the customer's ``coverage_end``); the final select keeps the requested as_of months.
 
 Point in time: a feature at ``as_of`` reads only spine rows at or before ``as_of``, and a month's row holds
 only data dated in that month, so nothing dated after ``as_of`` reaches it. Features that look back without
@@ -305,8 +308,19 @@ def _span(tables: frozenset[str], only: str = "") -> str:
         else ""
     )
     closure = "cl.closure_idx" if "closures" in tables else "CAST(NULL AS BIGINT)"
+    coverage, covered = "", ""
+    if "coverage" in tables:
+        end = "CAST(coverage_end AS DATE)"
+        # The last covered as_of month is the last month whose month-end is on or before coverage_end.
+        last = f"{_month_of(end)} - CASE WHEN {end} = LAST_DAY({end}) THEN 0 ELSE 1 END"
+        coverage = (
+            f"LEFT JOIN (SELECT CAST(customer_id AS BIGINT) AS customer_id, MIN({_month_of('CAST(coverage_start AS DATE)')}) "
+            f"AS cover_first_idx, MAX({last}) AS cover_last_idx FROM raw_coverage GROUP BY customer_id) AS cv "
+            "ON cv.customer_id = c.customer_id"
+        )
+        covered = ", cv.cover_first_idx, cv.cover_last_idx"
     return f"""
-SELECT c.customer_id, c.birth_idx, c.gender, c.city_tier, c.income_band, c.onboard_idx, {closure} AS closure_idx
+SELECT c.customer_id, c.birth_idx, c.gender, c.city_tier, c.income_band, c.onboard_idx, {closure} AS closure_idx{covered}
 FROM (
   SELECT CAST(customer_id AS BIGINT) AS customer_id, {_month_of('CAST(birth_date AS DATE)')} AS birth_idx,
     CAST(gender AS VARCHAR) AS gender, CAST(city_tier AS VARCHAR) AS city_tier, CAST(income_band AS VARCHAR) AS income_band,
@@ -314,7 +328,8 @@ FROM (
   FROM raw_customers
   WHERE TRUE{only}
 ) AS c
-{closures}"""
+{closures}
+{coverage}"""
 
 
 def _monthly(tables: frozenset[str], config: Config) -> str:
@@ -338,13 +353,19 @@ def _monthly(tables: frozenset[str], config: Config) -> str:
         revenue.insert(0, col("balances", "balance_revenue"))
         derived.append(f"{value_tier_rank_sql(col('balances', 'aum'), config)} AS tier_rank")
     derived.append(f"({' + '.join(revenue)}) AS net_revenue")
+    covered, inside = "", ""
+    if "coverage" in tables:
+        # A customer without a coverage row is covered up to the data's end.
+        covered = ", sp.cover_last_idx"
+        inside = ("\n    AND (sp.cover_first_idx IS NULL OR m.month_idx >= sp.cover_first_idx)"
+                  "\n    AND (sp.cover_last_idx IS NULL OR m.month_idx <= sp.cover_last_idx)")
     return f"""
-SELECT s.customer_id, s.month_idx, s.as_of, s.birth_idx, s.gender, s.city_tier, s.income_band, s.onboard_idx, s.closure_idx,
+SELECT s.customer_id, s.month_idx, s.as_of, s.birth_idx, s.gender, s.city_tier, s.income_band, s.onboard_idx, s.closure_idx{covered.replace('sp.', 's.')},
   {", ".join(columns + derived)}
 FROM (
-  SELECT sp.customer_id, m.month_idx, m.as_of, sp.birth_idx, sp.gender, sp.city_tier, sp.income_band, sp.onboard_idx, sp.closure_idx
+  SELECT sp.customer_id, m.month_idx, m.as_of, sp.birth_idx, sp.gender, sp.city_tier, sp.income_band, sp.onboard_idx, sp.closure_idx{covered}
   FROM span AS sp JOIN months AS m
-    ON m.month_idx >= sp.onboard_idx AND (sp.closure_idx IS NULL OR m.month_idx < sp.closure_idx)
+    ON m.month_idx >= sp.onboard_idx AND (sp.closure_idx IS NULL OR m.month_idx < sp.closure_idx){inside}
 ) AS s
 {chr(10).join(joins)}"""
 
@@ -580,20 +601,28 @@ def label_sql(ctx: Context, r: MonthRange) -> dict[str, str]:
     0 if the customer closed by then; null for rows already in the top tier.
     ``clv_12m``: max(0, sum over h = 1..H (``clv_horizon_months``) of net revenue in month as_of + h discounted by
     (1 + ``clv_annual_discount_rate``) ** (h / 12)); months from the closure month on contribute 0.
-    Every label is null when as_of + H is after the data's last complete month.
+    Every label is null when as_of + H is after the data's last complete month, or (with a ``coverage``
+    table) after the customer's last covered month: the outcome is unobserved there, not "stayed".
     """
     labels = ctx.config.labels
     out = {}
+
+    def beyond(h: int) -> str:
+        past_end = f"month_idx + {h} > {r.last}"
+        if "coverage" in ctx.tables:
+            past_end += f" OR (cover_last_idx IS NOT NULL AND month_idx + {h} > cover_last_idx)"
+        return past_end
+
     h = labels.churn_horizon_months
     closed_by = f"(closure_idx IS NOT NULL AND closure_idx <= month_idx + {h})"
     dormant_ahead = f"COALESCE(MAX(dormant) OVER ({_SPINE} ROWS BETWEEN 1 FOLLOWING AND {h} FOLLOWING), 0) = 1"
-    out["churn_3m"] = (f"CASE WHEN month_idx + {h} > {r.last} THEN CAST(NULL AS DOUBLE) "
+    out["churn_3m"] = (f"CASE WHEN {beyond(h)} THEN CAST(NULL AS DOUBLE) "
                        f"WHEN {closed_by} OR {dormant_ahead} THEN 1.0 ELSE 0.0 END")
     if "balances" in ctx.tables:
         h = labels.upgrade_horizon_months
         top = len(ctx.config.value_tiers.names) - 1
         out["upgrade_3m"] = (
-            f"CASE WHEN month_idx + {h} > {r.last} OR tier_rank >= {top} THEN CAST(NULL AS DOUBLE) "
+            f"CASE WHEN {beyond(h)} OR tier_rank >= {top} THEN CAST(NULL AS DOUBLE) "
             f"WHEN closure_idx IS NOT NULL AND closure_idx <= month_idx + {h} THEN 0.0 "
             f"WHEN {following('tier_rank', h)} > tier_rank THEN 1.0 ELSE 0.0 END"
         )
@@ -601,7 +630,7 @@ def label_sql(ctx: Context, r: MonthRange) -> dict[str, str]:
     rate = labels.clv_annual_discount_rate
     # The spine stops before the closure month, so LEAD is null (revenue 0) from then on.
     terms = " + ".join(f"COALESCE({following('net_revenue', i)}, 0) * {(1 + rate) ** (-i / 12)!r}" for i in range(1, h + 1))
-    out["clv_12m"] = f"CASE WHEN month_idx + {h} > {r.last} THEN CAST(NULL AS DOUBLE) ELSE GREATEST(0.0, {terms}) END"
+    out["clv_12m"] = f"CASE WHEN {beyond(h)} THEN CAST(NULL AS DOUBLE) ELSE GREATEST(0.0, {terms}) END"
     return out
 
 
@@ -637,6 +666,8 @@ def pipeline(config: Config, tables: frozenset[str] | set[str], r: MonthRange,
     carried = ["customer_id", "month_idx", "as_of", "closure_idx", "net_revenue"]
     if "balances" in ctx.tables:
         carried.append("tier_rank")
+    if "coverage" in ctx.tables:
+        carried.append("cover_last_idx")
     selects = [*carried, f"{dormancy_sql(ctx)} AS dormant"]
     selects += [f"CAST({f.sql} AS {_SQL_TYPE[f.dtype]}) AS {f.name}" for f in feats if f.name != "is_dormant"]
     steps.append(Step("customer_month_features", f"SELECT {', '.join(selects)} FROM base"))

@@ -384,6 +384,8 @@ _WRITTEN_COLUMNS = {
     "campaign_contacts": TABLES["campaign_contacts"].column_names,
     "closures": TABLES["closures"].column_names,
 }
+#: The contract tables the simulated bank writes (every one but ``coverage``: a simulation covers every customer fully).
+SIMULATED_TABLES: tuple[str, ...] = tuple(_WRITTEN_COLUMNS)
 
 GROUND_TRUTH_SCHEMA = pa.schema(
     [

@@ -49,17 +49,24 @@ def import_champion(name: str, uri: str) -> ModelRef:
     """Import one pinned MLflow model into the BentoML store (reused when already imported); labels record its URI."""
     import bentoml
 
+    from mlflow import MlflowClient
+
     version = _version_of(uri)
     store_name = REGISTERED_NAMES[name]
+    # Version numbers restart with every MLflow store (a team server, a wiped mlruns/), so a stored model is
+    # reused only when the run that produced it is the same, not merely the same "models:/x/1".
+    run_id = MlflowClient().get_model_version(store_name, version).run_id or ""
     try:
         stored_versions = bentoml.models.list(store_name)
     except bentoml.exceptions.NotFound:
         stored_versions = []
     for existing in stored_versions:
-        if existing.info.labels.get("mlflow_uri") == uri:
+        labels = existing.info.labels
+        if labels.get("mlflow_uri") == uri and labels.get("mlflow_run_id") == run_id:
             return ModelRef(name, str(existing.tag), uri, version)
     stored = bentoml.mlflow.import_model(
-        store_name, model_uri=uri, labels={"mlflow_uri": uri, "mlflow_version": version, "model": name},
+        store_name, model_uri=uri,
+        labels={"mlflow_uri": uri, "mlflow_version": version, "mlflow_run_id": run_id, "model": name},
         signatures={"predict": {"batchable": True}},
     )
     return ModelRef(name, str(stored.tag), uri, version)

@@ -38,7 +38,7 @@ from custbase.config import Config
 from training import evaluation
 from training.calibration import fit_calibrator
 from training.model_bundle import ModelBundle, prepare_features
-from training.search import SearchResult, default_hyperparameters, lightgbm_params, new_study_name, run_search
+from training.search import SEARCH_SPACES, SearchResult, default_hyperparameters, lightgbm_params, new_study_name, run_search
 from training.spec import KEY_COLUMNS, ModelSpec, get_spec
 
 #: A column whose ROC-AUC against a binary target alone is at least this is reported as a leak and excluded.
@@ -249,7 +249,7 @@ def shape_prepared_table(
     keys = {id_column, target, *([as_of_column] if as_of_column else [])}
     candidates = [c for c in raw.columns if c not in keys]
     groups = as_of.dt.to_period("M") if as_of.nunique() > 1 else None
-    if labeled.assign(_as_of=as_of).duplicated([id_column, "_as_of"]).any():
+    if pd.DataFrame({"id": labeled[id_column], "as_of": as_of}).duplicated().any():
         raise ValueError(f"the prepared table has several rows per {id_column!r}{' and as_of' if as_of_column else ''}: one row per customer"
                          f"{' and month' if as_of_column else ''} is needed")
     screen = screen_columns(labeled, candidates, y.to_numpy(dtype="float64"), binary=spec.kind == "binary", groups=groups, seed=seed)
@@ -345,6 +345,8 @@ class PreparedResult:
     cv_tuned: float | None = None
     cv_default: float | None = None
     cv_best_rounds: int | None = None
+    recheck_tuned: float | None = None  # the kept model and the default on fresh folds (another seed): no selection bias
+    recheck_default: float | None = None
     kept: str = ""
     search: SearchResult | None = None
     train_result: object | None = None  # training.train.TrainResult on the out-of-time path
@@ -370,6 +372,8 @@ class PreparedResult:
                 f"  search: study {s.study_name}, {s.trials_total} trials ({s.trials_pruned} pruned), tuned on CV {self.cv_metric}",
                 f"  CV {self.cv_metric}: tuned {self.cv_tuned:.4f} ({self.cv_best_rounds} rounds, kept {self.kept})   "
                 f"default LightGBM {self.cv_default:.4f} ({LIGHTGBM_DEFAULT_ROUNDS} rounds)   same {CV_FOLDS} folds",
+                f"  re-check on fresh folds (seed + 1; the tuned figure above was selected on its own folds): "
+                f"tuned {self.recheck_tuned:.4f}, default LightGBM {self.recheck_default:.4f}",
             ]
             lines.append("  wall time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items()))
         lines += [f"  note: {n}" for n in self.notes]
@@ -467,10 +471,14 @@ def _train_out_of_time(spec, config, prepared: PreparedTable, *, trials, timeout
 
 
 def _lightgbm_default_point(kind: str) -> dict:
-    """LightGBM's defaults expressed in the search space (0.1 learning rate, 31 leaves, 20 rows per leaf, no
-    bagging, ~no L2, unweighted classes): a candidate the search always tries."""
+    """LightGBM's defaults as near as the search space allows (0.1 learning rate, 31 leaves, 20 rows per leaf, no
+    bagging, ~no L2, unweighted classes; depth at the space's cap, LightGBM's own is unlimited): a candidate the
+    search always tries."""
     point = {"learning_rate": 0.1, "num_leaves": 31, "min_child_samples": 20, "feature_fraction": 1.0,
              "bagging_fraction": 1.0, "lambda_l2": 1e-3}
+    names = {h.name: h for h in SEARCH_SPACES[kind]}
+    if "max_depth" in names:
+        point["max_depth"] = int(names["max_depth"].high)
     return {**point, "positive_weight_power": 0.0} if kind == "binary" else {**point, "tweedie_variance_power": 1.5}
 
 
@@ -482,6 +490,7 @@ def _prepare_study(storage_url: str, prefix: str, kind: str, resume: bool) -> No
     """
     import optuna
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     names = [s.study_name for s in optuna.get_all_study_summaries(storage_url) if s.study_name.startswith(prefix)]
     if resume and names:
         return
@@ -567,6 +576,9 @@ def _train_cross_validated(spec, config, prepared: PreparedTable, *, trials, tim
             bundle = ModelBundle(kind="clv_tweedie", boosters={"main": main}, **common)
             oof_metrics = evaluation.clv_metrics(y, oof)
         result.cv_best_rounds = rounds
+        fresh = cv_folds(y, binary=binary, seed=settings.seed + 1)
+        result.recheck_tuned, _, _ = cross_validate(params, X, y, fresh, kind=spec.kind, num_boost_round=rounds)
+        result.recheck_default, _, _ = cross_validate(default_params, X, y, fresh, kind=spec.kind, num_boost_round=LIGHTGBM_DEFAULT_ROUNDS)
         seconds["final_fit"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -574,7 +586,9 @@ def _train_cross_validated(spec, config, prepared: PreparedTable, *, trials, tim
         run.params({"kept": result.kept, "best_iteration": rounds, "optuna_study": search.study_name,
                     "optuna_trials_total": search.trials_total, "optuna_trials_pruned": search.trials_pruned})
         run.metrics({f"cv_{result.cv_metric}": result.cv_tuned, f"cv_{result.cv_metric}_default_lightgbm": result.cv_default,
-                     f"cv_{result.cv_metric}_best_trial": search.best_value})
+                     f"cv_{result.cv_metric}_best_trial": search.best_value,
+                     f"cv_{result.cv_metric}_fresh_folds": result.recheck_tuned,
+                     f"cv_{result.cv_metric}_default_lightgbm_fresh_folds": result.recheck_default})
         run.metrics(oof_metrics, prefix="oof_")
         model_uri = run.model(bundle, frame.head(5))
         result.version = registry.register_challenger(spec, model_uri, run_id=run.run_id, tags={
