@@ -182,6 +182,13 @@ def value_tier_rank_sql(aum: str, config: Config) -> str:
     return f"(CASE {cases} ELSE 0 END)" if cases else "0"
 
 
+def next_tier_progress_sql(aum: str, rank: str, config: Config) -> str:
+    """``aum`` as a share of the next tier's lower bound (null in the top tier): how close an upgrade is."""
+    bounds = config.value_tiers.lower_bounds
+    cases = " ".join(f"WHEN {i} THEN {aum} / {bounds[i + 1]!r}" for i in range(len(bounds) - 1))
+    return f"(CASE {rank} {cases} END)"
+
+
 def value_tier_name_sql(rank: str, config: Config) -> str:
     cases = " ".join(f"WHEN {i} THEN {_quote(name)}" for i, name in enumerate(config.value_tiers.names))
     return f"(CASE {rank} {cases} END)"
@@ -445,6 +452,9 @@ def value_tier(ctx: Context) -> list[Feature]:
                 f"Tier held before the current one, if it changed within {HISTORY_MONTHS} months (else null).", req),
         Feature("value_tier_rank_max_12m", trailing("MAX(tier_rank)", 12), "int64", "value_tier",
                 "Highest value-tier rank over the last 12 months.", req),
+        # Tier bounds differ by tier, so trees cannot learn "almost there" from AUM alone in one split.
+        Feature("next_tier_progress", next_tier_progress_sql("aum", "tier_rank", cfg), "float64", "value_tier",
+                "Month-end AUM as a share of the next value tier's lower bound (null in the top tier).", req),
     ]
 
 

@@ -232,6 +232,9 @@ def _pattern_phraser(feature: str) -> Phraser | None:
 
         return change
 
+    if feature == "next_tier_progress":
+        return lambda v: f"AUM at {_percent(float(v))} of the next value tier's threshold"
+
     if feature.startswith("months_since_last_"):
         event = feature[len("months_since_last_"):]
         noun = _EVENT_NOUN.get(event, event.replace("_", " "))
