@@ -75,20 +75,9 @@ def prepare_features(frame: pd.DataFrame, model: ScoringModel) -> pd.DataFrame:
             f"{len(frame)}-row frame: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}; "
             "build the features with the model's feature set"
         )
-    columns: dict[str, Any] = {}
-    for name in model.feature_names:
-        values = frame[name]
-        if name in model.categories:
-            dtype = pd.CategoricalDtype(list(model.categories[name]))
-            if isinstance(values.dtype, pd.CategoricalDtype):
-                columns[name] = values.astype("object").astype(dtype)
-            else:
-                # Text codes; numbers stored as categories would compare unequal to their string form.
-                text = values.astype("object").where(values.notna(), None)
-                columns[name] = pd.Series(pd.Categorical(text, dtype=dtype), index=frame.index)
-        else:
-            columns[name] = pd.to_numeric(values, errors="raise").astype("float64")
-    return pd.DataFrame(columns, index=frame.index)
+    from training.model_bundle import prepare_features as model_matrix
+
+    return model_matrix(frame, list(model.feature_names), dict(model.categories))
 
 
 def _categories_of(booster: lgb.Booster) -> dict[str, list[str]]:

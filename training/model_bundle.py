@@ -127,13 +127,22 @@ class ModelBundle:
 
 
 def prepare_features(frame: pd.DataFrame, feature_columns: list[str], categories: dict[str, list[str]]) -> pd.DataFrame:
-    """Select ``feature_columns`` in order and cast categorical ones to the given categories (a new frame)."""
-    X = frame.loc[:, feature_columns].copy()
-    for column, values in categories.items():
-        if column in X.columns:
-            text = X[column].astype("object").where(X[column].notna(), None)
-            X[column] = pd.Categorical(text.astype("str").where(text.notna(), None), categories=values)
-    return X
+    """The model matrix: ``feature_columns`` in order, categorical ones with the training categories (a new frame).
+
+    The one definition used by training, the logged model and serving. A category unseen in training becomes
+    missing, as LightGBM treats it; every other column becomes float64.
+    """
+    columns: dict[str, pd.Series] = {}
+    for name in feature_columns:
+        values = frame[name]
+        if name in categories:
+            # Compare as text: codes stored as numbers or as another categorical must match the training strings.
+            text = values.astype("object").where(values.notna(), None)
+            text = text.map(lambda v: None if v is None else str(v))
+            columns[name] = pd.Series(pd.Categorical(text, categories=list(categories[name])), index=frame.index)
+        else:
+            columns[name] = pd.to_numeric(values, errors="raise").astype("float64")
+    return pd.DataFrame(columns, index=frame.index)
 
 
 def encode_categories(X: pd.DataFrame) -> pd.DataFrame:
