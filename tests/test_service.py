@@ -147,7 +147,9 @@ def test_build_bento_from_pinned_mlflow_models(tmp_path, monkeypatch):
 
     monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
     models = train_tiny_models(synthetic_customer_months(200, seed=0), num_trees=3)
+    # Both URIs: an earlier test's configure_tracking may have left the (process-wide) registry URI elsewhere.
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    mlflow.set_registry_uri(f"sqlite:///{tmp_path}/mlflow.db")
     uris = {}
     for model in models:
         with mlflow.start_run():
