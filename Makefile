@@ -3,15 +3,15 @@
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 PYTHON ?= python3
-UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# uv from PATH when there is one, else the uv package of $(PYTHON) (installed by the rule below): `python -m uv`
+# works wherever pip put it (site-packages or the user site), with no PATH to fix.
+UV := $(or $(shell command -v uv 2>/dev/null),$(PYTHON) -m uv)
 ENV := .venv/.synced
 RUN := $(UV) run --frozen --all-extras --no-sync
 CB := $(RUN) custbase
 
-$(UV):
-	$(PYTHON) -m pip install --quiet --user uv || $(PYTHON) -m pip install --quiet uv
-
-$(ENV): pyproject.toml uv.lock | $(UV)
+$(ENV): pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv || $(PYTHON) -m pip install --quiet --user uv
 	$(UV) sync --frozen --all-extras && touch $(ENV)
 
 .PHONY: help
