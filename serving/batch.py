@@ -32,6 +32,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from features.feature_set import read_feature_table
 from serving.models import ScoringModels
 from serving.policy import Policy
 from serving.scoring import REASON_COLUMNS, SCORE_COLUMNS, ReasonMode, _reason_mode, input_columns, score_customers
@@ -127,16 +128,6 @@ class BatchSummary:
 def _month_end(as_of) -> pd.Timestamp:
     stamp = pd.Timestamp(str(as_of)) if not isinstance(as_of, pd.Timestamp) else as_of
     return (stamp + pd.offsets.MonthEnd(0)).normalize()
-
-
-def read_features(path: Path) -> pd.DataFrame:
-    """A customer-month table from parquet (via ``features.feature_set.read_feature_table`` when available)."""
-    try:
-        from features.feature_set import read_feature_table
-    except ImportError:
-        return pd.read_parquet(path)
-    frame, _ = read_feature_table(path)
-    return frame
 
 
 def select_month(features: pd.DataFrame, as_of=None) -> pd.DataFrame:
@@ -313,7 +304,7 @@ def score_base(
     started = time.perf_counter()
     out_dir = Path(out_dir)
     mode = _reason_mode(reasons)
-    frame = read_features(Path(features)) if not isinstance(features, pd.DataFrame) else features
+    frame = features if isinstance(features, pd.DataFrame) else read_feature_table(Path(features))[0]
     frame = select_month(frame, as_of)
     month = _month_end(pd.to_datetime(frame["as_of"]).iloc[0]) if len(frame) else _month_end(as_of)
     if frame["customer_id"].duplicated().any():

@@ -189,3 +189,9 @@ def test_a_build_in_customer_slices_equals_one_pass(tmp_path, config, monkeypatc
     sliced = build_customer_months(raw, tmp_path / "sliced.parquet", config, validate=False, progress=False)
     assert sliced.rows == one.rows
     pd.testing.assert_frame_equal(read_feature_table(sliced.out_path)[0], read_feature_table(one.out_path)[0])
+
+
+def test_reading_a_missing_feature_table_says_how_to_build_it(tmp_path):
+    missing = tmp_path / "nope.parquet"
+    with pytest.raises(FileNotFoundError, match="custbase features --out"):
+        read_feature_table(missing)

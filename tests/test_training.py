@@ -179,7 +179,7 @@ def test_a_model_loaded_by_alias_reproduces_the_logged_predictions(trained, mode
     import mlflow
 
     from training.model_bundle import load_bundle
-    from training.train import read_feature_table
+    from features.feature_set import read_feature_table
 
     result = trained["results"][model]
     logged = pd.read_parquet(mlflow.artifacts.download_artifacts(run_id=result.run_id, artifact_path="predictions/test_predictions.parquet"))

@@ -136,10 +136,15 @@ def prepare_features(frame: pd.DataFrame, feature_columns: list[str], categories
     for name in feature_columns:
         values = frame[name]
         if name in categories:
+            dtype = pd.CategoricalDtype(list(categories[name]))
+            if values.dtype == dtype:  # already prepared (serving prepares once, then the bundle predicts)
+                columns[name] = values
+                continue
             # Compare as text: codes stored as numbers or as another categorical must match the training strings.
-            text = values.astype("object").where(values.notna(), None)
-            text = text.map(lambda v: None if v is None else str(v))
-            columns[name] = pd.Series(pd.Categorical(text, categories=list(categories[name])), index=frame.index)
+            text = values.astype("object").astype("str").where(values.notna(), None)
+            columns[name] = pd.Series(pd.Categorical(text, dtype=dtype), index=frame.index)
+        elif values.dtype == "float64":
+            columns[name] = values
         else:
             columns[name] = pd.to_numeric(values, errors="raise").astype("float64")
     return pd.DataFrame(columns, index=frame.index)

@@ -142,7 +142,8 @@ def promote(model: str, config: Config, *, features_path: Path) -> PromotionDeci
     """
     from training import tracking
     from training.model_bundle import load_bundle
-    from training.train import metrics_of, prepare_modeling_data, read_feature_table
+    from features.feature_set import read_feature_table
+    from training.train import metrics_of, prepare_modeling_data
 
     spec = get_spec(model)
     tracking.configure_tracking(config)

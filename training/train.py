@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from custbase.config import Config, Labels, Training
+from features.feature_set import read_feature_table
 from training import evaluation
 from training.baselines import clv_carried_forward, fit_logistic_baseline
 from training.calibration import fit_calibrator
@@ -27,19 +28,6 @@ from training.spec import CATEGORICAL_COLUMNS, KEY_COLUMNS, LABEL_COLUMNS, Model
 from training.splits import OutOfTimeSplit, as_of_months, out_of_time_split, split_frame
 
 # --------------------------------------------------------------------------------------------- data
-
-
-def read_feature_table(path: Path) -> tuple[pd.DataFrame, dict]:
-    """Read a customer-month parquet table and its ``custbase`` schema metadata (``{}`` if absent)."""
-    from features.feature_set import read_feature_table as read
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(
-            f"customer-month table {path} does not exist; build it with `custbase features --out {path}`"
-        )
-    frame, metadata = read(path)
-    return frame, metadata or {}
 
 
 def labels_of(metadata: dict, config: Config) -> Labels:
