@@ -9,7 +9,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from serving.policy import Policy
+from serving.policy import OUTSIDE_CHURN_POPULATION, Policy
 
 CampaignKind = Literal["retention", "upgrade"]
 
@@ -20,11 +20,14 @@ _PROBABILITY = {"retention": "churn_probability", "upgrade": "upgrade_probabilit
 def contact_value(scores: pd.DataFrame, kind: CampaignKind, policy: Policy) -> pd.Series:
     """Expected value of contacting each customer in a ``kind`` campaign (NaN where the campaign does not apply).
 
-    retention: churn_probability x clv_12m x retention_acceptance_rate - retention_contact_cost;
+    retention: churn_probability x clv_12m x retention_acceptance_rate - retention_contact_cost, only for customers in
+    the churn population (NaN for the ``dormant`` and ``lapsing`` segments, as in the policy);
     upgrade: upgrade_probability x upgrade_acceptance_rate x upgrade_value_gain[value_tier] - upgrade_contact_cost.
     """
     if kind == "retention":
         value = scores["churn_probability"] * scores["clv_12m"] * policy.retention_acceptance_rate - policy.retention_contact_cost
+        if "segment" in scores.columns:
+            value = value.where(~scores["segment"].isin(OUTSIDE_CHURN_POPULATION))
     elif kind == "upgrade":
         gain = scores["value_tier"].astype("object").map(policy.upgrade_value_gain).astype("float64")
         value = scores["upgrade_probability"].astype("float64") * policy.upgrade_acceptance_rate * gain - policy.upgrade_contact_cost

@@ -116,6 +116,9 @@ def _section_data(card: Mapping) -> list[str]:
         lines.append(f"- **as_of range**: {data.get('as_of_min', '-')} to {data.get('as_of_max', '-')}")
     if data.get("fingerprint"):
         lines.append(f"- **Data fingerprint**: `{data['fingerprint']}`")
+    if data.get("label"):
+        horizon = f" (horizon {data['horizon_months']} months)" if data.get("horizon_months") else ""
+        lines.append(f"- **Label**: `{data['label']}`{horizon}")
     if data.get("population"):
         lines.append(f"- **Population**: {data['population']}")
     return lines + [""]
@@ -129,7 +132,8 @@ def _section_splits(card: Mapping) -> list[str]:
             for name in ("train", "validation", "test") if name in splits]
     lines = ["## Out-of-time splits", ""] + _table(["Split", "as_of months"], rows)
     if splits.get("gap_months") is not None:
-        lines += ["", f"Gap between splits: {splits['gap_months']} months (the label horizon), so no label windows overlap."]
+        lines += ["", f"Gap between splits: {splits['gap_months']} months (the months a label reads after as_of), "
+                      "so no label windows overlap."]
     return lines + [""]
 
 

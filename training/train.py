@@ -81,17 +81,21 @@ class ModelingData:
 
 
 def prepare_modeling_data(frame: pd.DataFrame, metadata: dict, spec: ModelSpec, config: Config) -> ModelingData:
-    """Filter ``frame`` to ``spec``'s eligible labeled rows and split them out of time (``frame`` is not changed)."""
+    """Filter ``frame`` to ``spec``'s eligible labeled rows and split them out of time (``frame`` is not changed).
+
+    The label and oracle names follow the horizons the table was built with (its metadata), whatever ``spec`` says.
+    """
+    labels = labels_of(metadata, config)
+    spec = spec.for_labels(labels)
     if spec.label not in frame.columns:
         raise ValueError(f"the customer-month table ({len(frame)} rows) has no label column {spec.label}; rebuild features")
     eligible = frame.loc[spec.eligible(frame, config)]
     if eligible.empty:
         raise ValueError(f"no eligible labeled rows for the {spec.name} model among {len(frame)} rows (label {spec.label})")
-    labels = labels_of(metadata, config)
     settings = config.training
     split = out_of_time_split(
         as_of_months(eligible["as_of"]).unique(),
-        horizon_months=spec.horizon_months(labels),
+        horizon_months=spec.label_window_months(labels),
         validation_months=settings.validation_months,
         test_months=settings.test_months,
         min_train_months=settings.min_train_months,
@@ -377,8 +381,9 @@ def _active_slice(test: pd.DataFrame, y: np.ndarray, model: np.ndarray, baseline
                   oracle: np.ndarray | None) -> dict:
     """Churn ROC-AUC on customers who acted themselves in the as_of month.
 
-    A dormancy exit is dated when the inactive run completes, so some positives had already gone quiet at as_of
-    and are easy to rank; this slice shows how well the model finds those who are still active.
+    The churn population already excludes customers quiet at as_of (no activity and AUM below the dormancy
+    threshold); this slice also leaves out those without activity but with money still at the bank, so it shows
+    how well the model finds customers who are visibly still using it.
     """
     from sklearn.metrics import roc_auc_score
 
@@ -502,7 +507,9 @@ def _card(spec, data, fitted, ev, result_fields: dict, fingerprint: dict, config
             "as_of_min": fingerprint["as_of_min"],
             "as_of_max": fingerprint["as_of_max"],
             "fingerprint": fingerprint["content_hash"],
-            "population": spec.label + " labeled, eligible rows",
+            "population": _population_text(spec, data.labels),
+            "label": spec.label,
+            "horizon_months": spec.horizon_months(data.labels),
         },
         "splits": {
             "train": [str(m) for m in data.split.train_months],
@@ -523,6 +530,16 @@ def _card(spec, data, fitted, ev, result_fields: dict, fingerprint: dict, config
         "hyperparameters": fitted.hyperparameters,
         "limitations": list(data.split.warnings) or None,
     }
+
+
+def _population_text(spec: ModelSpec, labels: Labels) -> str:
+    """The model card's one-line population of ``spec``."""
+    if spec.name == "churn":
+        k = labels.dormancy_inactive_months
+        return (f"{spec.label} labeled rows of customers not quiet at as_of (months_quiet == 0: not lapsing, not dormant); "
+                f"an exit is dated at its closure month or at the first of k = {k} quiet months; "
+                f"horizon {labels.churn_horizon_months} months")
+    return f"{spec.label} labeled, eligible rows; horizon {spec.horizon_months(labels)} months"
 
 
 def _clv_for_retention(test: pd.DataFrame, labels: Labels) -> tuple[np.ndarray, str]:
@@ -562,6 +579,7 @@ def train_model(
     uri = tracking.configure_tracking(config)
     frame, metadata = read_feature_table(features_path)
     data = prepare_modeling_data(frame, metadata, spec, config)
+    spec = data.spec  # label and oracle names of the table's horizons
     del frame
     population = data.population
     fingerprint = tracking.data_fingerprint(population)
