@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date
 from pathlib import Path
 
@@ -737,7 +737,8 @@ def _drain(engagement: np.ndarray) -> np.ndarray:
     return -DRAIN_PER_ENGAGEMENT * np.clip(-engagement - 0.3, 0, 3)
 
 
-def _simulate_chunk(ctx: _Context, chunk: int, first: int, n: int, sink: _Sink, stats: _Stats, bar) -> None:
+def _simulate_chunk(ctx: _Context, chunk: int, first: int, n: int, sink: _Sink, stats: _Stats, bar,
+                    continuation: _Continuation | None = None) -> None:
     rng = np.random.default_rng([ctx.settings.seed, chunk])
     cal, cfg, months = ctx.calendar, ctx.config, ctx.settings.months
     book, profile = _draw_book(rng, ctx, first, n)
@@ -773,6 +774,13 @@ def _simulate_chunk(ctx: _Context, chunk: int, first: int, n: int, sink: _Sink, 
     txn_id = chunk * 10**12
 
     for t in range(months):
+        if continuation is not None and t == continuation.fork + 1:
+            # from here on every customer continues as `replications` copies with a random stream of their own
+            book, log_aum_history, complaints_history, closed_on = _replicate(
+                continuation.replications, n, book, log_aum_history, complaints_history, closed_on)
+            n *= continuation.replications
+            if continuation.stream is not None:
+                rng = np.random.default_rng([ctx.settings.seed, chunk, _CONTINUATION_STREAM, continuation.stream])
         days = int(cal.days[t])
         moy = int(cal.month_of_year[t])
         shock = float(ctx.shocks[t])
@@ -1012,15 +1020,25 @@ def _simulate_chunk(ctx: _Context, chunk: int, first: int, n: int, sink: _Sink, 
         revenue = (avg * asset_rates).sum(axis=1) + (liability_avg * liability_rates).sum(axis=1) + fees - cfg.revenue.cost_to_serve_monthly
         td_share = _time_deposit_share(book)
         book.hazard_logit = _hazard_logit(book, t, tenure + 1, log_aum_history, complaints_history, td_share, shock, book.engagement)
-        truth = _ground_truth(book, t, cfg, tenure, log_aum_history, complaints_history, td_share, shock, tier_end, bounds,
-                              balance, liability, asset_rates, liability_rates, revenue, months)
-        truth["aum"] = aum_end[truth["customer"]]
-        ground_truth.append(truth)
+        if continuation is None:
+            truth = _ground_truth(book, t, cfg, tenure, log_aum_history, complaints_history, td_share, shock, tier_end, bounds,
+                                  balance, liability, asset_rates, liability_rates, revenue, months)
+            truth["aum"] = aum_end[truth["customer"]]
+            ground_truth.append(truth)
         contacts.append(_contacts_rows(month_contacts, cal, t, rng))
         stats.active_months += na + int(leaving.sum())
         stats.customer_transactions += int(customer_initiated.sum())
         stats.all_transactions += n_tx
         bar.update(1)
+        if continuation is not None and t >= continuation.fork:
+            # what the labels read from the written tables: month-end AUM and net revenue of open customers
+            written_aum = (np.maximum(balance, 0.0) * asset_rows).sum(axis=1)
+            label_revenue = ((np.maximum(avg, 0.0) * asset_rates * asset_rows).sum(axis=1)
+                             + (np.maximum(liability_avg, 0.0) * liability_rates * liability_held).sum(axis=1)
+                             + fees - cfg.revenue.cost_to_serve_monthly)
+            continuation.record(t, open_now, _tier_of(written_aum, bounds), np.where(open_now, label_revenue, 0.0), book.exit_month)
+            if t == continuation.last:
+                return
 
     _write_chunk_end(sink, chunk, book, cal, ground_truth, contacts, closed_on, stats, months, cfg, bounds)
 
@@ -1482,3 +1500,177 @@ def _write_chunk_end(sink, chunk, book, cal, ground_truth, contacts, closed_on, 
             schema=contract_schema("closures"),
         ),
     )
+
+
+# ==========================================================================================================
+# Monte Carlo continuation: oracles that are true limits
+# ==========================================================================================================
+
+#: Random-stream tag of continuations (kept apart from the chunks' own streams).
+_CONTINUATION_STREAM = 9_000_011
+#: File (in the bank's folder) of the continuation oracle; no feature builder reads it.
+CONTINUATION_ORACLE_FILE = "oracle_continuation.parquet"
+
+
+@dataclass
+class _Continuation:
+    """One continuation of a chunk from the end of month ``fork`` to month ``last``.
+
+    ``replications`` copies of every customer continue from the same true state at the end of ``fork`` with a random
+    stream of their own (``stream``; None keeps the bank's own stream, which with one copy replays the written path).
+    ``record`` keeps what the labels read, per month: open, value-tier rank, net revenue; and the exit months.
+    """
+
+    fork: int
+    last: int
+    replications: int
+    stream: int | None
+    open: dict[int, np.ndarray] = field(default_factory=dict)
+    tier: dict[int, np.ndarray] = field(default_factory=dict)
+    revenue: dict[int, np.ndarray] = field(default_factory=dict)
+    exit_month: np.ndarray | None = None
+
+    def record(self, t: int, open_now: np.ndarray, tier: np.ndarray, revenue: np.ndarray, exit_month: np.ndarray) -> None:
+        self.open[t], self.tier[t], self.revenue[t] = open_now.copy(), tier.copy(), revenue.copy()
+        self.exit_month = exit_month.copy()
+
+
+def _replicate(copies: int, n: int, book: _Book, log_aum_history, complaints_history, closed_on):
+    """``copies`` copies of every customer (copy-major: row r * n + i is copy r of customer i)."""
+    def tile(value):
+        if isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == n:
+            return np.tile(value, (copies,) + (1,) * (value.ndim - 1))
+        return value
+
+    replicated = _Book(**{f.name: tile(getattr(book, f.name)) for f in fields(_Book)})
+    return (replicated, np.tile(log_aum_history, (1, copies)), np.tile(complaints_history, (1, copies)),
+            np.tile(closed_on, copies))
+
+
+class _Discard(_Sink):
+    """A sink that writes nothing (continuations only observe)."""
+
+    def __init__(self):
+        self.rows = {}
+
+    def append(self, table_name: str, table: pa.Table) -> None:
+        pass
+
+    def partition(self, table_name: str, period: str, chunk: int, table: pa.Table) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _NoBar:
+    def update(self, _: int) -> None:
+        pass
+
+    def set_postfix_str(self, _: str) -> None:
+        pass
+
+
+def _continue_chunk(ctx: _Context, chunk: int, first: int, n: int, fork: int, last: int, copies: int,
+                    stream: int | None) -> _Continuation:
+    run = _Continuation(fork=fork, last=last, replications=copies, stream=stream)
+    _simulate_chunk(ctx, chunk, first, n, _Discard(), _Stats(ctx.settings.months, 0.0), _NoBar(), continuation=run)
+    return run
+
+
+def continuation_outcomes(run: _Continuation, n: int, labels: Labels) -> dict[str, np.ndarray]:
+    """Per copy (rows) and customer (columns): the labels' outcomes after ``run.fork``, NaN past the simulated months.
+
+    ``churn``: an exit dated in (fork, fork + H]; ``upgrade``: value tier at fork + H above the tier at fork;
+    ``clv``: max(0, discounted net revenue of months fork + 1 .. fork + H), 0 from the closure month on.
+    """
+    fork, copies = run.fork, run.replications
+    out = {}
+    h = labels.churn_horizon_months
+    if fork + h <= run.last:
+        exit_month = run.exit_month.reshape(copies, n)
+        out["churn"] = ((exit_month > fork) & (exit_month <= fork + h)).astype(float)
+    h = labels.upgrade_horizon_months
+    if fork + h <= run.last:
+        out["upgrade"] = (run.tier[fork + h].reshape(copies, n) > run.tier[fork][None, :]).astype(float)
+    h = labels.clv_horizon_months
+    if fork + h <= run.last:
+        rate = labels.clv_annual_discount_rate
+        value = sum(run.revenue[fork + i].reshape(copies, n) * (1 + rate) ** (-i / 12) for i in range(1, h + 1))
+        out["clv"] = np.maximum(value, 0.0)
+    return out
+
+
+def continuation_oracle(settings: Simulation, config: Config, fork_months: list[int], *, replications: int = 32,
+                        max_rows: int = 400_000, progress: bool = True) -> pa.Table:
+    """The oracle as a true limit: each outcome's expectation given every customer's true state at a month end.
+
+    Replays the simulated bank (same settings, config and seed as written; nothing is written) to the end of each
+    month in ``fork_months`` (indexes from the first simulated month), then continues it ``replications`` times with
+    fresh random streams and averages what the labels would read: P(churn), P(upgrade), E[CLV] over the configured
+    horizons (a horizon past the simulated months gives NaN). The standard error of each mean is in ``<column>_se``,
+    and the mean over the first half of the replications in ``<column>_half``: a metric of the oracle is biased down
+    by its Monte Carlo noise, and comparing the two tells by how much. Copies are simulated ``max_rows // chunk size``
+    at a time to bound memory.
+
+    Returns
+    -------
+    pyarrow.Table
+        ``customer_id``, ``month`` (the fork's month end), the oracle columns named by ``config.labels.names``,
+        their ``_se`` and ``_half`` columns and ``replications``; one row per customer open at the month end.
+    """
+    if replications < 2:
+        raise SimulationError(f"replications must be >= 2 to state a standard error, got {replications}")
+    calendar_ = _Calendar.build(settings.start_month, settings.months)
+    bad = [m for m in fork_months if not 0 <= m < settings.months]
+    if bad:
+        raise SimulationError(f"fork months {bad} are outside the simulated months 0..{settings.months - 1}")
+    ctx = _Context(settings=settings, config=config, calendar=calendar_, shocks=_rate_shocks(settings.seed, calendar_))
+    labels = config.labels
+    names = labels.names
+    columns = {"churn": names.churn_oracle, "upgrade": names.upgrade_oracle, "clv": names.clv_oracle}
+    horizon = max(labels.churn_horizon_months, labels.upgrade_horizon_months, labels.clv_horizon_months)
+    n_chunks = -(-settings.customers // settings.chunk_customers)
+    group = max(1, min(replications, max_rows // max(1, min(settings.customers, settings.chunk_customers))))
+    groups = -(-replications // group)
+    from tqdm.auto import tqdm
+
+    parts = []
+    with tqdm(total=n_chunks * len(fork_months) * groups, desc="oracle continuations", unit="run", disable=not progress) as bar:
+        for chunk in range(n_chunks):
+            first = chunk * settings.chunk_customers
+            n = min(settings.chunk_customers, settings.customers - first)
+            for fork in sorted(set(fork_months)):
+                last = min(fork + horizon, settings.months - 1)
+                sums: dict[str, np.ndarray] = {}
+                squares: dict[str, np.ndarray] = {}
+                halves: dict[str, np.ndarray] = {}
+                done = 0
+                open_at_fork = None
+                for g in range(groups):
+                    copies = min(group, replications - done)
+                    run = _continue_chunk(ctx, chunk, first, n, fork, last, copies, stream=fork * 10_000 + g)
+                    open_at_fork = run.open[fork]
+                    for key, values in continuation_outcomes(run, n, labels).items():
+                        sums[key] = sums.get(key, 0.0) + values.sum(axis=0)
+                        squares[key] = squares.get(key, 0.0) + (values**2).sum(axis=0)
+                        halves[key] = halves.get(key, 0.0) + values[: max(0, replications // 2 - done)].sum(axis=0)
+                    done += copies
+                    bar.update(1)
+                ids = np.arange(first, first + n, dtype=np.int64) + 100_000_001
+                rows = np.flatnonzero(open_at_fork)
+                table = {"customer_id": pa.array(ids[rows]),
+                         "month": _dates(np.full(len(rows), calendar_.month_end_days[fork]))}
+                for key, column in columns.items():
+                    if key in sums:
+                        mean = sums[key] / replications
+                        variance = np.maximum(squares[key] / replications - mean**2, 0.0) * replications / (replications - 1)
+                        table[column] = pa.array(mean[rows])
+                        table[f"{column}_se"] = pa.array(np.sqrt(variance / replications)[rows])
+                        table[f"{column}_half"] = pa.array((halves[key] / (replications // 2))[rows])
+                    else:
+                        for suffix in ("", "_se", "_half"):
+                            table[f"{column}{suffix}"] = pa.nulls(len(rows), pa.float64())
+                table["replications"] = pa.array(np.full(len(rows), replications, np.int64))
+                parts.append(pa.table(table))
+    return pa.concat_tables(parts)

@@ -166,8 +166,16 @@ def _section_metrics(card: Mapping) -> list[str]:
         notes.append(f"Primary metric: {primary}.")
     if LOWER_IS_BETTER & set(test):
         notes.append("Lower is better for " + ", ".join(sorted(LOWER_IS_BETTER & set(test))) + ".")
-    if oracle:
+    if oracle and metrics.get("oracle_source") == "continuation":
+        notes.append("Oracle: the expected outcome given each customer's true state at as_of, by Monte Carlo "
+                     "continuation of the simulated bank.")
+    elif oracle:
         notes.append("Oracle: the simulated bank's true probabilities / expected values (ground truth).")
+    noise = metrics.get("oracle_noise")
+    if noise and primary:
+        notes.append(f"Model - oracle on {primary}: {noise['model_minus_oracle']:+.4f} (bootstrap standard error "
+                     f"{noise['model_minus_oracle_se']:.4f}" + (f"; oracle extrapolated from {noise['replications']:.0f} "
+                     "Monte Carlo replications" if "replications" in noise else "") + ").")
     return lines + ([""] + [" ".join(notes)] if notes else []) + [""]
 
 
