@@ -32,6 +32,12 @@ class ModelSpec:
     calibration_metric: str
     oracle_column: str
     description: str
+    #: What the model is for (who uses its output, for which decision), distinct from the task it solves.
+    intended_use: str = ""
+    #: Uses the model was not built or validated for.
+    out_of_scope: tuple[str, ...] = ()
+    #: Known limits of the model and of how it was validated, true for every run.
+    limitations: tuple[str, ...] = ()
     greater_is_better: bool = True
 
     @property
@@ -70,6 +76,24 @@ SPECS: dict[str, ModelSpec] = {
         calibration_metric="ece",
         oracle_column="churn_probability_3m",
         description="Probability that an active, non-dormant customer churns within the label horizon.",
+        intended_use=(
+            "Rank active customers by churn risk each month so that a retention campaign contacts those whose expected "
+            "value of contact (churn probability x CLV x acceptance - cost) is highest; the calibrated probability "
+            "feeds the value-at-risk figure and the segment of each customer."
+        ),
+        out_of_scope=(
+            "Decisions about an individual customer's credit, pricing or eligibility for a product.",
+            "Customers already dormant at as_of (they are outside the training population).",
+            "Estimating the effect of a retention offer: the model predicts churn, not who would stay because of a contact.",
+        ),
+        limitations=(
+            "Churn is defined by closure or by dormancy (labels config); a customer who moves most of their money "
+            "elsewhere but keeps an active account is not a churner.",
+            "Part of the dormancy exits are easy to predict because the customer was already quiet at as_of; the "
+            "run reports ROC-AUC on customers still active at as_of separately.",
+            "Validated out of time on the newest labeled months only; behaviour shifts (new products, a downturn) "
+            "need a retraining and a fresh test.",
+        ),
     ),
     "upgrade": ModelSpec(
         name="upgrade",
@@ -79,6 +103,23 @@ SPECS: dict[str, ModelSpec] = {
         calibration_metric="ece",
         oracle_column="upgrade_probability_3m",
         description="Probability that a customer below the top value tier moves up a tier within the label horizon.",
+        intended_use=(
+            "Choose whom to offer an upgrade (a higher-tier relationship, wealth products) each month, by the expected "
+            "value of the offer (probability x acceptance x value gain of the tier step - contact cost)."
+        ),
+        out_of_scope=(
+            "Customers in the top value tier (no upgrade exists for them).",
+            "Predicting how much a customer will invest, or the effect of an offer on the upgrade (it predicts the "
+            "upgrade, not the uplift).",
+            "Suitability or advice decisions, which need a separate regulatory assessment.",
+        ),
+        limitations=(
+            "Tiers follow assets under management, so customers just below a tier boundary dominate the top scores; "
+            "a logistic regression ranks them almost as well and the run compares the two.",
+            "Upgrades are rare (about 2% per quarter on the simulated bank): precision in the top deciles is the "
+            "figure to plan a campaign on, not ROC-AUC.",
+            "Validated out of time on the newest labeled months only.",
+        ),
     ),
     "clv": ModelSpec(
         name="clv",
@@ -88,6 +129,23 @@ SPECS: dict[str, ModelSpec] = {
         calibration_metric="decile_mape",
         oracle_column="expected_clv_12m",
         description="Discounted net revenue a customer brings over the CLV horizon.",
+        intended_use=(
+            "Value each customer for the value x risk segmentation, for value-at-risk (churn probability x CLV) and "
+            "for sizing the budget of retention and upgrade campaigns; a ranking and a planning figure."
+        ),
+        out_of_scope=(
+            "Accounting, provisioning or any figure reported as revenue: it is a model estimate with a decile error "
+            "shown in this card.",
+            "Lifetime value beyond the CLV horizon (labels.clv_horizon_months).",
+            "Pricing or credit decisions about an individual customer.",
+        ),
+        limitations=(
+            "Net revenue is derived from balances and fees with configured rates (revenue config), not from the "
+            "bank's ledger; wrong rates shift every CLV in the same direction.",
+            "The label needs a full horizon of future data, so the newest test months are at least a horizon "
+            "older than the scoring month.",
+            "A few very valuable customers carry most of the value: errors in the top decile dominate RMSE.",
+        ),
     ),
 }
 
