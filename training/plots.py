@@ -58,6 +58,26 @@ def _decile_means(values: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np
         return np.bincount(bins, weights=values, minlength=10) / count, count
 
 
+def _decile_bars(ax, values: np.ndarray, score: np.ndarray, *, predicted: str, actual: str) -> tuple[np.ndarray, np.ndarray]:
+    """Mean score and mean actual value per score decile as two sets of 10 bars (decile 1 = highest scores)."""
+    mean_score, _ = _decile_means(score, score)
+    mean_actual, _ = _decile_means(values, score)
+    x = np.arange(1, 11)
+    ax.bar(x - 0.2, np.nan_to_num(mean_score), width=0.4, color=MODEL_COLOR, label=predicted)
+    ax.bar(x + 0.2, np.nan_to_num(mean_actual), width=0.4, color=SECOND_COLOR, label=actual)
+    ax.set_xticks(x)
+    return mean_score, mean_actual
+
+
+def _baseline_array(baseline, n: int) -> np.ndarray | None:
+    if baseline is None:
+        return None
+    (b,) = _as_float_arrays(baseline, names=("baseline",))
+    if len(b) != n:
+        raise ValueError(f"baseline has {len(b)} rows but y_true has {n}")
+    return b
+
+
 def _titled(figures: dict[str, Figure], title: str | None) -> dict[str, Figure]:
     """Put ``title`` above every figure (re-laid out so that it does not cover the axes)."""
     if title:
@@ -108,11 +128,7 @@ def binary_figures(y_true, p, p_uncalibrated=None, *, baseline=None, title: str 
     y, p = _as_float_arrays(y_true, p, names=("y_true", "p"))
     _check_binary(y)
     base_rate = y.mean()
-    b = None
-    if baseline is not None:
-        (b,) = _as_float_arrays(baseline, names=("baseline",))
-        if len(b) != len(y):
-            raise ValueError(f"baseline has {len(b)} rows but y_true has {len(y)}")
+    b = _baseline_array(baseline, len(y))
 
     gain_lift, (ax_gain, ax_lift) = plt.subplots(1, 2, figsize=(11, 4.5))
     share, captured = _gains(y, p)
@@ -178,14 +194,9 @@ def binary_figures(y_true, p, p_uncalibrated=None, *, baseline=None, title: str 
     roc.tight_layout()
 
     deciles, ax_dec = plt.subplots(figsize=(8, 4.5))
-    observed, _ = _decile_means(y, p)
-    predicted, _ = _decile_means(p, p)
-    x = np.arange(1, 11)
-    ax_dec.bar(x - 0.2, np.nan_to_num(predicted), width=0.4, color=MODEL_COLOR, label="mean predicted probability")
-    ax_dec.bar(x + 0.2, np.nan_to_num(observed), width=0.4, color=SECOND_COLOR, label="observed rate")
+    _decile_bars(ax_dec, y, p, predicted="mean predicted probability", actual="observed rate")
     ax_dec.axhline(base_rate, color=REFERENCE_COLOR, linestyle="--", label=f"base rate {base_rate:.3f}")
-    ax_dec.set(xlabel="score decile (1 = highest scores)", ylabel="rate", title="Predicted and observed rate by decile",
-               xticks=x)
+    ax_dec.set(xlabel="score decile (1 = highest scores)", ylabel="rate", title="Predicted and observed rate by decile")
     ax_dec.legend(loc="upper right")
     deciles.tight_layout()
 
@@ -207,20 +218,12 @@ def clv_figures(y_true, y_pred, *, baseline=None, title: str | None = None) -> d
         baseline's (when given), by a perfect order and by a random one.
     """
     y, s = _as_float_arrays(y_true, y_pred, names=("y_true", "y_pred"))
-    b = None
-    if baseline is not None:
-        (b,) = _as_float_arrays(baseline, names=("baseline",))
-        if len(b) != len(y):
-            raise ValueError(f"baseline has {len(b)} rows but y_true has {len(y)}")
+    b = _baseline_array(baseline, len(y))
 
     deciles, ax = plt.subplots(figsize=(8, 4.5))
-    mean_actual, _ = _decile_means(y, s)
-    mean_pred, _ = _decile_means(s, s)
-    x = np.arange(1, 11)
-    ax.bar(x - 0.2, np.nan_to_num(mean_pred), width=0.4, color=MODEL_COLOR, label="mean predicted")
-    ax.bar(x + 0.2, np.nan_to_num(mean_actual), width=0.4, color=SECOND_COLOR, label="mean actual")
+    mean_pred, mean_actual = _decile_bars(ax, y, s, predicted="mean predicted", actual="mean actual")
     ax.set(xlabel="prediction decile (1 = highest predictions)", ylabel="mean value over the horizon (log scale)",
-           title="CLV by prediction decile", xticks=x)
+           title="CLV by prediction decile")
     if np.nanmax(np.r_[mean_pred, mean_actual, 0.0]) > 0:
         ax.set_yscale("log")  # bars at or below 0 are simply not drawn on a log axis
     ax.legend(loc="upper right")
