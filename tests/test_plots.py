@@ -39,7 +39,7 @@ def test_binary_figures_parts(binary_case, tmp_path):
     roc_labels = [line.get_label() for line in figures["roc_curve"].axes[0].lines]
     assert roc_labels[0].startswith("model (ROC-AUC") and roc_labels[1].startswith("baseline (ROC-AUC")
     assert len(figures["deciles"].axes[0].patches) == 20  # predicted and observed for 10 deciles
-    assert "best 25" in figures["profit_curve"].axes[0].lines[0].get_label()  # 100 x 0.5 x 0.5 at 50%
+    assert "best 25 contacting 50.0%" in figures["profit_curve"].axes[0].lines[0].get_label()  # 100 x 0.5 x 0.5
     assert len(lift.patches) == 10  # one bar per decile
     heights = [bar.get_height() for bar in lift.patches]
     assert heights[0] > 1 > heights[-1]  # informative scores: top decile above base rate, bottom below

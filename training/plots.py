@@ -87,24 +87,39 @@ def _titled(figures: dict[str, Figure], title: str | None) -> dict[str, Figure]:
     return figures
 
 
-def profit_figure(curves: dict[str, list[tuple[float, float]]], *, ylabel: str, what: str) -> Figure:
-    """Campaign profit against the share of customers contacted, one line per ``curves`` entry (model first)."""
+def profit_figure(curves: dict[str, list[tuple[float, float]]], *, ylabel: str, what: str,
+                  best: dict[str, tuple[float, float]] | None = None) -> Figure:
+    """Campaign profit against the share of customers contacted, one line per ``curves`` entry (model first).
+
+    ``best`` gives the exact ``(share, profit)`` maximum of a curve (the curve itself is sampled at a grid of
+    shares). The x axis stops at 4x the largest best share (at least 20%): beyond it every curve only falls.
+    """
     figure, ax = plt.subplots(figsize=(6.5, 4.5))
     colors = [MODEL_COLOR, BASELINE_COLOR, SECOND_COLOR]
+    right = 0.2
     for (label, curve), color in zip(curves.items(), colors):
         share, profit = (np.asarray(v, dtype="float64") for v in zip(*curve))
-        best = int(np.argmax(profit))
-        ax.plot(share, profit, color=color, label=f"{label} (best {profit[best]:,.0f} at {share[best]:.0%})")
-        ax.plot(share[best], profit[best], marker="o", color=color)
+        at = int(np.argmax(profit))
+        best_share, best_profit = (best or {}).get(label, (share[at], profit[at]))
+        right = max(right, 4 * best_share)
+        ax.plot(share, profit, color=color, label=f"{label} (best {best_profit:,.0f} contacting {best_share:.1%})")
+        ax.plot(best_share, best_profit, marker="o", color=color)
+    right = min(1.0, right)
+    shown = [p for curve in curves.values() for s_, p in curve if s_ <= right]
     ax.axhline(0.0, color=REFERENCE_COLOR, linestyle="--", linewidth=1)
-    ax.set(xlabel="share of customers contacted (highest score first)", ylabel=ylabel, title=what, xlim=(0, 1))
+    span = max(shown) - min(shown) if shown else 1.0
+    ax.set(xlabel="share of customers contacted (highest score first)", ylabel=ylabel, xlim=(0, right),
+           title=what + ("" if right >= 1 else f" (first {right:.0%} of customers)"))
+    if shown:
+        ax.set_ylim(min(shown) - 0.05 * span, max(shown) + 0.05 * span)
     ax.legend(loc="best")
     figure.tight_layout()
     return figure
 
 
 def binary_figures(y_true, p, p_uncalibrated=None, *, baseline=None, title: str | None = None,
-                   profit_curves: dict | None = None, profit_label: str = "expected profit") -> dict[str, Figure]:
+                   profit_curves: dict | None = None, profit_label: str = "expected profit",
+                   profit_best: dict | None = None) -> dict[str, Figure]:
     """Figures of a binary model on its test rows.
 
     Parameters
@@ -113,8 +128,9 @@ def binary_figures(y_true, p, p_uncalibrated=None, *, baseline=None, title: str 
         The baseline model's predictions on the same rows: its gains and ROC curves are drawn beside the model's.
     title
         Heads every figure (model, version, test months).
-    profit_curves
-        ``{"model": [(share, profit), ...], "baseline": [...]}``: drawn as ``profit_curve``.
+    profit_curves, profit_best
+        ``{"model": [(share, profit), ...], "baseline": [...]}``: drawn as ``profit_curve``; optionally the exact
+        ``{"model": (share, profit), ...}`` maxima.
 
     Returns
     -------
@@ -202,7 +218,8 @@ def binary_figures(y_true, p, p_uncalibrated=None, *, baseline=None, title: str 
 
     figures = {"gain_lift": gain_lift, "roc_curve": roc, "deciles": deciles, "calibration": calibration, "pr_curve": pr_curve}
     if profit_curves:
-        figures["profit_curve"] = profit_figure(profit_curves, ylabel=profit_label, what="Campaign profit by share contacted")
+        figures["profit_curve"] = profit_figure(profit_curves, ylabel=profit_label, what="Campaign profit by share contacted",
+                                                best=profit_best)
     return _titled(figures, title)
 
 

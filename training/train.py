@@ -749,9 +749,12 @@ def train_model(
             title = f"{spec.registered_name} v{version}, test {data.split.test_months[0]}..{data.split.test_months[-1]}"
             if spec.kind == "binary":
                 profit_curves, profit_label = _profit_curves(spec, data, ev, baseline_test, config)
+                profit_best = ({"model": (ev.retention["contact_share"], ev.retention["best_profit"]),
+                                "baseline": (ev.baseline_retention["contact_share"], ev.baseline_retention["best_profit"])}
+                               if ev.retention else None)
                 figures = plots.binary_figures(data.y(data.test), ev.test_prediction, p_uncalibrated=ev.test_raw,
                                                baseline=baseline_test, title=title, profit_curves=profit_curves,
-                                               profit_label=profit_label)
+                                               profit_label=profit_label, profit_best=profit_best)
             else:
                 figures = plots.clv_figures(data.y(data.test), ev.test_prediction, baseline=baseline_test, title=title)
             figures.update(plots.shap_figures(fitted.bundle.booster, data.X(sample), max_rows=settings.shap_sample_rows,
