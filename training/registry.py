@@ -90,6 +90,21 @@ def version_with_fingerprint(spec: ModelSpec, fingerprint: str) -> dict | None:
     return {"version": str(newest.version), "run_id": newest.run_id, "tags": dict(newest.tags)}
 
 
+def why_retrain(spec: ModelSpec, data_hash: str) -> str:
+    """Why no registered version can be reused: new data, or the same data with other code or settings."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        same_data = _client().search_model_versions(f"name = '{spec.registered_name}' and tag.data_content_hash = '{data_hash}'")
+    except MlflowException:
+        same_data = []
+    if not same_data:
+        return "no registered version was trained on this data: training a new one"
+    newest = max(same_data, key=lambda v: int(v.version))
+    return (f"version {newest.version} was trained on the same data but other code or settings (or trials): "
+            "training a new one")
+
+
 def set_challenger(spec: ModelSpec, version: str) -> None:
     _client().set_registered_model_alias(spec.registered_name, CHALLENGER, version)
 

@@ -626,6 +626,8 @@ def train_model(
             registry.set_challenger(spec, previous["version"])
             return ReusedTraining(spec.name, spec.registered_name, previous["version"], previous["run_id"],
                                   training_fingerprint, previous["tags"])
+        if progress:
+            print(f"{spec.name}: {registry.why_retrain(spec, fingerprint['content_hash'])}", flush=True)
     if progress:
         # the split's warnings (if any) are printed once, with the result
         print(f"{spec.name}: {len(population):,} eligible labeled rows; split {data.split.render().splitlines()[0]}", flush=True)
