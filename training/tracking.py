@@ -207,6 +207,18 @@ def run_artifact_dir(run_id: str) -> Path | None:
         return folder
 
 
+#: MLflow's limit on a tag value, which holds a run's description (``mlflow.note.content``).
+MAX_DESCRIPTION_CHARS = 8_000
+
+
+def run_description(text: str, artifact_file: str = "model_card.md") -> str:
+    """``text`` as a run description, cut at MLflow's tag limit with a pointer to the full artifact."""
+    if len(text) <= MAX_DESCRIPTION_CHARS:
+        return text
+    note = f"\n\n(cut here: the full text is the run's artifact {artifact_file})\n"
+    return text[: MAX_DESCRIPTION_CHARS - len(note)].rsplit("\n", 1)[0] + note
+
+
 def artifact_locations(run_id: str) -> list[str]:
     """Where a run's model card and figures are (lines for the terminal; empty when not on local disk)."""
     folder = run_artifact_dir(run_id)

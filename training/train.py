@@ -765,7 +765,7 @@ def train_model(
         card = _card(spec, data, fitted, ev, {"version": version, "run_id": run.run_id, "git_commit": commit}, fingerprint, config)
         card_text = render_model_card(card)
         run.text(card_text, "model_card.md")
-        run.tags({"mlflow.note.content": card_text})  # the run's description in the MLflow UI
+        run.tags({"mlflow.note.content": tracking.run_description(card_text)})  # the run's description in the MLflow UI
         seconds["figures_and_card"] = time.perf_counter() - t
         seconds["total"] = time.perf_counter() - clock["start"]
         run.metrics(seconds, prefix="seconds_")
