@@ -132,7 +132,7 @@ class PromotionDecision:
     decided_at: str = ""
 
     def render(self) -> str:
-        verdict = "PROMOTED" if self.promoted else "REFUSED"
+        verdict = "PROMOTED" if self.promoted else "UNCHANGED" if self.challenger_version == self.champion_before else "REFUSED"
         lines = [
             f"{self.registered_name}: challenger v{self.challenger_version} {verdict}"
             + (f" (champion was v{self.champion_before})" if self.champion_before else " (no champion before)"),
@@ -233,6 +233,8 @@ def promote(model: str, config: Config, *, features_path: Path) -> PromotionDeci
         rows=len(test),
         decided_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
+    if champion_version == challenger_version:
+        return decision  # nothing to decide (a rerun on the same version): no tags, no audit line
     client = _client()
     if promoted:
         client.set_registered_model_alias(name, CHAMPION, challenger_version)
