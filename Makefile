@@ -8,11 +8,18 @@ PYTHON ?= python3
 UV := $(or $(shell command -v uv 2>/dev/null),$(PYTHON) -m uv)
 ENV := .venv/.synced
 RUN := $(UV) run --frozen --all-extras --no-sync
+# CONFIG=file.yaml passes a configuration file to every command (default: ./custbase.yaml when present)
 CB := $(RUN) custbase
+CFG = $(if $(CONFIG),--config $(CONFIG))
+# parameters of `make campaign` and `make serve`
+KIND ?= retention
+BUDGET ?= 500
+PORT ?= 3000
 
 $(ENV): pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv || $(PYTHON) -m pip install --quiet --user uv
-	$(UV) sync --frozen --all-extras && touch $(ENV)
+	@echo "creating .venv from uv.lock (about a minute the first time)"
+	@$(UV) sync --quiet --frozen --all-extras && touch $(ENV)
 
 .PHONY: help
 help: ## list the targets
@@ -22,8 +29,8 @@ help: ## list the targets
 env: $(ENV) ## create the environment from uv.lock (done by every target that needs it)
 
 .PHONY: demo
-demo: $(ENV) ## run the main job on a simulated bank (simulate, validate, features, ...)
-	$(CB) demo
+demo: $(ENV) ## run the main job on a simulated bank into data/ and mlruns/ (CUSTOMERS=5000 TRIALS=5)
+	$(CB) demo $(CFG) $(if $(CUSTOMERS),--customers $(CUSTOMERS)) $(if $(TRIALS),--trials $(TRIALS))
 
 .PHONY: test
 test: $(ENV) ## run the whole test suite (fails if no test ran)
@@ -31,19 +38,19 @@ test: $(ENV) ## run the whole test suite (fails if no test ran)
 
 .PHONY: simulate
 simulate: $(ENV) ## simulate a bank into data/bank (SIM_ARGS="--customers 50000 ...")
-	$(CB) simulate --out data/bank $(SIM_ARGS)
+	$(CB) simulate $(CFG) $(SIM_ARGS)
 
 .PHONY: validate
 validate: $(ENV) ## validate the raw tables in data/bank
-	$(CB) validate --raw data/bank
+	$(CB) validate $(CFG)
 
 .PHONY: features
-features: $(ENV) ## build customer-month features and labels from data/bank
-	$(CB) features --raw data/bank --out data/customer_months.parquet
+features: $(ENV) ## build customer-month features and labels from data/bank into data/customer_months.parquet
+	$(CB) features $(CFG)
 
 .PHONY: train
 train: $(ENV) ## tune, log and register the three models on data/customer_months.parquet
-	$(CB) train clv && $(CB) train churn && $(CB) train upgrade
+	$(CB) train clv $(CFG) && $(CB) train churn $(CFG) && $(CB) train upgrade $(CFG)
 
 .PHONY: oracle
 oracle: $(ENV) ## Monte Carlo continuation oracle for the CLV test months of data/bank (a true limit for `train clv`)
@@ -51,19 +58,31 @@ oracle: $(ENV) ## Monte Carlo continuation oracle for the CLV test months of dat
 
 .PHONY: promote
 promote: $(ENV) ## champion/challenger gate for the three models
-	$(CB) promote clv && $(CB) promote churn && $(CB) promote upgrade
+	$(CB) promote clv $(CFG) && $(CB) promote churn $(CFG) && $(CB) promote upgrade $(CFG)
+
+.PHONY: models
+models: $(ENV) ## each model's champion, challenger, history, model card and figures
+	$(CB) models $(CFG)
 
 .PHONY: mlflow-ui
 mlflow-ui: $(ENV) ## start the MLflow UI on http://127.0.0.1:5000
-	$(CB) mlflow-ui
+	$(CB) mlflow-ui $(CFG)
 
 .PHONY: build
 build: $(ENV) ## package the champion models as a bento
-	$(CB) build
+	$(CB) build $(CFG)
+
+.PHONY: score
+score: $(ENV) ## score the whole base at the latest month of data/customer_months.parquet into data/scores
+	$(CB) score $(CFG)
+
+.PHONY: campaign
+campaign: $(ENV) ## write a campaign list from data/scores (KIND=retention|upgrade BUDGET=500) to data/campaigns/
+	$(CB) campaign $(KIND) --budget $(BUDGET) $(CFG)
 
 .PHONY: serve
-serve: $(ENV) ## start the online endpoint (set CUSTBASE_API_KEYS first)
-	$(CB) serve
+serve: $(ENV) ## start the online endpoint on PORT=3000 (CUSTBASE_API_KEYS=secret make serve)
+	$(CB) serve --port $(PORT)
 
 .PHONY: clean
 clean: ## remove generated data and the local MLflow home (keeps the environment)

@@ -1,105 +1,213 @@
 """``custbase``: the one command-line interface. Every Makefile target is a one-line call to it.
 
 Commands load the configuration once, here at the edge, and pass it down; the work lives in
-``features``, ``training`` and ``serving``.
+``features``, ``training`` and ``serving``. This module imports only typer at load time, so ``--help`` and
+argument errors answer at once; each command imports what it needs. A user's mistake (a wrong path, a bad
+month, an unknown model, a setting that does not exist, a step not run yet) is one line on stderr naming the
+thing and what to do, exit status 2, and is caught before any slow work.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
+from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 
 import typer
+from typer import _click as click  # typer's vendored click (its exceptions are what typer raises)
+from typer.core import TyperGroup
 
-from custbase.config import Config, load_config
+from custbase import hints
+
+if TYPE_CHECKING:
+    from custbase.config import Config
+
+#: Exit status of a user's mistake (as click's usage errors); 1 is left for "ran, and the data is invalid".
+USAGE_ERROR = 2
+
+
+class _Group(TyperGroup):
+    """Usage errors as one line (``error: custbase train: ...``) instead of click's boxed usage text."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            result = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
+        except click.exceptions.UsageError as err:
+            path = err.ctx.command_path if err.ctx is not None else "custbase"
+            command = path.split(" ", 1)[1] if " " in path else ""
+            help_hint = hints.custbase(f"{command} --help".strip())
+            detail = err.format_message().replace("Value error, ", "")
+            message = f"error: {path}: {detail} (see `{help_hint}`)"
+            if not standalone_mode:
+                raise
+            typer.secho(message, fg=typer.colors.RED, err=True)
+            sys.exit(err.exit_code)
+        except click.exceptions.Abort:
+            if not standalone_mode:
+                raise
+            typer.echo("aborted", err=True)
+            sys.exit(130)
+        if not standalone_mode:
+            return result
+        sys.exit(result if isinstance(result, int) else 0)
+
 
 app = typer.Typer(
     name="custbase",
+    cls=_Group,
     help="Churn, upgrade-propensity and CLV models for a retail bank's personal customers.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # plain click help: rich would add ~0.3 s to every --help
 )
 
-ConfigOption = Annotated[Optional[Path], typer.Option("--config", help="YAML file overriding the defaults.")]
+ConfigOption = Annotated[Optional[Path], typer.Option("--config", help="YAML file overriding the defaults (default: ./custbase.yaml if present).")]
 
 
-def _config(path: Path | None) -> Config:
-    try:
-        return load_config(path)
-    except (FileNotFoundError, ValueError) as err:
-        _fail(str(err))
+class ModelName(str, Enum):
+    """The three models (``training.spec.SPECS``; a test keeps the two in step)."""
+
+    churn = "churn"
+    upgrade = "upgrade"
+    clv = "clv"
 
 
-def _fail(message: str, code: int = 1):
+def _fail(message: str, code: int = USAGE_ERROR) -> NoReturn:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
 
 
+def _config(path: Path | None) -> "Config":
+    from custbase.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as err:
+        _fail(str(err))
+
+
+_MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
+
+
+def _month(value: str | None, option: str) -> str | None:
+    """``value`` if it is exactly ``YYYY-MM`` (or None); a one-line error otherwise."""
+    if value is not None and not _MONTH.fullmatch(value):
+        _fail(f"{option} must be a month written YYYY-MM (e.g. 2025-12), not {value!r}")
+    return value
+
+
+def _existing(path: Path, what: str, how: str, *, folder: bool = False) -> Path:
+    """``path`` if it exists (as a folder when ``folder``); else a one-line error naming it and how to make it."""
+    ok = path.is_dir() if folder else path.exists()
+    if not ok:
+        kind = "folder" if folder else "file"
+        problem = "is not a folder" if path.exists() else "does not exist"
+        _fail(f"{what} {kind} {path} {problem}; {how}")
+    return path
+
+
+def _raw_dir(raw: Path | None, cfg: "Config") -> Path:
+    path = raw or cfg.paths.raw_dir
+    return _existing(path, "raw-data", f"give --raw DIR, or create it with `{hints.make('simulate')}` "
+                                       f"(or `{hints.custbase(f'simulate --out {path}')}`)", folder=True)
+
+
+def _features_path(features: Path | None, cfg: "Config") -> Path:
+    path = features or cfg.paths.features_path
+    return _existing(path, "customer-month table", f"give --features FILE, or build it with `{hints.make('features')}` "
+                                                   f"(or `{hints.custbase(f'features --out {path}')}`)")
+
+
+def _tracking_store(cfg: "Config") -> None:
+    """Refuse commands that read the MLflow registry when it holds nothing yet (and create nothing)."""
+    from training.tracking import TrackingError, check_tracking_store
+
+    try:
+        check_tracking_store(cfg)
+    except TrackingError as err:
+        _fail(str(err))
+
+
 @app.command()
 def simulate(
-    customers: Annotated[int, typer.Option(help="Number of customers.")] = 5_000,
-    months: Annotated[int, typer.Option(help="Number of months of history.")] = 36,
+    customers: Annotated[int, typer.Option(min=1, help="Number of customers.")] = 5_000,
+    months: Annotated[int, typer.Option(min=1, help="Number of months of history.")] = 36,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same bank.")] = 7,
-    out: Annotated[Path, typer.Option(help="Folder to write the raw tables to.")] = Path("data/bank"),
+    out: Annotated[Optional[Path], typer.Option(help="Folder to write the raw tables to (default: paths.raw_dir, data/bank).")] = None,
     start: Annotated[Optional[str], typer.Option(help="First month, YYYY-MM.")] = None,
     transaction_intensity: Annotated[Optional[float], typer.Option(help="Scales how many transactions customers make.")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Write a simulated retail bank (all contract tables plus ground truth) to OUT."""
+    _month(start, "--start")
+    cfg = _config(config)
     from features.simulate import simulate_bank
 
-    cfg = _config(config)
     overrides = {"customers": customers, "months": months, "seed": seed}
     if start:
         overrides["start_month"] = start
     if transaction_intensity is not None:
         overrides["transaction_intensity"] = transaction_intensity
     settings = cfg.simulation.model_copy(update=overrides)
-    summary = simulate_bank(settings, out, config=cfg)
+    summary = simulate_bank(settings, out or cfg.paths.raw_dir, config=cfg)
     typer.echo(summary.render())
 
 
 @app.command()
 def validate(
-    raw: Annotated[Path, typer.Option(help="Folder of raw tables.")] = Path("data/bank"),
+    raw: Annotated[Optional[Path], typer.Option(help="Folder of raw tables (default: paths.raw_dir, data/bank).")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Check every raw table against the contract; exit non-zero on any violation."""
+    cfg = _config(config)
+    raw_dir = _raw_dir(raw, cfg)
     from features.validate import validate_raw
 
-    report = validate_raw(raw, _config(config), progress=True)
+    report = validate_raw(raw_dir, cfg, progress=True)
     typer.echo(report.render())
     if not report.ok:
         raise typer.Exit(1)
 
 
+class Engine(str, Enum):
+    duckdb = "duckdb"
+    spark = "spark"
+
+
 @app.command()
 def features(
-    raw: Annotated[Path, typer.Option(help="Folder of raw tables.")] = Path("data/bank"),
-    out: Annotated[Path, typer.Option(help="Customer-month table to write (parquet).")] = Path("data/customer_months.parquet"),
+    raw: Annotated[Optional[Path], typer.Option(help="Folder of raw tables (default: paths.raw_dir, data/bank).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Customer-month table to write (default: paths.features_path).")] = None,
     from_month: Annotated[Optional[str], typer.Option("--from", help="First as_of month, YYYY-MM.")] = None,
     to_month: Annotated[Optional[str], typer.Option("--to", help="Last as_of month, YYYY-MM.")] = None,
-    engine: Annotated[str, typer.Option(help="duckdb (embedded) or spark.")] = "duckdb",
+    engine: Annotated[Engine, typer.Option(help="duckdb (embedded) or spark.")] = Engine.duckdb,
     config: ConfigOption = None,
 ) -> None:
     """Build point-in-time customer-month features and labels from validated raw tables."""
+    _month(from_month, "--from")
+    _month(to_month, "--to")
+    cfg = _config(config)
+    raw_dir = _raw_dir(raw, cfg)
     from features.build import build_customer_months
+    from features.raw import RawDataError
     from features.validate import RawDataInvalid
 
-    if engine not in ("duckdb", "spark"):
-        _fail(f"--engine must be duckdb or spark, not {engine!r}")
     try:
-        summary = build_customer_months(raw, out, _config(config), start=from_month, end=to_month, engine=engine)
+        summary = build_customer_months(raw_dir, out or cfg.paths.features_path, cfg, start=from_month, end=to_month,
+                                        engine=engine.value)
     except RawDataInvalid as err:
         typer.echo(err.report.render())
-        _fail("the raw data is invalid; fix the violations above and run again")
+        _fail("the raw data is invalid; fix the violations above and run again", code=1)
+    except RawDataError as err:
+        _fail(str(err))
     typer.echo(summary.render())
 
 
-ModelArg = Annotated[str, typer.Argument(help="churn, upgrade or clv.")]
+ModelArg = Annotated[ModelName, typer.Argument(help="churn, upgrade or clv.", show_default=False)]
 FeaturesOption = Annotated[Optional[Path], typer.Option("--features", help="Customer-month table (default: paths.features_path).")]
 
 
@@ -107,7 +215,7 @@ FeaturesOption = Annotated[Optional[Path], typer.Option("--features", help="Cust
 def train(
     model: ModelArg,
     features: FeaturesOption = None,
-    trials: Annotated[Optional[int], typer.Option(help="Optuna trials to run (default: training.trials).")] = None,
+    trials: Annotated[Optional[int], typer.Option(min=1, help="Optuna trials to run (default: training.trials).")] = None,
     timeout: Annotated[Optional[float], typer.Option(help="Tuning budget in seconds.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the newest Optuna study of this model and data.")] = False,
     table: Annotated[Optional[Path], typer.Option(help="A prepared customer-month or snapshot table (parquet or CSV) built elsewhere.")] = None,
@@ -117,21 +225,27 @@ def train(
     config: ConfigOption = None,
 ) -> None:
     """Tune, evaluate and log a model in MLflow; register it with alias 'challenger'."""
+    if table is not None and (not target or not id_column):
+        _fail("--table needs --target COLUMN and --id COLUMN")
     cfg = _config(config)
+    if table is not None:
+        _existing(table, "--table", "give the path of a parquet or CSV file")
+    else:
+        features_path = _features_path(features, cfg)
+    from training.tracking import TrackingError, check_tracking_store
+
     try:
+        check_tracking_store(cfg, must_exist=False)
         if table is not None:
             from training.prepared import train_prepared_table
 
-            if not target or not id_column:
-                _fail("--table needs --target COLUMN and --id COLUMN")
-            result = train_prepared_table(model, cfg, table=table, target=target, id_column=id_column,
+            result = train_prepared_table(model.value, cfg, table=table, target=target, id_column=id_column,
                                           as_of_column=as_of_column, trials=trials, timeout=timeout, resume=resume)
         else:
             from training.train import train_model
 
-            result = train_model(model, cfg, features_path=features or cfg.paths.features_path,
-                                 trials=trials, timeout=timeout, resume=resume)
-    except (FileNotFoundError, ValueError) as err:  # SplitError and BundleError are ValueErrors
+            result = train_model(model.value, cfg, features_path=features_path, trials=trials, timeout=timeout, resume=resume)
+    except (TrackingError, FileNotFoundError, ValueError) as err:  # SplitError and BundleError are ValueErrors
         _fail(str(err))
     typer.echo(result.render())
 
@@ -168,12 +282,14 @@ def oracle(
 
 @app.command()
 def promote(model: ModelArg, features: FeaturesOption = None, config: ConfigOption = None) -> None:
-    """Move 'champion' to the challenger only if it is better on the newest test months; record why."""
+    """Move 'champion' to the challenger only if it beats its baseline and the champion on the newest test months."""
+    cfg = _config(config)
+    features_path = _features_path(features, cfg)
+    _tracking_store(cfg)
     from training.registry import RegistryError, promote as promote_model
 
-    cfg = _config(config)
     try:
-        decision = promote_model(model, cfg, features_path=features or cfg.paths.features_path)
+        decision = promote_model(model.value, cfg, features_path=features_path)
     except (RegistryError, FileNotFoundError, ValueError) as err:
         _fail(str(err))
     typer.echo(decision.render())
@@ -182,123 +298,169 @@ def promote(model: ModelArg, features: FeaturesOption = None, config: ConfigOpti
 @app.command()
 def rollback(model: ModelArg, config: ConfigOption = None) -> None:
     """Restore the previous champion (from the audit log)."""
+    cfg = _config(config)
+    _tracking_store(cfg)
     from training.registry import RegistryError, rollback as rollback_model
 
     try:
-        typer.echo(rollback_model(model, _config(config)))
+        typer.echo(rollback_model(model.value, cfg))
     except (RegistryError, ValueError) as err:
         _fail(str(err))
 
 
 @app.command()
 def models(config: ConfigOption = None) -> None:
-    """Each model's aliases and champion history."""
+    """Each model's aliases, champion history, model card and figures."""
+    cfg = _config(config)
+    _tracking_store(cfg)
     from training.registry import model_history
 
-    typer.echo(model_history(_config(config)))
+    typer.echo(model_history(cfg))
 
 
 @app.command("mlflow-ui")
 def mlflow_ui(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000, config: ConfigOption = None) -> None:
     """Start the MLflow UI on the project's tracking store (mlruns/)."""
+    cfg = _config(config)
+    _tracking_store(cfg)
     from training.tracking import ui_command
 
-    command = ui_command(_config(config), port=port)
+    command = ui_command(cfg, port=port)
     os.execvp(command[0], command)
 
 
 @app.command()
 def build(config: ConfigOption = None) -> None:
     """Package the pinned champion models, the service, the feature set and the policy as a bento."""
+    cfg = _config(config)
+    _tracking_store(cfg)
     from serving.jobs import ServingSetupError, build as build_bento
 
     try:
-        tag = build_bento(_config(config))
+        tag = build_bento(cfg)
     except ServingSetupError as err:
         _fail(str(err))
-    typer.echo(f"built bento {tag}; serve it with `custbase serve` (needs CUSTBASE_API_KEYS)")
+    typer.echo(f"built bento {tag}; serve it with `CUSTBASE_API_KEYS=secret {hints.make('serve')}`")
 
 
 @app.command()
 def serve(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 3000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 3000,
     bento: Annotated[Optional[str], typer.Option(help="Bento tag (default: the newest custbase bento).")] = None,
 ) -> None:
     """Start the online scoring service of the newest bento (POST /score, POST /score_customers)."""
+    if not os.environ.get("CUSTBASE_API_KEYS", "").strip():
+        _fail(f"set CUSTBASE_API_KEYS (comma-separated API keys) first, e.g. `CUSTBASE_API_KEYS=secret {hints.make('serve')}`: "
+              "the endpoints refuse every request without one")
     from serving.jobs import ServingSetupError, latest_bento
 
-    if not os.environ.get("CUSTBASE_API_KEYS", "").strip():
-        _fail("set CUSTBASE_API_KEYS (comma-separated API keys) first: the endpoints refuse every request without one")
     try:
         tag, _ = latest_bento(bento)
     except ServingSetupError as err:
         _fail(str(err))
-    typer.echo(f"serving {tag} on http://127.0.0.1:{port} (OpenAPI docs at /docs)")
+    typer.echo(f"serving {tag} on http://127.0.0.1:{port} (OpenAPI docs at http://127.0.0.1:{port}/docs)")
     # this interpreter's bentoml: the venv's bin folder need not be on PATH
     os.execv(sys.executable, [sys.executable, "-m", "bentoml", "serve", tag, "--host", "127.0.0.1", "--port", str(port)])
 
 
+class ScoreEngine(str, Enum):
+    local = "local"
+    spark = "spark"
+
+
+class Reasons(str, Enum):
+    action = "action"
+    actionable = "actionable"
+    all = "all"
+    none = "none"
+
+
 @app.command()
 def score(
-    as_of: Annotated[str, typer.Option("--as-of", help="Month to score, YYYY-MM.")],
-    raw: Annotated[Optional[Path], typer.Option(help="Raw tables to build the month's features from.")] = None,
-    features: Annotated[Optional[Path], typer.Option(help="A prepared customer-month table instead of --raw.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: paths.scores_dir).")] = None,
-    engine: Annotated[str, typer.Option(help="local or spark.")] = "local",
-    reasons: Annotated[str, typer.Option(help="Reason codes for: action (the model behind each action), actionable, all, none.")] = "action",
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Month to score, YYYY-MM (default with --features: its latest month).")] = None,
+    raw: Annotated[Optional[Path], typer.Option(help="Raw tables to build the month's features from (needs --as-of).")] = None,
+    features: Annotated[Optional[Path], typer.Option(help="A prepared customer-month table instead of --raw (default: paths.features_path).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: paths.scores_dir; only then is the online snapshot refreshed).")] = None,
+    engine: Annotated[ScoreEngine, typer.Option(help="local or spark.")] = ScoreEngine.local,
+    reasons: Annotated[Reasons, typer.Option(help="Reason codes for: action (the model behind each action), actionable, all, none.")] = Reasons.action,
     config: ConfigOption = None,
 ) -> None:
     """Score every active customer at a month with the bento's models; write partitioned parquet atomically."""
-    from serving.batch import ReconciliationError
-    from serving.jobs import ServingSetupError, score as score_base
-
-    if engine not in ("local", "spark"):
-        _fail(f"--engine must be local or spark, not {engine!r}")
+    _month(as_of, "--as-of")
+    if raw is not None and features is not None:
+        _fail("give --raw or --features, not both")
+    if raw is not None and as_of is None:
+        _fail("--raw needs --as-of YYYY-MM (the month to build features for and score)")
     cfg = _config(config)
+    if raw is not None:
+        raw_dir, features_path = _raw_dir(raw, cfg), None
+    else:
+        raw_dir, features_path = None, _features_path(features, cfg)
+    from serving.jobs import ServingSetupError, require_bento, score as score_base, score_plan
+
     try:
-        summary = score_base(cfg, as_of=as_of, out=out or cfg.paths.scores_dir, raw=raw, features_path=features,
-                             engine=engine, reasons=reasons)
+        plan = score_plan(cfg, as_of=as_of, out=out, raw=raw_dir, features_path=features_path)
+        require_bento()
+    except (ServingSetupError, ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+    typer.echo(plan.render())
+    from serving.batch import ReconciliationError
+
+    try:
+        summary = score_base(cfg, plan, engine=engine.value, reasons=reasons.value)
     except ReconciliationError as err:
-        _fail(f"counts do not reconcile: {err}")
+        _fail(f"counts do not reconcile: {err}", code=1)
     except (ServingSetupError, ValueError, FileNotFoundError) as err:
         _fail(str(err))
     typer.echo(summary.render())
 
 
+class CampaignKind(str, Enum):
+    retention = "retention"
+    upgrade = "upgrade"
+
+
 @app.command()
 def campaign(
-    kind: Annotated[str, typer.Argument(help="retention or upgrade.")],
-    budget: Annotated[int, typer.Option(help="How many customers the campaign can contact.")],
-    out: Annotated[Path, typer.Option(help="CSV file to write.")],
+    kind: Annotated[CampaignKind, typer.Argument(help="retention or upgrade.", show_default=False)],
+    budget: Annotated[int, typer.Option(min=1, help="How many customers the campaign can contact.")],
+    out: Annotated[Optional[Path], typer.Option(help="CSV file to write (default: paths.campaigns_dir/KIND.csv).")] = None,
     scores: Annotated[Optional[Path], typer.Option(help="Scores folder (default: paths.scores_dir).")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Write the customers with the highest expected value of contact, with their reasons, to a CSV file."""
+    cfg = _config(config)
     from serving.jobs import ServingSetupError, campaign as write_campaign
 
-    if kind not in ("retention", "upgrade"):
-        _fail(f"campaign kind must be retention or upgrade, not {kind!r}")
     try:
-        path, rows = write_campaign(_config(config), kind, budget=budget, out=out, scores_dir=scores)
+        path, rows = write_campaign(cfg, kind.value, budget=budget, out=out or cfg.paths.campaigns_dir / f"{kind.value}.csv",
+                                    scores_dir=scores)
     except ServingSetupError as err:
         _fail(str(err))
-    typer.echo(f"{kind} campaign: {rows:,} customers -> {path}")
+    typer.echo(f"{kind.value} campaign: {rows:,} customers -> {path}")
 
 
 @app.command()
 def demo(
-    customers: Annotated[int, typer.Option(help="Customers in the simulated bank.")] = 5_000,
-    trials: Annotated[int, typer.Option(help="Optuna trials per model.")] = 5,
-    out: Annotated[Path, typer.Option(help="Folder for the demo's data, scores and campaign lists.")] = Path("data/demo"),
+    customers: Annotated[int, typer.Option(min=1, help="Customers in the simulated bank.")] = 5_000,
+    trials: Annotated[int, typer.Option(min=1, help="Optuna trials per model.")] = 5,
     config: ConfigOption = None,
 ) -> None:
-    """The main job on a simulated bank: simulate, validate, features, train x3, promote, build, score, campaigns."""
+    """The main job on a simulated bank, into the configured paths (data/, mlruns/): simulate, validate, features,
+    train x3, promote, build, score, campaigns; ends with the commands to go on."""
+    cfg = _config(config)
+    from training.tracking import TrackingError, check_tracking_store
+
+    try:
+        check_tracking_store(cfg, must_exist=False)
+    except TrackingError as err:
+        _fail(str(err))
     from custbase.demo import run_demo
 
-    run_demo(_config(config), customers=customers, trials=trials, out=out)
+    run_demo(cfg, customers=customers, trials=trials, config_file=config)
 
 
-import_app = typer.Typer(help="Bring your own data into the raw-data contract.", no_args_is_help=True)
+import_app = typer.Typer(help="Bring your own data into the raw-data contract.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(import_app, name="import")
 
 
@@ -309,9 +471,11 @@ def import_csv(
     config: ConfigOption = None,
 ) -> None:
     """Map CSV or parquet extracts onto the raw-data contract with no code, then validate them."""
+    cfg = _config(config)
+    _existing(mapping, "mapping", "start from features/importers/example_mapping.yaml")
     from features.importers import import_mapped
 
-    summary = import_mapped(mapping, out, _config(config))
+    summary = import_mapped(mapping, out, cfg)
     typer.echo(summary.render())
     if not summary.ok:
         raise typer.Exit(1)
@@ -325,9 +489,11 @@ def import_berka(
     config: ConfigOption = None,
 ) -> None:
     """Import the Berka data of a real Czech bank (PKDD'99) into contract tables, then validate them."""
+    cfg = _config(config)
+    _existing(src, "Berka", "put the PKDD'99 files there or give --src DIR", folder=True)
     from features.importers import import_berka as run_import
 
-    summary = run_import(src, out, _config(config), slices=tuple(s.strip() for s in slices.split(",")))
+    summary = run_import(src, out, cfg, slices=tuple(s.strip() for s in slices.split(",")))
     typer.echo(summary.render())
     if not summary.ok:
         raise typer.Exit(1)

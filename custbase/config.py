@@ -7,11 +7,12 @@ in the working directory) overrides any subset of fields.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from serving.policy import Policy
 
@@ -179,13 +180,16 @@ class Promotion(_Frozen):
     """The champion/challenger gate.
 
     The challenger replaces the champion only if its primary metric (ROC-AUC for binary models, normalized Gini
-    for CLV) beats the champion's by at least ``margin`` on the same newest test months, and its calibration
-    error (ECE for binary, decile MAPE for CLV) is not worse by more than ``calibration_tolerance``.
+    for CLV) beats its own baseline's (``require_beating_baseline``) and the champion's by at least ``margin`` on
+    the same newest test months, and its calibration error (ECE for binary, decile MAPE for CLV) is not worse by
+    more than ``calibration_tolerance``.
     """
 
     margin: float = 0.002
     calibration_tolerance: float = 0.01
     clv_calibration_tolerance: float = 0.05
+    #: A challenger whose primary metric does not beat its baseline's (same run, same test months) is refused.
+    require_beating_baseline: bool = True
 
 
 class RetentionEconomics(_Frozen):
@@ -224,6 +228,41 @@ class Config(_Frozen):
 DEFAULT_CONFIG_FILE = Path("custbase.yaml")
 
 
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message names the file, the setting and the fix."""
+
+
+def _section_fields(loc: tuple) -> list[str]:
+    """The setting names allowed where ``loc`` (a pydantic error location) points: its parent model's fields."""
+    model: type[BaseModel] = Config
+    for key in loc[:-1]:
+        field = model.model_fields.get(str(key)) if isinstance(key, str) else None
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def describe_errors(err: ValidationError, source: str) -> str:
+    """One line per problem of ``err``: ``source: labels.churn_horizon is not a setting; did you mean ...?``"""
+    problems = []
+    for error in err.errors():
+        loc = tuple(error["loc"])
+        where = ".".join(str(part) for part in loc) or "(top level)"
+        if error["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(str(loc[-1]), _section_fields(loc), n=1, cutoff=0.5)
+            parent = ".".join(str(part) for part in loc[:-1])
+            hint = f"did you mean {parent + '.' if parent else ''}{close[0]}?" if close else (
+                f"the settings here are {', '.join(_section_fields(loc))}")
+            problems.append(f"{where} is not a setting; {hint}")
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            got = f" (got {error['input']!r})" if error["type"] != "value_error" and not isinstance(error["input"], dict) else ""
+            problems.append(f"{where}: {message}{got}")
+    return f"{source}: " + "; ".join(problems)
+
+
 def load_config(path: Path | None = None) -> Config:
     """Load the configuration: defaults, overridden by a YAML file if one is given or found.
 
@@ -231,15 +270,29 @@ def load_config(path: Path | None = None) -> Config:
     ----------
     path
         A YAML file. Without it, ``custbase.yaml`` in the working directory is used when it exists.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing, is not YAML, or names a setting that does not exist or a value that is not allowed
+        (with "did you mean" for a misspelt setting).
     """
     if path is None:
         path = DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.exists() else None
     if path is None:
         return Config()
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"configuration file {path} does not exist")
-    data = yaml.safe_load(path.read_text()) or {}
+    if not path.is_file():
+        raise ConfigError(f"configuration file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"configuration file {path} is not valid YAML{where}: {getattr(err, 'problem', err)}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"configuration file {path} must hold a mapping of sections, got {type(data).__name__}")
-    return Config.model_validate(data)
+        raise ConfigError(f"configuration file {path} must hold a mapping of sections, got {type(data).__name__}")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(describe_errors(err, f"configuration file {path}")) from None

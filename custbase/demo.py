@@ -2,7 +2,12 @@
 
 simulate -> validate -> features + labels -> train clv, churn, upgrade -> promote -> build the bento ->
 score the whole base at the latest month -> retention and upgrade campaign lists.
-Every step is the same function the individual CLI commands call; only the paths are the demo's own.
+Every step is the same function the individual CLI commands call, on the same configured paths (``paths``:
+data/bank, data/customer_months.parquet, data/scores, ...), so the Makefile targets the demo prints at the end
+(``make train``, ``make score``, ``make campaign``, ``make serve``, ...) go on from where it stopped.
+
+Reruns on unchanged data, code and settings reuse the registered versions instead of piling up new ones; a model
+that does not beat its baseline is not promoted.
 """
 
 from __future__ import annotations
@@ -14,7 +19,11 @@ from pathlib import Path
 
 import typer
 
+from custbase import hints
 from custbase.config import Config
+
+CAMPAIGN_BUDGET = 500
+MODELS = ("clv", "churn", "upgrade")  # CLV first: churn's retention-profit measure values customers with the CLV champion
 
 
 @contextmanager
@@ -26,21 +35,23 @@ def _step(number: int, total: int, title: str, timings: dict[str, float]):
     typer.echo(f"      ({timings[title]:.1f} s)")
 
 
-def demo_config(config: Config, out: Path, customers: int) -> Config:
-    """The configuration with the demo's own folders and bank size (MLflow stays in paths.mlruns_dir)."""
-    paths = config.paths.model_copy(update={
-        "data_dir": out,
-        "raw_dir": out / "bank",
-        "features_path": out / "customer_months.parquet",
-        "scores_dir": out / "scores",
-        "online_snapshot": out / "online_features.sqlite",
-        "campaigns_dir": out / "campaigns",
-    })
-    simulation = config.simulation.model_copy(update={"customers": customers})
-    return config.model_copy(update={"paths": paths, "simulation": simulation})
+def demo_config(config: Config, customers: int) -> Config:
+    """The configuration with the demo's bank size; every path stays the configured one."""
+    return config.model_copy(update={"simulation": config.simulation.model_copy(update={"customers": customers})})
 
 
-def run_demo(config: Config, *, customers: int, trials: int, out: Path) -> dict[str, float]:
+def next_commands(config_file: Path | None = None) -> list[str]:
+    """The commands the demo tells the user to run next (each works verbatim from the repo root)."""
+    make = lambda target, **kw: hints.make(target, config=config_file, **kw)  # noqa: E731
+    return [
+        make("models"),
+        make("score"),
+        make("campaign", KIND="retention", BUDGET=CAMPAIGN_BUDGET),
+        "CUSTBASE_API_KEYS=secret " + make("serve"),
+    ]
+
+
+def run_demo(config: Config, *, customers: int, trials: int, config_file: Path | None = None) -> dict[str, float]:
     """Run the main job end to end; returns the seconds of each step."""
     from features.build import build_customer_months
     from features.simulate import simulate_bank
@@ -49,10 +60,14 @@ def run_demo(config: Config, *, customers: int, trials: int, out: Path) -> dict[
     from training.registry import promote
     from training.train import train_model
 
-    cfg = demo_config(config, Path(out), customers)
+    cfg = demo_config(config, customers)
     paths = cfg.paths
     timings: dict[str, float] = {}
     total = 9
+    typer.echo(f"The demo writes the raw tables to {paths.raw_dir}, customer-months to {paths.features_path}, scores to "
+               f"{paths.scores_dir}, campaign lists to {paths.campaigns_dir}, the online snapshot to "
+               f"{paths.online_snapshot}, models to {paths.mlruns_dir}/ and the bento to bentoml_home/ "
+               f"(paths in the configuration).")
     with _step(1, total, f"simulate a bank of {customers:,} customers x {cfg.simulation.months} months", timings):
         typer.echo(simulate_bank(cfg.simulation, paths.raw_dir, config=cfg).render())
     with _step(2, total, "validate the raw tables against the contract", timings):
@@ -62,39 +77,55 @@ def run_demo(config: Config, *, customers: int, trials: int, out: Path) -> dict[
             raise typer.Exit(1)
     with _step(3, total, "build customer-month features and labels", timings):
         typer.echo(build_customer_months(paths.raw_dir, paths.features_path, cfg, validate=False).render())
-    # CLV first: churn's retention-profit measure values each customer with the CLV champion.
-    for number, model in enumerate(("clv", "churn", "upgrade"), start=4):
+    results = {}
+    for number, model in enumerate(MODELS, start=4):
         with _step(number, total, f"train and promote the {model} model ({trials} Optuna trials)", timings):
-            typer.echo(train_model(model, cfg, features_path=paths.features_path, trials=trials).render())
+            results[model] = train_model(model, cfg, features_path=paths.features_path, trials=trials, reuse=True)
+            typer.echo(results[model].render())
             typer.echo(promote(model, cfg, features_path=paths.features_path).render())
     with _step(7, total, "build the bento of the three champions", timings):
-        tag = jobs.build(cfg)
+        _, stand_ins = jobs.pinned_champions(cfg, challenger_if_no_champion=True)
+        for model in stand_ins:
+            typer.secho(
+                f"note: {model} has no champion (its challenger does not beat its baseline, so it was not promoted); "
+                f"the demo's bento packs the challenger so that the rest of the demo runs. `{hints.make('build')}` "
+                f"refuses until a champion exists.", fg=typer.colors.YELLOW)
+        tag = jobs.build(cfg, challenger_if_no_champion=True)
         typer.echo(f"built bento {tag}")
-    data_end = _latest_month(paths.features_path)
-    with _step(8, total, f"score the whole base at {data_end}", timings):
-        shutil.rmtree(paths.scores_dir, ignore_errors=True)  # the demo's scores are always fresh
-        typer.echo(jobs.score(cfg, as_of=data_end, out=paths.scores_dir, features_path=paths.features_path).render())
+    plan = jobs.score_plan(cfg, features_path=paths.features_path)
+    with _step(8, total, f"score the whole base at {plan.as_of}", timings):
+        shutil.rmtree(plan.out, ignore_errors=True)  # the demo's scores are always fresh
+        typer.echo(plan.render())
+        typer.echo(jobs.score(cfg, plan).render())
     with _step(9, total, "write the retention and upgrade campaign lists", timings):
         for kind in ("retention", "upgrade"):
-            path, rows = jobs.campaign(cfg, kind, budget=500, out=paths.campaigns_dir / f"{kind}.csv")
+            path, rows = jobs.campaign(cfg, kind, budget=CAMPAIGN_BUDGET, out=paths.campaigns_dir / f"{kind}.csv")
             typer.echo(f"{kind}: {rows:,} customers -> {path}")
 
     typer.secho("\nDone.", bold=True, fg=typer.colors.GREEN)
     typer.echo(
         f"  raw tables        {paths.raw_dir}\n"
         f"  customer-months   {paths.features_path}\n"
-        f"  scores            {paths.scores_dir}\n"
+        f"  scores            {plan.out}   (online snapshot {paths.online_snapshot})\n"
         f"  campaign lists    {paths.campaigns_dir}/retention.csv, upgrade.csv\n"
-        f"  MLflow            make mlflow-ui  (http://127.0.0.1:5000)\n"
-        f"  online endpoint   CUSTBASE_API_KEYS=secret custbase serve   then\n"
-        f"                    curl -H 'Authorization: Bearer secret' -H 'Content-Type: application/json' \\\n"
-        f"                         -d '{{\"customer_ids\": [100000001]}}' http://127.0.0.1:3000/score_customers\n"
-        f"  total             {sum(timings.values()):.0f} s"
+        f"  MLflow            {paths.mlruns_dir}/   browse with `{hints.make('mlflow-ui')}` (http://127.0.0.1:5000)"
+    )
+    typer.echo("  model cards and evaluation figures (also in the MLflow UI, as each run's description and artifacts):")
+    from training.tracking import artifact_locations
+
+    for model, result in results.items():
+        typer.echo(f"    {model}:")
+        typer.echo("\n".join("    " + line for line in artifact_locations(result.run_id)))
+    typer.echo("\nNext, from this folder (each command works as printed):")
+    for command in next_commands(config_file):
+        typer.echo(f"  $ {command}")
+    from serving.batch import read_scores
+
+    customer = int(read_scores(plan.out)["customer_id"].min())  # one that is active, so in the online snapshot
+    typer.echo(
+        "  then, in another shell:\n"
+        "  $ curl -H 'Authorization: Bearer secret' -H 'Content-Type: application/json' "
+        f"-d '{{\"customer_ids\": [{customer}]}}' http://127.0.0.1:3000/score_customers\n"
+        f"  total {sum(timings.values()):.0f} s"
     )
     return timings
-
-
-def _latest_month(features_path: Path) -> str:
-    from features.feature_set import read_feature_metadata
-
-    return str(read_feature_metadata(features_path)["as_of_max"])[:7]

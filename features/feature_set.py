@@ -90,7 +90,7 @@ def write_feature_table(frame: pd.DataFrame | pa.Table, path: Path, metadata: di
 def read_feature_metadata(path: Path) -> dict:
     """The ``custbase`` metadata of a customer-month table (without reading its rows)."""
     if not Path(path).exists():
-        raise FileNotFoundError(f"customer-month table {path} does not exist; build it with `custbase features --out {path}`")
+        raise FileNotFoundError(f"customer-month table {path} does not exist; build it with `uv run custbase features --out {path}`")
     raw = (pq.read_schema(path).metadata or {}).get(METADATA_KEY)
     if raw is None:
         raise ValueError(f"{path} has no '{METADATA_KEY.decode()}' parquet metadata: it was not written by `custbase features`")

@@ -69,7 +69,7 @@ def find_tables(raw_dir: Path) -> dict[str, TableSource]:
     """All contract tables present in ``raw_dir``. Raises if the folder does not exist."""
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
-        raise RawDataError(f"raw data folder {raw_dir} does not exist; create one with `custbase simulate --out {raw_dir}`")
+        raise RawDataError(f"raw data folder {raw_dir} does not exist; create one with `uv run custbase simulate --out {raw_dir}`")
     return {name: source for name in TABLES if (source := find_table(raw_dir, name)) is not None}
 
 

@@ -8,95 +8,180 @@ bento in the BentoML store, and the paths of the configuration, then calls the o
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
+from custbase import hints
 from custbase.config import Config
-from serving.batch import BatchSummary, read_scores, score_base
-from serving.bento import BENTO_NAME, build_bento, configure_bentoml_home
-from serving.campaign import campaign_list, write_campaign_csv
-from serving.models import MODEL_NAMES, REGISTERED_NAMES, ScoringModels, load_champions_from_bento
-from serving.spec import SPEC_FILE, ServingSpec
+
+if TYPE_CHECKING:
+    from serving.batch import BatchSummary
+    from serving.models import ScoringModels
+    from serving.spec import ServingSpec
+
+# The serving modules (bentoml, pandas, lightgbm) are imported inside the jobs, after the checks that need none
+# of them: a missing bento or missing scores is reported at once.
+BENTO_NAME = "custbase"  # serving.bento.BENTO_NAME (a test keeps the two in step)
 
 
 class ServingSetupError(RuntimeError):
     """A step that serving needs has not been run yet (no champion, no bento, no scores)."""
 
 
-def pinned_champions(config: Config) -> dict[str, str]:
-    """``{"churn": "models:/custbase-churn/<version>", ...}``: the champion versions now, pinned by number."""
+def pinned_champions(config: Config, *, challenger_if_no_champion: bool = False) -> tuple[dict[str, str], list[str]]:
+    """``{"churn": "models:/custbase-churn/<version>", ...}``: the champion versions now, pinned by number.
+
+    With ``challenger_if_no_champion`` (the demo only), a model with no champion is pinned at its challenger
+    instead, and named in the second value; otherwise a missing champion is an error.
+    """
+    from serving.models import MODEL_NAMES, REGISTERED_NAMES
     from training import tracking
-    from training.registry import CHAMPION, alias_version
+    from training.registry import CHALLENGER, CHAMPION, alias_version
 
     tracking.configure_tracking(config)
-    uris, missing = {}, []
+    uris, missing, stand_ins = {}, [], []
     for name in MODEL_NAMES:
         version = alias_version(REGISTERED_NAMES[name], CHAMPION)
+        if version is None and challenger_if_no_champion:
+            version = alias_version(REGISTERED_NAMES[name], CHALLENGER)
+            if version is not None:
+                stand_ins.append(name)
         if version is None:
             missing.append(name)
         else:
             uris[name] = f"models:/{REGISTERED_NAMES[name]}/{version}"
     if missing:
-        steps = "; ".join(f"custbase train {m} && custbase promote {m}" for m in missing)
+        steps = " && ".join(f"{hints.custbase(f'train {m}')} && {hints.custbase(f'promote {m}')}" for m in missing)
         raise ServingSetupError(f"no champion for {', '.join(missing)} in the MLflow registry: run {steps}")
-    return uris
+    return uris, stand_ins
 
 
-def build(config: Config) -> str:
+def build(config: Config, *, challenger_if_no_champion: bool = False) -> str:
     """Import the pinned champions into the BentoML store and build the bento; returns its tag."""
     from features.feature_set import FEATURE_SETS
+    from serving.bento import build_bento
 
     feature_set = FEATURE_SETS[config.features.feature_set].as_dict()
+    uris, _ = pinned_champions(config, challenger_if_no_champion=challenger_if_no_champion)
     return build_bento(
         config,
-        pinned_champions(config),
+        uris,
         policy=config.policy,
         feature_set=feature_set,
         snapshot_path=str(config.paths.online_snapshot.resolve()),
     )
 
 
+def _bentoml_home() -> Path:
+    # where serving.bento.configure_bentoml_home puts the store; read here so that a failed look-up creates nothing
+    return Path(os.environ.get("BENTOML_HOME") or "bentoml_home")
+
+
+def require_bento() -> None:
+    """Raise (creating nothing) when the BentoML store holds no custbase bento."""
+    if not (_bentoml_home() / "bentos" / BENTO_NAME).is_dir():
+        raise ServingSetupError(f"no custbase bento in the BentoML store {_bentoml_home()}: build one with `{hints.make('build')}`")
+
+
 def latest_bento(tag: str | None = None) -> tuple[str, ServingSpec]:
     """The newest ``custbase`` bento (or ``tag``) and the serving spec packed in it."""
+    require_bento()
+    from serving.bento import configure_bentoml_home
+    from serving.spec import SPEC_FILE, ServingSpec
+
     configure_bentoml_home()
     import bentoml
 
     try:
         bento = bentoml.get(tag or f"{BENTO_NAME}:latest")
     except bentoml.exceptions.NotFound:
-        raise ServingSetupError("no custbase bento in the BentoML store: run `custbase build` first") from None
+        raise ServingSetupError(f"no bento {tag or BENTO_NAME + ':latest'} in the BentoML store {_bentoml_home()}: build one with "
+                                f"`{hints.make('build')}` (`bentoml list` shows what there is)") from None
     spec_path = Path(bento.path_of("src")) / SPEC_FILE
     return str(bento.tag), ServingSpec.model_validate(json.loads(spec_path.read_text()))
 
 
 def bento_models(tag: str | None = None) -> tuple[ScoringModels, str]:
     """The three models packed in the newest bento (the same ones the online service serves)."""
+    from serving.models import load_champions_from_bento
+
     bento_tag, spec = latest_bento(tag)
     return load_champions_from_bento(spec.refs()), bento_tag
 
 
-def score(
+@dataclass(frozen=True)
+class ScorePlan:
+    """What a scoring run will read and write, decided (and printed) before any slow work."""
+
+    as_of: str
+    out: Path
+    features_path: Path
+    raw: Path | None = None  # build ``features_path`` from these raw tables first
+    snapshot: Path | None = None  # the online feature snapshot to refresh; None: left as it is
+    snapshot_note: str = ""
+
+    def render(self) -> str:
+        lines = [f"scoring the customers active at {self.as_of} -> {self.out}"]
+        if self.raw is not None:
+            lines.append(f"  building the month's features from {self.raw} into {self.features_path}")
+        else:
+            lines.append(f"  features from {self.features_path}")
+        lines.append(f"  online feature snapshot: {self.snapshot_note}")
+        return "\n".join(lines)
+
+
+def score_plan(
     config: Config,
     *,
-    as_of: str,
-    out: Path,
+    as_of: str | None = None,
+    out: Path | None = None,
     raw: Path | None = None,
     features_path: Path | None = None,
-    engine: str = "local",
-    reasons: str = "action",
-) -> BatchSummary:
-    """Score every customer active at ``as_of`` with the bento's models; build the month's features if needed."""
-    if features_path is None:
-        if raw is None:
-            raise ValueError("give --raw (raw tables to build the month's features from) or --features (a prepared table)")
+) -> ScorePlan:
+    """Decide the month, the input and the outputs of a scoring run; raises before any slow work.
+
+    The online snapshot (``paths.online_snapshot``) is refreshed only when the scores go to ``paths.scores_dir``:
+    scores written elsewhere (a test, a what-if) leave the serving state alone.
+    """
+    out = Path(out or config.paths.scores_dir)
+    if raw is not None:
+        if as_of is None:
+            raise ValueError("scoring from raw tables needs the month: --as-of YYYY-MM")
+        features_path = config.paths.data_dir / f"features_{as_of}.parquet"
+    else:
+        from features.feature_set import read_feature_metadata
+
+        features_path = Path(features_path or config.paths.features_path)
+        metadata = read_feature_metadata(features_path)
+        first, last = str(metadata["as_of_min"])[:7], str(metadata["as_of_max"])[:7]
+        as_of = as_of or last
+        if not first <= as_of <= last:
+            raise ValueError(f"{features_path} holds as_of months {first}..{last}, not {as_of}: pick one of those, "
+                             f"or score from raw tables with --raw DIR --as-of {as_of}")
+    if out.resolve() == Path(config.paths.scores_dir).resolve():
+        snapshot, note = Path(config.paths.online_snapshot), f"refreshed at {config.paths.online_snapshot} (paths.online_snapshot)"
+    else:
+        snapshot, note = None, (f"left as it is ({out} is not paths.scores_dir {config.paths.scores_dir}, "
+                                f"so these scores do not feed the online endpoint)")
+    return ScorePlan(as_of=as_of, out=out, features_path=Path(features_path), raw=raw, snapshot=snapshot, snapshot_note=note)
+
+
+def score(config: Config, plan: ScorePlan, *, engine: str = "local", reasons: str = "action") -> BatchSummary:
+    """Score every customer active at ``plan.as_of`` with the bento's models; build the month's features if needed."""
+    if plan.raw is not None:
         from features.build import build_customer_months
 
-        features_path = config.paths.data_dir / f"features_{as_of}.parquet"
-        build_customer_months(raw, features_path, config, start=as_of, end=as_of,
+        build_customer_months(plan.raw, plan.features_path, config, start=plan.as_of, end=plan.as_of,
                               engine="spark" if engine == "spark" else "duckdb")
+    from serving.batch import score_base
+
     models, _ = bento_models()
     return score_base(
-        Path(features_path), models, config.policy, out, as_of=as_of, engine=engine, reasons=reasons,
-        snapshot_path=config.paths.online_snapshot,
+        plan.features_path, models, config.policy, plan.out, as_of=plan.as_of, engine=engine, reasons=reasons,
+        snapshot_path=plan.snapshot,
     )
 
 
@@ -104,6 +189,9 @@ def campaign(config: Config, kind: str, *, budget: int, out: Path, scores_dir: P
     """Write the ``budget`` customers with the highest expected value of contact to ``out`` (CSV)."""
     folder = Path(scores_dir or config.paths.scores_dir)
     if not (folder / "_SUCCESS").exists():
-        raise ServingSetupError(f"no complete scores in {folder}: run `custbase score` first")
+        raise ServingSetupError(f"no complete scores in {folder}: score the base first with `{hints.make('score')}`")
+    from serving.batch import read_scores
+    from serving.campaign import campaign_list, write_campaign_csv
+
     chosen = campaign_list(read_scores(folder), kind, budget, config.policy)
     return write_campaign_csv(chosen, out), len(chosen)

@@ -37,11 +37,16 @@ replaced by measured campaign results.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+# numpy and pandas are imported inside the functions: the configuration (custbase.config) embeds Policy, and
+# loading it must stay light for the CLI's argument and path checks.
 
 SEGMENTS: tuple[str, ...] = (
     "key_customer_at_risk",
@@ -94,6 +99,9 @@ class Policy(BaseModel):
 
 
 def _column(frame: pd.DataFrame, name: str, default: float) -> np.ndarray:
+    import numpy as np
+    import pandas as pd
+
     if name not in frame.columns:
         return np.full(len(frame), default, dtype="float64")
     return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
@@ -112,6 +120,9 @@ def contact_values(scores: pd.DataFrame, policy: Policy) -> pd.DataFrame:
     ``scores`` needs ``churn_probability``, ``upgrade_probability``, ``clv_12m``, ``value_tier``, and uses
     ``product_count``, ``is_dormant`` and ``months_quiet`` when present.
     """
+    import numpy as np
+    import pandas as pd
+
     churn = scores["churn_probability"].to_numpy(dtype="float64")
     upgrade = scores["upgrade_probability"].to_numpy(dtype="float64", na_value=np.nan)
     clv = scores["clv_12m"].to_numpy(dtype="float64")
@@ -133,6 +144,8 @@ def contact_values(scores: pd.DataFrame, policy: Policy) -> pd.DataFrame:
 
 def recommend_actions(scores: pd.DataFrame, policy: Policy) -> tuple[np.ndarray, np.ndarray]:
     """The recommended action of each row and its expected value of contact (0 for ``none``)."""
+    import numpy as np
+
     values = contact_values(scores, policy)
     matrix = values.to_numpy(dtype="float64")
     filled = np.where(np.isnan(matrix), -np.inf, matrix)
@@ -146,6 +159,8 @@ def recommend_actions(scores: pd.DataFrame, policy: Policy) -> tuple[np.ndarray,
 
 def segment_customers(scores: pd.DataFrame, policy: Policy) -> np.ndarray:
     """The segment of each row from the value x risk matrix (see the module docstring)."""
+    import numpy as np
+
     churn = scores["churn_probability"].to_numpy(dtype="float64")
     upgrade = scores["upgrade_probability"].to_numpy(dtype="float64", na_value=np.nan)
     clv = scores["clv_12m"].to_numpy(dtype="float64")

@@ -214,3 +214,26 @@ def test_model_card_tolerates_missing_sections_and_warns_when_baseline_wins():
     assert "## Retention profit" not in text and "## Calibration" not in text
     assert "| mae | 3.0000 |" in text
     assert render_model_card({}).startswith("# Model card: unnamed model")
+
+
+def test_model_card_gap_text_follows_the_split_it_describes():
+    full = render_model_card({"splits": {"train": ["2023-01"], "test": ["2025-01"], "horizon_months": 3,
+                                         "gap_train_validation": 3, "gap_validation_test": 3}})
+    assert "no label windows overlap" in full
+    shortened = render_model_card({"splits": {"train": ["2023-01"], "test": ["2025-01"], "horizon_months": 12,
+                                              "gap_train_validation": 2, "gap_validation_test": 12}})
+    assert "no label windows overlap" not in shortened  # it would contradict the shortened gap
+    assert "Gap train -> validation: 2 months, shortened from the 12-month label horizon" in shortened
+    assert "Gap validation -> test: 12 months" in shortened
+
+
+@pytest.mark.parametrize("model", ["churn", "upgrade", "clv"])
+def test_every_model_states_its_use_out_of_scope_uses_and_limitations(model):
+    from training.spec import get_spec
+
+    spec = get_spec(model)
+    text = render_model_card({"model": {"name": model, "task": spec.description}, "intended_use": spec.intended_use,
+                              "out_of_scope": spec.out_of_scope, "limitations": spec.limitations})
+    for heading in ("## Intended use", "## Out-of-scope uses", "## Limitations"):
+        assert heading in text
+    assert spec.intended_use and spec.intended_use != spec.description  # "Intended use" is not the task again

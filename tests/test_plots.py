@@ -27,10 +27,19 @@ def _save_all(figures, folder):
 
 def test_binary_figures_parts(binary_case, tmp_path):
     y, p = binary_case
-    figures = binary_figures(y, p, p_uncalibrated=np.sqrt(p))
-    assert set(figures) == {"gain_lift", "calibration", "pr_curve"}
+    baseline = np.clip(p + np.random.default_rng(6).normal(0, 0.1, len(p)), 0, 1)
+    curve = [(share, 100 * share * (1 - share)) for share in np.linspace(0, 1, 11)]
+    figures = binary_figures(y, p, p_uncalibrated=np.sqrt(p), baseline=baseline, title="custbase-churn v3, test 2025-07..2025-09",
+                             profit_curves={"model": curve, "baseline": [(s_, v / 2) for s_, v in curve]})
+    assert set(figures) == {"gain_lift", "roc_curve", "deciles", "calibration", "pr_curve", "profit_curve"}
+    for figure in figures.values():  # every PNG names the model, version and test months
+        assert figure.get_suptitle() == "custbase-churn v3, test 2025-07..2025-09"
     gain, lift = figures["gain_lift"].axes
-    assert len(gain.lines) == 3  # model, random, perfect
+    assert [line.get_label() for line in gain.lines] == ["model", "baseline", "random", "perfect"]
+    roc_labels = [line.get_label() for line in figures["roc_curve"].axes[0].lines]
+    assert roc_labels[0].startswith("model (ROC-AUC") and roc_labels[1].startswith("baseline (ROC-AUC")
+    assert len(figures["deciles"].axes[0].patches) == 20  # predicted and observed for 10 deciles
+    assert "best 25 contacting 50.0%" in figures["profit_curve"].axes[0].lines[0].get_label()  # 100 x 0.5 x 0.5
     assert len(lift.patches) == 10  # one bar per decile
     heights = [bar.get_height() for bar in lift.patches]
     assert heights[0] > 1 > heights[-1]  # informative scores: top decile above base rate, bottom below
@@ -51,12 +60,13 @@ def test_clv_figures_parts(tmp_path):
     rng = np.random.default_rng(2)
     y_pred = rng.gamma(1.5, 100, 1000)
     y_true = np.where(rng.random(1000) < 0.3, 0.0, y_pred * rng.lognormal(0, 0.5, 1000))
-    figures = clv_figures(y_true, y_pred)
+    figures = clv_figures(y_true, y_pred, baseline=y_pred + rng.normal(0, 50, 1000), title="custbase-clv v1")
     assert set(figures) == {"deciles", "lorenz"}
+    assert figures["deciles"].axes[0].get_yscale() == "log"  # the low deciles stay visible
     assert len(figures["deciles"].axes[0].patches) == 20  # predicted and actual for 10 deciles
     predicted_bars = [bar.get_height() for bar in figures["deciles"].axes[0].patches[:10]]
     assert predicted_bars == sorted(predicted_bars, reverse=True)  # decile 1 = highest predictions
-    assert len(figures["lorenz"].axes[0].lines) == 3  # model, perfect, random
+    assert [line.get_label() for line in figures["lorenz"].axes[0].lines] == ["model", "baseline", "perfect", "random"]
     _save_all(figures, tmp_path)
 
 

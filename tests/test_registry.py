@@ -35,6 +35,16 @@ def test_the_gate_needs_a_margin_on_the_primary_metric_and_no_calibration_loss(c
     assert why in reason
 
 
+@pytest.mark.parametrize("champion", [None, {"roc_auc": 0.800, "ece": 0.020}])
+def test_a_challenger_that_does_not_beat_its_baseline_is_never_promoted(champion):
+    # 0.9427 vs baseline 0.9429: the demo bank's upgrade model, which used to become champion anyway
+    promoted, reason = decide(CHURN, {"roc_auc": 0.9427, "ece": 0.01}, champion, GATE, baseline={"roc_auc": 0.9429})
+    assert not promoted
+    assert "does not beat its baseline's 0.9429" in reason
+    assert ("stays empty" in reason) is (champion is None)
+    assert decide(CHURN, {"roc_auc": 0.9431, "ece": 0.01}, None, GATE, baseline={"roc_auc": 0.9429})[0]
+
+
 def test_the_clv_gate_compares_normalized_gini_and_decile_mape():
     champion = {"normalized_gini": 0.60, "decile_mape": 0.10}
     assert decide(CLV, {"normalized_gini": 0.62, "decile_mape": 0.14}, champion, GATE)[0]
@@ -94,7 +104,8 @@ def test_gate_refuses_a_worse_challenger_records_why_and_rollback_restores_the_p
     refused = promote("churn", config, features_path=good)
     assert not refused.promoted
     assert refused.challenger_metrics["roc_auc"] < refused.champion_metrics["roc_auc"]
-    assert "below the required margin" in refused.reason and "REFUSED" in refused.render()
+    # the scrambled model loses to its own baseline too, which the gate checks first
+    assert "does not beat its baseline" in refused.reason and "REFUSED" in refused.render()
     assert aliases()["champion"] == "1"
     tags = client.get_model_version("custbase-churn", "2").tags
     assert tags["promotion_decision"] == "refused" and tags["promotion_reason"] == refused.reason
@@ -104,7 +115,8 @@ def test_gate_refuses_a_worse_challenger_records_why_and_rollback_restores_the_p
     assert events[-1]["challenger_version"] == "2" and events[-1]["reason"] == refused.reason and events[-1]["user"]
 
     # force v2 in with a permissive gate, then roll back to v1
-    permissive = config.model_copy(update={"promotion": Promotion(margin=-1.0, calibration_tolerance=1.0)})
+    permissive = config.model_copy(update={"promotion": Promotion(margin=-1.0, calibration_tolerance=1.0,
+                                                                  require_beating_baseline=False)})
     assert promote("churn", permissive, features_path=good).promoted
     assert aliases()["champion"] == "2"
     message = rollback("churn", config)

@@ -309,3 +309,19 @@ def retention_profit(churn_probability, clv_12m, churned, economics: RetentionEc
         "n_customers": n,
         "profit_curve": [(float(s), float(cumulative[k])) for s, k in zip(shares, ks)],
     }
+
+
+def offer_profit_curve(score, value_if_positive, positive, contact_cost: float, *, n_points: int = 101) -> list[tuple[float, float]]:
+    """Profit of an offer campaign against the share of customers contacted, highest ``score`` first.
+
+    A contacted customer yields ``positive_i x value_if_positive_i - contact_cost`` (for the upgrade offer:
+    the observed upgrade times the policy's acceptance rate and value gain of the tier step), so the curve is
+    the realised profit on the test months of contacting the top share. Returns ``(share, profit)`` pairs.
+    """
+    s, value, y = _as_float_arrays(score, value_if_positive, positive, names=("score", "value_if_positive", "positive"))
+    _check_binary(y)
+    order = np.argsort(-s, kind="stable")
+    cumulative = np.r_[0.0, np.cumsum(y[order] * np.nan_to_num(value[order]) - float(contact_cost))]
+    shares = np.linspace(0.0, 1.0, n_points)
+    ks = np.rint(shares * len(s)).astype(np.int64)
+    return [(float(share), float(cumulative[k])) for share, k in zip(shares, ks)]

@@ -88,10 +88,14 @@ def _section_verdict(card: Mapping) -> list[str]:
 
 
 def _section_intended_use(card: Mapping) -> list[str]:
-    use = card.get("intended_use")
-    if not use:
-        return []
-    return ["## Intended use", "", str(use), ""]
+    use, out_of_scope = card.get("intended_use"), card.get("out_of_scope")
+    lines = []
+    if use:
+        lines += ["## Intended use", "", str(use), ""]
+    if out_of_scope:
+        items = [out_of_scope] if isinstance(out_of_scope, str) else list(out_of_scope)
+        lines += ["## Out-of-scope uses", ""] + [f"- {item}" for item in items] + [""]
+    return lines
 
 
 def _section_data(card: Mapping) -> list[str]:
@@ -131,10 +135,24 @@ def _section_splits(card: Mapping) -> list[str]:
     rows = [(name.capitalize(), _months_text(splits.get(name)))
             for name in ("train", "validation", "test") if name in splits]
     lines = ["## Out-of-time splits", ""] + _table(["Split", "as_of months"], rows)
-    if splits.get("gap_months") is not None:
-        lines += ["", f"Gap between splits: {splits['gap_months']} months (the months a label reads after as_of), "
-                      "so no label windows overlap."]
+    lines += ["", _gap_text(splits)] if _gap_text(splits) else []
     return lines + [""]
+
+
+def _gap_text(splits: Mapping) -> str:
+    """What the gaps between splits are and what they guarantee, from the split's own figures."""
+    horizon = splits.get("horizon_months", splits.get("gap_months"))
+    first = splits.get("gap_train_validation", horizon)
+    second = splits.get("gap_validation_test", horizon)
+    if horizon is None:
+        return ""
+    if first is not None and first >= horizon and second is not None and second >= horizon:
+        return (f"Gaps between splits: {first} and {second} months (at least the {horizon}-month label horizon), "
+                "so no label windows overlap.")
+    return (f"Gap train -> validation: {first} months, shortened from the {horizon}-month label horizon: label windows "
+            f"of the last training months overlap validation's, so early stopping and calibration may be slightly "
+            f"optimistic. Gap validation -> test: {second} months, so test labels overlap neither training's nor "
+            f"validation's.")
 
 
 def _section_metrics(card: Mapping) -> list[str]:
@@ -250,10 +268,11 @@ def render_model_card(card: Mapping[str, Any]) -> str:
     - ``model``: ``{"name", "task", "registered_name", "version", "run_id", "algorithm", "trained_at",
       "git_commit"}`` (any subset).
     - ``beats_baseline``: bool; False prints a loud warning at the top.
-    - ``intended_use``: str.
     - ``data``: ``{"feature_set": {"name", "version", "columns" or "n_features"}, "rows": int or
       {"train": n, "validation": n, "test": n}, "as_of_min", "as_of_max", "fingerprint", "population"}``.
-    - ``splits``: ``{"train": [months], "validation": [...], "test": [...], "gap_months": int}``.
+    - ``intended_use``: str (what the output is used for); ``out_of_scope``: str or list of str.
+    - ``splits``: ``{"train": [months], "validation": [...], "test": [...], "horizon_months": int,
+      "gap_train_validation": int, "gap_validation_test": int}`` (``gap_months`` alone: both gaps).
     - ``metrics``: ``{"test": {metric: value}, "baseline": {...}, "baseline_name": str, "oracle": {...}}``;
       the table has a row per test metric and adds the ratio model / oracle.
     - ``primary_metric``: str, shown in bold.

@@ -9,13 +9,16 @@ tags on the challenger's model version and appended to ``<mlruns_dir>/audit.json
 
 from __future__ import annotations
 
+import contextlib
 import getpass
+import io
 import json
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from custbase import hints
 from custbase.config import Config, Promotion
 from training.spec import SPECS, ModelSpec, get_spec
 
@@ -60,9 +63,50 @@ def register_challenger(spec: ModelSpec, model_uri: str, *, run_id: str, tags: d
     import mlflow
 
     client = _client()
-    version = mlflow.register_model(model_uri, spec.registered_name, tags={"run_id": run_id, **(tags or {})}).version
+    with contextlib.redirect_stderr(io.StringIO()):  # MLflow prints "Successfully registered ..." there; we say it once
+        version = mlflow.register_model(model_uri, spec.registered_name, tags={"run_id": run_id, **(tags or {})}).version
     client.set_registered_model_alias(spec.registered_name, CHALLENGER, version)
     return str(version)
+
+
+#: Tag of a registered version: a hash of everything a training depends on (data, code, settings).
+FINGERPRINT_TAG = "training_fingerprint"
+
+
+def version_with_fingerprint(spec: ModelSpec, fingerprint: str) -> dict | None:
+    """The newest registered version of ``spec`` trained from the same data, code and settings, or None.
+
+    Returns ``{"version", "run_id", "tags"}``.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = _client().search_model_versions(f"name = '{spec.registered_name}' and tag.{FINGERPRINT_TAG} = '{fingerprint}'")
+    except MlflowException:
+        return None
+    if not found:
+        return None
+    newest = max(found, key=lambda v: int(v.version))
+    return {"version": str(newest.version), "run_id": newest.run_id, "tags": dict(newest.tags)}
+
+
+def why_retrain(spec: ModelSpec, data_hash: str) -> str:
+    """Why no registered version can be reused: new data, or the same data with other code or settings."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        same_data = _client().search_model_versions(f"name = '{spec.registered_name}' and tag.data_content_hash = '{data_hash}'")
+    except MlflowException:
+        same_data = []
+    if not same_data:
+        return "no registered version was trained on this data: training a new one"
+    newest = max(same_data, key=lambda v: int(v.version))
+    return (f"version {newest.version} was trained on the same data but other code or settings (or trials): "
+            "training a new one")
+
+
+def set_challenger(spec: ModelSpec, version: str) -> None:
+    _client().set_registered_model_alias(spec.registered_name, CHALLENGER, version)
 
 
 # --------------------------------------------------------------------------------------------- the gate
@@ -88,7 +132,7 @@ class PromotionDecision:
     decided_at: str = ""
 
     def render(self) -> str:
-        verdict = "PROMOTED" if self.promoted else "REFUSED"
+        verdict = "PROMOTED" if self.promoted else "UNCHANGED" if self.challenger_version == self.champion_before else "REFUSED"
         lines = [
             f"{self.registered_name}: challenger v{self.challenger_version} {verdict}"
             + (f" (champion was v{self.champion_before})" if self.champion_before else " (no champion before)"),
@@ -105,15 +149,23 @@ class PromotionDecision:
         return "\n".join(lines)
 
 
-def decide(spec: ModelSpec, challenger: dict, champion: dict | None, promotion: Promotion) -> tuple[bool, str]:
+def decide(spec: ModelSpec, challenger: dict, champion: dict | None, promotion: Promotion,
+           baseline: dict | None = None) -> tuple[bool, str]:
     """Whether the challenger should replace the champion, and why (pure).
 
-    Promote when there is no champion; otherwise only if the primary metric improves by >= ``promotion.margin``
-    and the calibration error (lower is better) is not worse by more than the tolerance.
+    Never promote a challenger whose primary metric does not beat its baseline's (``baseline``: the baseline
+    model's test metrics from the same training run). Otherwise promote when there is no champion, else only if
+    the primary metric improves by >= ``promotion.margin`` and the calibration error (lower is better) is not
+    worse by more than the tolerance.
     """
-    if champion is None:
-        return True, "no champion yet: the challenger becomes the first champion"
     p, c = spec.primary_metric, spec.calibration_metric
+    if promotion.require_beating_baseline and baseline and p in baseline and not challenger[p] > baseline[p]:
+        return False, (
+            f"{p} {challenger[p]:.4f} does not beat its baseline's {baseline[p]:.4f} on the test months: "
+            f"the champion stays {'as it is' if champion is not None else 'empty'}; see the model card for why"
+        )
+    if champion is None:
+        return True, "no champion yet: the challenger beats its baseline and becomes the first champion"
     tolerance = promotion.calibration_tolerance if spec.kind == "binary" else promotion.clv_calibration_tolerance
     gain = challenger[p] - champion[p]
     if not math.isfinite(gain):
@@ -150,7 +202,7 @@ def promote(model: str, config: Config, *, features_path: Path) -> PromotionDeci
     name = spec.registered_name
     challenger_version = alias_version(name, CHALLENGER)
     if challenger_version is None:
-        raise RegistryError(f"{name} has no '{CHALLENGER}' version; train one first with `custbase train {model}`")
+        raise RegistryError(f"{name} has no '{CHALLENGER}' version; train one first with `{hints.custbase(f'train {model}')}`")
     champion_version = alias_version(name, CHAMPION)
     frame, metadata = read_feature_table(features_path)
     data = prepare_modeling_data(frame, metadata, spec, config)
@@ -163,7 +215,8 @@ def promote(model: str, config: Config, *, features_path: Path) -> PromotionDeci
     else:
         if champion_version is not None:
             champion_metrics = metrics_of(spec, y, load_bundle(f"models:/{name}/{champion_version}").predict(test))
-        promoted, reason = decide(spec, challenger_metrics, champion_metrics, config.promotion)
+        promoted, reason = decide(spec, challenger_metrics, champion_metrics, config.promotion,
+                                  baseline=_baseline_of(name, challenger_version, spec))
     decision = PromotionDecision(
         model=spec.name,
         registered_name=name,
@@ -180,6 +233,8 @@ def promote(model: str, config: Config, *, features_path: Path) -> PromotionDeci
         rows=len(test),
         decided_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
+    if champion_version == challenger_version:
+        return decision  # nothing to decide (a rerun on the same version): no tags, no audit line
     client = _client()
     if promoted:
         client.set_registered_model_alias(name, CHAMPION, challenger_version)
@@ -199,6 +254,16 @@ def promote(model: str, config: Config, *, features_path: Path) -> PromotionDeci
         client.set_model_version_tag(name, challenger_version, key, value)
     append_audit(config, {"action": "promote" if promoted else "refuse", **asdict(decision)})
     return decision
+
+
+def _baseline_of(registered_name: str, version: str, spec: ModelSpec) -> dict | None:
+    """The baseline's primary metric on the test months, from the version's tags (set by training)."""
+    tags = _client().get_model_version(registered_name, version).tags
+    value = tags.get(f"baseline_{spec.primary_metric}")
+    try:
+        return {spec.primary_metric: float(value)} if value is not None else None
+    except ValueError:
+        return None
 
 
 # --------------------------------------------------------------------------------------------- audit log
@@ -299,6 +364,10 @@ def model_history(config: Config) -> str:
         name = spec.registered_name
         champion, challenger = alias_version(name, CHAMPION), alias_version(name, CHALLENGER)
         lines.append(f"{name}: champion {'v' + champion if champion else '-'}, challenger {'v' + challenger if challenger else '-'}")
+        if champion or challenger:
+            run_id = _client().get_model_version(name, champion or challenger).run_id
+            lines += ["  " + line.strip() + (" (champion)" if champion else " (challenger)")
+                      for line in tracking.artifact_locations(run_id)]
         events = read_audit(config, name)
         if not events:
             lines.append("  no promotion decisions yet")

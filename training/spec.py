@@ -36,6 +36,12 @@ class ModelSpec:
     calibration_metric: str
     oracle_column: str
     description: str
+    #: What the model is for (who uses its output, for which decision), distinct from the task it solves.
+    intended_use: str = ""
+    #: Uses the model was not built or validated for.
+    out_of_scope: tuple[str, ...] = ()
+    #: Known limits of the model and of how it was validated, true for every run.
+    limitations: tuple[str, ...] = ()
     greater_is_better: bool = True
 
     @property
@@ -92,6 +98,25 @@ SPECS: dict[str, ModelSpec] = {
         calibration_metric="ece",
         oracle_column=_DEFAULT_NAMES.churn_oracle,
         description="Probability that a customer still using the bank at as_of (not quiet: neither lapsing nor dormant) starts an exit (closure, or the first month of a dormancy run) within the label horizon.",
+        intended_use=(
+            "Rank the customers still using the bank (not lapsing, not dormant) by churn risk each month; the "
+            "calibrated probability feeds the value-at-risk figure, the value x risk segment of each customer and "
+            "the retention campaign's avoided-loss value."
+        ),
+        out_of_scope=(
+            "Decisions about an individual customer's credit, pricing or eligibility for a product.",
+            "Customers already quiet at as_of (lapsing or dormant): they are outside the training population and are "
+            "scored as their own segments.",
+            "Estimating the effect of a retention offer: the model predicts churn, not who would stay because of a contact.",
+        ),
+        limitations=(
+            "Churn is defined by closure or by dormancy (labels config); a customer who moves most of their money "
+            "elsewhere but keeps an active account is not a churner.",
+            "A dormancy exit is dated at the first of its quiet months, so its label needs horizon + k - 1 months "
+            "of future data: the newest labeled months lie that far before the scoring month.",
+            "Validated out of time on the newest labeled months only; behaviour shifts (new products, a downturn) "
+            "need a retraining and a fresh test.",
+        ),
     ),
     "upgrade": ModelSpec(
         name="upgrade",
@@ -101,6 +126,23 @@ SPECS: dict[str, ModelSpec] = {
         calibration_metric="ece",
         oracle_column=_DEFAULT_NAMES.upgrade_oracle,
         description="Probability that a customer below the top value tier moves up a tier within the label horizon.",
+        intended_use=(
+            "Choose whom to offer an upgrade (a higher-tier relationship, wealth products) each month, by the expected "
+            "value of the offer (probability x acceptance x value gain of the tier step - contact cost)."
+        ),
+        out_of_scope=(
+            "Customers in the top value tier (no upgrade exists for them).",
+            "Predicting how much a customer will invest, or the effect of an offer on the upgrade (it predicts the "
+            "upgrade, not the uplift).",
+            "Suitability or advice decisions, which need a separate regulatory assessment.",
+        ),
+        limitations=(
+            "Tiers follow assets under management, so customers just below a tier boundary dominate the top scores; "
+            "a logistic regression ranks them almost as well and the run compares the two.",
+            "Upgrades are rare (about 2% per quarter on the simulated bank): precision in the top deciles is the "
+            "figure to plan a campaign on, not ROC-AUC.",
+            "Validated out of time on the newest labeled months only.",
+        ),
     ),
     "clv": ModelSpec(
         name="clv",
@@ -110,6 +152,23 @@ SPECS: dict[str, ModelSpec] = {
         calibration_metric="decile_mape",
         oracle_column=_DEFAULT_NAMES.clv_oracle,
         description="Discounted net revenue a customer brings over the CLV horizon.",
+        intended_use=(
+            "Value each customer for the value x risk segmentation, for value-at-risk (churn probability x CLV) and "
+            "for sizing the budget of retention and upgrade campaigns; a ranking and a planning figure."
+        ),
+        out_of_scope=(
+            "Accounting, provisioning or any figure reported as revenue: it is a model estimate with a decile error "
+            "shown in this card.",
+            "Lifetime value beyond the CLV horizon (labels.clv_horizon_months).",
+            "Pricing or credit decisions about an individual customer.",
+        ),
+        limitations=(
+            "Net revenue is derived from balances and fees with configured rates (revenue config), not from the "
+            "bank's ledger; wrong rates shift every CLV in the same direction.",
+            "The label needs a full horizon of future data, so the newest test months are at least a horizon "
+            "older than the scoring month.",
+            "A few very valuable customers carry most of the value: errors in the top decile dominate RMSE.",
+        ),
     ),
 }
 

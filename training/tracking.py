@@ -8,19 +8,23 @@ experiment per model, named like its registered model (``custbase-churn``).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import subprocess
 import tempfile
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-import mlflow
-import numpy as np
-import pandas as pd
-from mlflow import MlflowClient
-
+from custbase import hints
 from custbase.config import Config
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# mlflow, numpy and pandas are imported where used: the CLI checks the store (check_tracking_store) before
+# anything slow, and importing mlflow alone costs seconds.
 
 PIP_REQUIREMENTS_PACKAGES = ("lightgbm", "numpy", "pandas", "scikit-learn", "mlflow")
 
@@ -48,8 +52,59 @@ def is_local_store(config: Config) -> bool:
     return _user_tracking_uri() is None
 
 
+class TrackingError(RuntimeError):
+    """The MLflow store cannot be used: unreachable, or (for commands that only read it) still empty."""
+
+
+def local_store_path(config: Config) -> Path:
+    return Path(config.paths.mlruns_dir) / "mlflow.db"
+
+
+def check_tracking_store(config: Config, *, must_exist: bool = True, timeout: float = 5.0) -> None:
+    """Fail fast, creating nothing, when the MLflow store cannot serve the command.
+
+    A local store must exist when ``must_exist`` (commands that read models); a server named by
+    ``MLFLOW_TRACKING_URI`` must answer its ``/health`` within ``timeout`` seconds (MLflow itself would retry
+    for minutes).
+    """
+    user_uri = _user_tracking_uri()
+    if user_uri is None:
+        if must_exist and not local_store_path(config).exists():
+            raise TrackingError(
+                f"no models yet: the MLflow store {local_store_path(config)} does not exist; train them first with "
+                f"`{hints.make('train')}` (or `{hints.make('demo')}`)"
+            )
+        return
+    if user_uri.startswith(("http://", "https://")):
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{user_uri.rstrip('/')}/health", timeout=timeout):
+                pass
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            reason = getattr(err, "reason", err)
+            raise TrackingError(
+                f"the MLflow server MLFLOW_TRACKING_URI={user_uri} is unreachable ({reason}); start it, or unset "
+                f"MLFLOW_TRACKING_URI to use the local store {local_store_path(config)}"
+            ) from None
+    elif user_uri.startswith("sqlite:///") and must_exist and not Path(user_uri.removeprefix("sqlite:///")).exists():
+        raise TrackingError(f"MLFLOW_TRACKING_URI={user_uri} names a SQLite file that does not exist; fix or unset it")
+
+
+def quiet_mlflow() -> None:
+    """Keep MLflow's info chatter (database set-up, uv detection, pip resolution) off the terminal; errors stay."""
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    warnings.filterwarnings("ignore", module=r"mlflow(\.|$)")
+
+
 def configure_tracking(config: Config) -> str:
     """Point MLflow (tracking and registry) at the configured store; returns the tracking URI."""
+    import mlflow
+
+    quiet_mlflow()
     uri = tracking_uri(config)
     if is_local_store(config):
         Path(config.paths.mlruns_dir).mkdir(parents=True, exist_ok=True)
@@ -68,6 +123,8 @@ def optuna_storage_url(config: Config) -> str:
 
 def ensure_experiment(name: str, config: Config) -> str:
     """The id of experiment ``name``, created (with artifacts under ``<mlruns_dir>/artifacts``) if missing."""
+    from mlflow import MlflowClient
+
     client = MlflowClient()
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
@@ -89,6 +146,9 @@ def git_commit() -> str | None:
 
 def data_fingerprint(frame: pd.DataFrame) -> dict:
     """Rows, as_of range and a content hash (SHA-256 over pandas' row hashes) of a modeling frame."""
+    import numpy as np
+    import pandas as pd
+
     row_hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
     as_of = pd.to_datetime(frame["as_of"])
     return {
@@ -98,6 +158,73 @@ def data_fingerprint(frame: pd.DataFrame) -> dict:
         "as_of_max": str(as_of.max().date()) if len(frame) else None,
         "content_hash": hashlib.sha256(np.ascontiguousarray(row_hashes).tobytes()).hexdigest(),
     }
+
+
+#: The packages whose source makes a training: a change in any of them is a reason to train again.
+CODE_PACKAGES = ("custbase", "features", "training", "serving")
+
+
+def code_fingerprint() -> str:
+    """SHA-256 of the project's Python source (every ``*.py`` of :data:`CODE_PACKAGES`, by relative path)."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for package in CODE_PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def training_fingerprint(data: dict, config: Config, model: str, *, trials: int | None, timeout: float | None) -> str:
+    """One hash of what a training depends on: the modeling data, the code, the configuration and the budget."""
+    import json
+
+    payload = {
+        "model": model,
+        "data": data["content_hash"],
+        "code": code_fingerprint(),
+        "config": config.model_dump(mode="json"),
+        "trials": trials,
+        "timeout": timeout,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def run_artifact_dir(run_id: str) -> Path | None:
+    """The local folder of a run's artifacts (relative to the working directory when inside it), or None."""
+    from urllib.parse import unquote, urlparse
+
+    from mlflow import MlflowClient
+
+    uri = MlflowClient().get_run(run_id).info.artifact_uri
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("", "file"):
+        return None
+    folder = Path(unquote(parsed.path))
+    try:
+        return folder.relative_to(Path.cwd())
+    except ValueError:
+        return folder
+
+
+#: MLflow's limit on a tag value, which holds a run's description (``mlflow.note.content``).
+MAX_DESCRIPTION_CHARS = 8_000
+
+
+def run_description(text: str, artifact_file: str = "model_card.md") -> str:
+    """``text`` as a run description, cut at MLflow's tag limit with a pointer to the full artifact."""
+    if len(text) <= MAX_DESCRIPTION_CHARS:
+        return text
+    note = f"\n\n(cut here: the full text is the run's artifact {artifact_file})\n"
+    return text[: MAX_DESCRIPTION_CHARS - len(note)].rsplit("\n", 1)[0] + note
+
+
+def artifact_locations(run_id: str) -> list[str]:
+    """Where a run's model card and figures are (lines for the terminal; empty when not on local disk)."""
+    folder = run_artifact_dir(run_id)
+    if folder is None:
+        return []
+    return [f"  model card: {folder / 'model_card.md'}", f"  figures:    {folder / 'figures'}/"]
 
 
 def pip_requirements() -> list[str]:
@@ -120,31 +247,45 @@ class RunLogger:
         self.run_id = run_id
 
     def params(self, values: dict) -> None:
+        import mlflow
+
         # MLflow caps a param value at 6000 characters; long values go to log_dict instead.
         mlflow.log_params({k: (str(v)[:6000] if v is not None else "None") for k, v in values.items()})
 
     def metrics(self, values: dict, prefix: str = "") -> None:
+        import mlflow
+        import numpy as np
+
         finite = {f"{prefix}{k}": float(v) for k, v in values.items() if isinstance(v, (int, float, np.floating, np.integer)) and np.isfinite(v)}
         if finite:
             mlflow.log_metrics(finite)
 
     def tags(self, values: dict) -> None:
+        import mlflow
+
         mlflow.set_tags({k: str(v) for k, v in values.items() if v is not None})
 
     def dict(self, value: dict, artifact_file: str) -> None:
+        import mlflow
+
         mlflow.log_dict(value, artifact_file)
 
     def text(self, value: str, artifact_file: str) -> None:
+        import mlflow
+
         mlflow.log_text(value, artifact_file)
 
     def figures(self, figures: dict, folder: str = "figures") -> None:
         import matplotlib.pyplot as plt
+        import mlflow
 
         for name, figure in figures.items():
             mlflow.log_figure(figure, f"{folder}/{name}.png")
             plt.close(figure)
 
     def table(self, frame: pd.DataFrame, artifact_file: str) -> None:
+        import mlflow
+
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / Path(artifact_file).name
             frame.to_parquet(path, index=False)
@@ -157,6 +298,8 @@ class RunLogger:
         its signature and input example are plain numbers that MLflow's JSON schema can carry; ``rows`` give
         the input example. Returns the model URI (``models:/m-...``).
         """
+        import mlflow
+        from mlflow import MlflowClient
         from mlflow.models import infer_signature
 
         from training.model_bundle import numeric_booster
@@ -178,6 +321,7 @@ class RunLogger:
 
     def trial_logger(self, experiment_id: str, model: str):
         """An Optuna trial callback that records each trial as a nested run of this run."""
+        import mlflow
         import optuna
 
         def log_trial(trial: optuna.trial.FrozenTrial) -> None:
@@ -197,6 +341,8 @@ class RunLogger:
 @contextmanager
 def training_run(experiment_id: str, run_name: str) -> Iterator[RunLogger]:
     """A parent MLflow run for one training; the run ends (FAILED on error) when the block ends."""
+    import mlflow
+
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
         yield RunLogger(run.info.run_id)
 

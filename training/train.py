@@ -473,6 +473,34 @@ def _active_slice(test: pd.DataFrame, y: np.ndarray, model: np.ndarray, baseline
 
 
 @dataclass
+class ReusedTraining:
+    """A training skipped because a registered version was trained from the same data, code and settings."""
+
+    model: str
+    registered_name: str
+    version: str
+    run_id: str
+    fingerprint: str
+    tags: dict
+
+    @property
+    def beats_baseline(self) -> bool:
+        return self.tags.get("beats_baseline") == "true"
+
+    def render(self) -> str:
+        from training.tracking import artifact_locations
+
+        figures = artifact_locations(self.run_id)
+        return "\n".join([
+            f"{self.model}: data, code and settings unchanged since {self.registered_name} version {self.version} "
+            f"(run {self.run_id}): reusing it as the challenger, no new version registered",
+            f"  training fingerprint {self.fingerprint[:16]}; test months {self.tags.get('test_months', '-')}, "
+            + ", ".join(f"{k} {v}" for k, v in self.tags.items() if k.startswith(("test_", "baseline_")) and k != "test_months"),
+            *figures,
+        ])
+
+
+@dataclass
 class TrainResult:
     """What one ``custbase train`` did, for the terminal."""
 
@@ -545,6 +573,9 @@ class TrainResult:
                 f"(baseline {ev.baseline_retention['best_profit']:,.0f})"
             )
         lines.append("  wall time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items()))
+        from training.tracking import artifact_locations
+
+        lines += artifact_locations(self.run_id)
         lines += [f"  WARNING: {w}" for w in self.warnings]
         if not self.beats_baseline:
             lines += [
@@ -581,7 +612,8 @@ def _card(spec, data, fitted, ev, result_fields: dict, fingerprint: dict, config
             "git_commit": result_fields.get("git_commit"),
         },
         "beats_baseline": ev.beats_baseline(spec),
-        "intended_use": spec.description,
+        "intended_use": spec.intended_use,
+        "out_of_scope": list(spec.out_of_scope),
         "data": {
             "feature_set": {**(data.metadata.get("feature_set") or {}), "columns": data.feature_columns},
             "rows": {"train": len(data.train), "validation": len(data.validation), "test": len(data.test)},
@@ -596,7 +628,9 @@ def _card(spec, data, fitted, ev, result_fields: dict, fingerprint: dict, config
             "train": [str(m) for m in data.split.train_months],
             "validation": [str(m) for m in data.split.validation_months],
             "test": [str(m) for m in data.split.test_months],
-            "gap_months": data.split.horizon_months,
+            "horizon_months": data.split.horizon_months,
+            "gap_train_validation": data.split.gap_train_validation,
+            "gap_validation_test": data.split.gap_validation_test,
         },
         "metrics": {
             "test": ev.test,
@@ -611,7 +645,7 @@ def _card(spec, data, fitted, ev, result_fields: dict, fingerprint: dict, config
         "retention_profit": ({**{k: v for k, v in ev.retention.items() if k != "profit_curve"}, "economics": config.retention.model_dump()} if ev.retention else None),
         "top_drivers": [(k, float(v)) for k, v in importance.head(15).items()],
         "hyperparameters": fitted.hyperparameters,
-        "limitations": list(data.split.warnings) or None,
+        "limitations": [*spec.limitations, *(w[0].upper() + w[1:] + "." for w in data.split.warnings)],
     }
 
 
@@ -623,6 +657,23 @@ def _population_text(spec: ModelSpec, labels: Labels) -> str:
                 f"an exit is dated at its closure month or at the first of k = {k} quiet months; "
                 f"horizon {labels.churn_horizon_months} months")
     return f"{spec.label} labeled, eligible rows; horizon {spec.horizon_months(labels)} months"
+
+
+def _profit_curves(spec: ModelSpec, data: ModelingData, ev: Evaluation, baseline_test: np.ndarray,
+                   config: Config) -> tuple[dict | None, str]:
+    """Campaign profit curves of model and baseline on the test rows: retention (churn) or upgrade offer."""
+    if ev.retention:
+        return ({"model": ev.retention["profit_curve"], "baseline": ev.baseline_retention["profit_curve"]},
+                "expected retention profit (retention config)")
+    if spec.name == "upgrade" and "value_tier" in data.test.columns:
+        policy = config.policy
+        gain = data.test["value_tier"].astype("object").map(policy.upgrade_value_gain).to_numpy(dtype="float64", na_value=np.nan)
+        value = policy.upgrade_acceptance_rate * gain
+        y = data.y(data.test)
+        curves = {name: evaluation.offer_profit_curve(score, value, y, policy.upgrade_contact_cost)
+                  for name, score in (("model", ev.test_prediction), ("baseline", baseline_test))}
+        return curves, "upgrade offer profit on the test months (policy config)"
+    return None, ""
 
 
 def _clv_for_retention(test: pd.DataFrame, labels: Labels) -> tuple[np.ndarray, str]:
@@ -648,10 +699,13 @@ def train_model(
     timeout: float | None = None,
     resume: bool = False,
     progress: bool = True,
-) -> TrainResult:
+    reuse: bool = False,
+) -> TrainResult | ReusedTraining:
     """Train, evaluate, log and register one model (``churn``, ``upgrade`` or ``clv``) from a customer-month table.
 
     Registers a new version of ``custbase-<model>`` with alias ``challenger``; ``promote`` decides on champion.
+    With ``reuse``, a registered version trained from the same data, code and settings (its
+    ``training_fingerprint`` tag) becomes the challenger again instead of a new training.
     """
     from training import registry, tracking
     from training.model_card import render_model_card
@@ -666,8 +720,18 @@ def train_model(
     del frame
     population = data.population
     fingerprint = tracking.data_fingerprint(population)
+    training_fingerprint = tracking.training_fingerprint(fingerprint, config, spec.name, trials=trials, timeout=timeout)
+    if reuse:
+        previous = registry.version_with_fingerprint(spec, training_fingerprint)
+        if previous is not None:
+            registry.set_challenger(spec, previous["version"])
+            return ReusedTraining(spec.name, spec.registered_name, previous["version"], previous["run_id"],
+                                  training_fingerprint, previous["tags"])
+        if progress:
+            print(f"{spec.name}: {registry.why_retrain(spec, fingerprint['content_hash'])}", flush=True)
     if progress:
-        print(f"{spec.name}: {len(population):,} eligible labeled rows; split {data.split.render()}", flush=True)
+        # the split's warnings (if any) are printed once, with the result
+        print(f"{spec.name}: {len(population):,} eligible labeled rows; split {data.split.render().splitlines()[0]}", flush=True)
     experiment_id = tracking.ensure_experiment(spec.registered_name, config)
     commit = tracking.git_commit()
     seconds: dict[str, float] = {}
@@ -778,6 +842,7 @@ def train_model(
                 "beats_baseline": str(beats).lower(),
                 "data_content_hash": fingerprint["content_hash"],
                 "test_months": f"{data.split.test_months[0]}..{data.split.test_months[-1]}",
+                registry.FINGERPRINT_TAG: training_fingerprint,
             },
         )
         run.tags({"registered_model": spec.registered_name, "registered_version": version})
@@ -788,14 +853,24 @@ def train_model(
             from training import plots  # matplotlib and shap: only when drawing
 
             sample = data.test.sample(n=min(len(data.test), settings.shap_sample_rows), random_state=settings.seed)
+            title = f"{spec.registered_name} v{version}, test {data.split.test_months[0]}..{data.split.test_months[-1]}"
             if spec.kind == "binary":
-                figures = plots.binary_figures(data.y(data.test), ev.test_prediction, p_uncalibrated=ev.test_raw)
+                profit_curves, profit_label = _profit_curves(spec, data, ev, baseline_test, config)
+                profit_best = ({"model": (ev.retention["contact_share"], ev.retention["best_profit"]),
+                                "baseline": (ev.baseline_retention["contact_share"], ev.baseline_retention["best_profit"])}
+                               if ev.retention else None)
+                figures = plots.binary_figures(data.y(data.test), ev.test_prediction, p_uncalibrated=ev.test_raw,
+                                               baseline=baseline_test, title=title, profit_curves=profit_curves,
+                                               profit_label=profit_label, profit_best=profit_best)
             else:
-                figures = plots.clv_figures(data.y(data.test), ev.test_prediction)
-            figures.update(plots.shap_figures(fitted.bundle.booster, data.X(sample), max_rows=settings.shap_sample_rows))
+                figures = plots.clv_figures(data.y(data.test), ev.test_prediction, baseline=baseline_test, title=title)
+            figures.update(plots.shap_figures(fitted.bundle.booster, data.X(sample), max_rows=settings.shap_sample_rows,
+                                              title=title))
             run.figures(figures)
         card = _card(spec, data, fitted, ev, {"version": version, "run_id": run.run_id, "git_commit": commit}, fingerprint, config)
-        run.text(render_model_card(card), "model_card.md")
+        card_text = render_model_card(card)
+        run.text(card_text, "model_card.md")
+        run.tags({"mlflow.note.content": tracking.run_description(card_text)})  # the run's description in the MLflow UI
         seconds["figures_and_card"] = time.perf_counter() - t
         seconds["total"] = time.perf_counter() - clock["start"]
         run.metrics(seconds, prefix="seconds_")
