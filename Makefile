@@ -61,6 +61,18 @@ build: $(ENV) ## package the champion models as a bento
 serve: $(ENV) ## start the online endpoint (set CUSTBASE_API_KEYS first)
 	$(CB) serve
 
+.PHONY: report
+report: $(ENV) ## write the HTML base report of the demo's data (after `make demo`) and print its path
+	$(CB) report base --data data/demo
+
+.PHONY: backtest
+backtest: $(ENV) ## score the demo's matured months with the champions of their time: realized vs predicted
+	$(CB) monitor backtest --data data/demo
+
+.PHONY: notebooks
+notebooks: $(ENV) ## execute every notebook under notebooks/ on the demo's outputs (after `make demo`)
+	$(CB) notebooks --data data/demo
+
 .PHONY: clean
 clean: ## remove generated data and the local MLflow home (keeps the environment)
 	rm -rf data && find mlruns -mindepth 1 ! -name .gitignore -exec rm -rf {} +

@@ -52,7 +52,7 @@ def run_demo(config: Config, *, customers: int, trials: int, out: Path) -> dict[
     cfg = demo_config(config, Path(out), customers)
     paths = cfg.paths
     timings: dict[str, float] = {}
-    total = 9
+    total = 10
     with _step(1, total, f"simulate a bank of {customers:,} customers x {cfg.simulation.months} months", timings):
         typer.echo(simulate_bank(cfg.simulation, paths.raw_dir, config=cfg).render())
     with _step(2, total, "validate the raw tables against the contract", timings):
@@ -78,6 +78,15 @@ def run_demo(config: Config, *, customers: int, trials: int, out: Path) -> dict[
         for kind in ("retention", "upgrade"):
             path, rows = jobs.campaign(cfg, kind, budget=500, out=paths.campaigns_dir / f"{kind}.csv")
             typer.echo(f"{kind}: {rows:,} customers -> {path}")
+    with _step(10, total, "backtest the matured months and write the base report", timings):
+        from serving.monitoring import backtest, render_backtest
+        from serving.report import write_base_report
+
+        table, _ = backtest(cfg, features_path=paths.features_path, out_dir=paths.data_dir / "monitoring")
+        typer.echo(render_backtest(table))
+        report = write_base_report(cfg, as_of=data_end, out=paths.data_dir / "report" / "base_report.html",
+                                   features_path=paths.features_path, scores_dir=paths.scores_dir)
+        typer.echo(f"base report -> {report}")
 
     typer.secho("\nDone.", bold=True, fg=typer.colors.GREEN)
     typer.echo(
@@ -85,6 +94,7 @@ def run_demo(config: Config, *, customers: int, trials: int, out: Path) -> dict[
         f"  customer-months   {paths.features_path}\n"
         f"  scores            {paths.scores_dir}\n"
         f"  campaign lists    {paths.campaigns_dir}/retention.csv, upgrade.csv\n"
+        f"  base report       {report}  (open in a browser; `make report` rewrites it)\n"
         f"  MLflow            make mlflow-ui  (http://127.0.0.1:5000)\n"
         f"  online endpoint   CUSTBASE_API_KEYS=secret custbase serve   then\n"
         f"                    curl -H 'Authorization: Bearer secret' -H 'Content-Type: application/json' \\\n"

@@ -94,10 +94,14 @@ def score(
         build_customer_months(raw, features_path, config, start=as_of, end=as_of,
                               engine="spark" if engine == "spark" else "duckdb")
     models, _ = bento_models()
-    return score_base(
+    summary = score_base(
         Path(features_path), models, config.policy, out, as_of=as_of, engine=engine, reasons=reasons,
         snapshot_path=config.paths.online_snapshot,
     )
+    from serving.monitoring import monitor_scoring_run
+
+    monitor_scoring_run(config, features_path=Path(features_path), as_of=as_of, scores_dir=Path(out), models=models)
+    return summary
 
 
 def campaign(config: Config, kind: str, *, budget: int, out: Path, scores_dir: Path | None = None) -> tuple[Path, int]:
