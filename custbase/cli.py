@@ -327,6 +327,24 @@ def monitor_backtest(
     typer.echo(f"backtest chart -> {figure}")
 
 
+@app.command()
+def notebooks(
+    data: Annotated[Path, typer.Option("--data", help="Data folder laid out like the demo's.")] = Path("data/demo"),
+    out: Annotated[Optional[Path], typer.Option(help="Folder for the executed notebooks (default: <data>/notebooks).")] = None,
+) -> None:
+    """Execute every notebook under notebooks/ on DATA; write the executed copies with their outputs."""
+    try:
+        from custbase.notebooks import run_notebooks
+    except ImportError as err:
+        _fail(f"{err.name} is missing: install the notebooks extra (`uv sync --all-extras`)")
+    try:
+        runs = run_notebooks(data, out or data / "notebooks")
+    except FileNotFoundError as err:
+        _fail(str(err))
+    for run in runs:
+        typer.echo(f"{run.name}: {run.cells} cells, {run.images} figures, {run.seconds:.1f} s -> {run.path}")
+
+
 import_app = typer.Typer(help="Bring your own data into the raw-data contract.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 

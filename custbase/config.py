@@ -181,7 +181,7 @@ class Fairness(_Frozen):
     exclude_protected_attributes: bool = False  # True: models never see them (the card still reports by group)
     age_band_bounds: tuple[int, ...] = (30, 45, 60)  # lower bounds of the bands after the first: <30, 30-44, ...
     roc_auc_gap: float = Field(0.05, ge=0, description="Flag a group whose ROC-AUC is this far below the overall one.")
-    calibration_gap: float = Field(0.02, ge=0, description="Flag a group whose calibration error (ECE) exceeds the overall one by this.")
+    calibration_gap: float = Field(0.02, ge=0, description="Flag a group whose mean prediction misses its rate by this (and 2 s.e.).")
     min_group_rows: int = Field(50, ge=1, description="Groups with fewer rows are listed but not flagged.")
 
 

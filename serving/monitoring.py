@@ -35,12 +35,12 @@ BACKTEST_FIGURE = "backtest.png"
 
 
 def model_population(frame: pd.DataFrame, model: str, config: Config) -> np.ndarray:
-    """Rows each model is trained on, without the label condition (churn: not dormant; upgrade: below the top tier)."""
-    if model == "churn" and "is_dormant" in frame.columns:
-        return (frame["is_dormant"].fillna(0) == 0).to_numpy()
-    if model == "upgrade" and "value_tier" in frame.columns:
-        return (frame["value_tier"].astype("str") != config.value_tiers.top).to_numpy()
-    return np.ones(len(frame), dtype=bool)
+    """Rows of ``model``'s population (its spec's eligibility rule without the label condition): at scoring time the
+    outcome is unknown, so the label is taken as known for the test."""
+    from training.spec import get_spec
+
+    spec = get_spec(model)
+    return np.asarray(spec.eligible(frame.assign(**{spec.label: 0.0}), config), dtype=bool)
 
 
 def drift_status(value: float, settings: Monitoring) -> str:

@@ -2,8 +2,9 @@
 
 For each group of age band, gender and value tier on the test months: rows, positives, the realized rate, the
 mean prediction, ROC-AUC and expected calibration error (ECE). A group is flagged when its ROC-AUC is more than
-``fairness.roc_auc_gap`` below the overall one, or its ECE more than ``fairness.calibration_gap`` above the
-overall one; groups smaller than ``fairness.min_group_rows`` (or with one class only) are listed, not flagged.
+``fairness.roc_auc_gap`` below the overall one, or when its mean prediction misses its realized rate by more than
+``fairness.calibration_gap`` and by more than two binomial standard errors (a group's ECE is too noisy at a few
+hundred rows to flag on); groups smaller than ``fairness.min_group_rows`` are listed, not flagged.
 """
 
 from __future__ import annotations
@@ -82,8 +83,10 @@ def fairness_table(frame: pd.DataFrame, y_true, prediction, settings: Fairness) 
             if mask.sum() >= settings.min_group_rows:
                 if not np.isnan(m["roc_auc"]) and m["roc_auc"] < overall["roc_auc"] - settings.roc_auc_gap:
                     flags.append(f"ROC-AUC {overall['roc_auc'] - m['roc_auc']:.3f} below overall")
-                if m["ece"] > overall["ece"] + settings.calibration_gap:
-                    flags.append(f"ECE {m['ece'] - overall['ece']:.3f} above overall")
+                gap = m["mean_prediction"] - m["rate"]
+                noise = 2 * np.sqrt(max(m["rate"] * (1 - m["rate"]), 1e-12) / mask.sum())
+                if abs(gap) > max(settings.calibration_gap, noise):
+                    flags.append(f"mean prediction {gap:+.3f} off its rate")
             rows.append({"attribute": attribute, "group": group, "rows": int(mask.sum()), "positives": int(y[mask].sum()),
                          **m, "flag": "; ".join(flags)})
     return pd.DataFrame(rows)
@@ -121,6 +124,7 @@ def fairness_section(card: Mapping) -> list[str]:
              r["ece"], r.get("flag") or "") for r in table]
     lines += _table(["Attribute", "Group", "Rows", "Positives", "Rate", "Mean prediction", "ROC-AUC", "ECE", "Flag"], rows)
     t = fairness.get("thresholds") or {}
-    lines += ["", f"Flag: ROC-AUC more than {t.get('roc_auc_gap')} below overall, or ECE more than "
-              f"{t.get('calibration_gap')} above overall, in groups of at least {t.get('min_group_rows')} rows."]
+    lines += ["", f"Flag: ROC-AUC more than {t.get('roc_auc_gap')} below overall, or mean prediction more than "
+              f"{t.get('calibration_gap')} (and two standard errors) off the group's rate, in groups of at least "
+              f"{t.get('min_group_rows')} rows."]
     return lines + [""]
