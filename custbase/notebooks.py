@@ -3,7 +3,7 @@
 Each notebook is a jupytext pair under ``notebooks/``: the percent-format ``.py`` (reviewed in git) and the
 ``.ipynb`` (opened in Jupyter). The runner reads the ``.py``, executes it with nbclient in a fresh kernel
 (working directory: the notebook's folder), and writes the executed notebook, outputs and inline figures
-included, to ``<out>/<name>.ipynb``. Notebooks find their data through ``CUSTBASE_DATA`` (set here), so they run
+included, to ``<out>/<name>.ipynb`` and as HTML to ``<out>/<name>.html``. Notebooks find their data through ``CUSTBASE_DATA`` (set here), so they run
 from any working directory.
 """
 
@@ -82,8 +82,18 @@ def execute_notebook(source: Path, out_dir: Path, *, data: Path, timeout: int = 
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{source.stem}.ipynb"
     nbformat.write(notebook, target)
+    write_notebook_html(notebook, target.with_suffix(".html"))
     images = sum(1 for cell in notebook.cells for output in cell.get("outputs", []) if "image/png" in output.get("data", {}))
     return NotebookRun(source.stem, target, time.perf_counter() - started, len(notebook.cells), images)
+
+
+def write_notebook_html(notebook, path: Path) -> Path:
+    """The executed notebook as one HTML page (nbconvert's lab template; figures embedded as base64 PNGs)."""
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(notebook)
+    Path(path).write_text(body, encoding="utf-8")
+    return Path(path)
 
 
 def run_notebooks(data: Path, out_dir: Path, folder: Path = NOTEBOOKS_DIR) -> list[NotebookRun]:

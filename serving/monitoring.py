@@ -65,18 +65,21 @@ def drift_table(features: pd.DataFrame, scores: pd.DataFrame, profiles: dict[str
     Returns
     -------
     pandas.DataFrame
-        ``model``, ``column``, ``kind`` (feature / score), ``importance_rank``, ``psi``, ``status``, ``rows``.
+        ``model``, ``column``, ``kind`` (feature / score), ``importance_rank``, ``psi``, ``status``, ``rows`` and
+        ``baseline`` (the training rows compared: the same calendar month when the profile has it).
     """
     from training.drift import profile_psi
 
     merged = features.drop(columns=[c for c in SCORE_OF.values() if c in features.columns]).merge(
         scores.loc[:, ["customer_id", *SCORE_OF.values()]], on="customer_id", how="inner", validate="one_to_one")
+    months = pd.to_datetime(merged["as_of"]).dt.month.unique() if "as_of" in merged and len(merged) else []
+    month = int(months[0]) if len(months) == 1 else None
     parts = []
     for model, profile in profiles.items():
         rows = merged.loc[model_population(merged, model, config)]
-        table = profile_psi(profile, rows, rows[SCORE_OF[model]].to_numpy(dtype="float64"))
+        table = profile_psi(profile, rows, rows[SCORE_OF[model]].to_numpy(dtype="float64"), month=month)
         parts.append(table.assign(model=model, rows=len(rows)))
-    columns = ["model", "column", "kind", "importance_rank", "psi", "status", "rows"]
+    columns = ["model", "column", "kind", "importance_rank", "psi", "status", "rows", "baseline"]
     if not parts:
         return pd.DataFrame(columns=columns)
     out = pd.concat(parts, ignore_index=True)
@@ -118,7 +121,8 @@ class DriftReport:
 
     @classmethod
     def from_dict(cls, data: dict) -> "DriftReport":
-        table = pd.DataFrame(data["table"], columns=["model", "column", "kind", "importance_rank", "psi", "status", "rows"])
+        table = pd.DataFrame(data["table"], columns=["model", "column", "kind", "importance_rank", "psi", "status", "rows",
+                                                     "baseline"])
         return cls(data["as_of"], table, data["psi_warn"], data["psi_alert"], list(data.get("models_without_profile", [])),
                    dict(data.get("model_versions", {})))
 

@@ -419,6 +419,8 @@ def section_drift(drift, top_features: int) -> Section:
     note = (f"PSI against each champion's training rows (own population); >= {drift.psi_warn:g} moderate, >= "
             f"{drift.psi_alert:g} major. Shown: the score, the {top_features} most important features of each model, "
             "and every shifted column.")
+    if "baseline" in table and table["baseline"].notna().any():
+        note += " Compared with: " + "; ".join(f"{m}: {b}" for m, b in table.groupby("model", sort=False)["baseline"].first().items()) + "."
     if drift.models_without_profile:
         note += f" No reference profile: {', '.join(drift.models_without_profile)}."
     styled = shown[["kind", "importance_rank", "psi", "status", "rows"]]

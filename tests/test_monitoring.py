@@ -143,3 +143,19 @@ def test_backtest_sets_realized_against_predicted_per_matured_month():
     assert table["predicted"].tolist() == [0.25, 0.25]
     assert table["split_role"].tolist() == ["gap", "test"]
     assert table["model_version"].tolist() == ["3", "3"]
+
+
+def test_a_seasonal_month_is_compared_with_the_same_month_of_the_training_data():
+    rng = np.random.default_rng(2)
+    months = pd.date_range("2023-01-31", periods=24, freq="ME")
+    as_of = np.repeat(months, 300)
+    december = as_of.month == 12
+    salary = rng.lognormal(9, 0.3, len(as_of)) * np.where(december, 3.0, 1.0)  # a December bonus
+    train = pd.DataFrame({"as_of": as_of, "salary_1m": salary})
+    profile = reference_profile(train, ["salary_1m"], {}, score=np.zeros(len(train)), importance={}, bins=10)
+    now = pd.DataFrame({"salary_1m": rng.lognormal(9, 0.3, 300) * 3.0})
+    seasonal = profile_psi(profile, now, month=12).set_index("column")
+    assert seasonal.loc["salary_1m", "psi"] < 0.1
+    assert "calendar month 12" in seasonal.loc["salary_1m", "baseline"]
+    assert profile_psi(profile, now).set_index("column").loc["salary_1m", "psi"] > 0.25  # against all months: drift
+    assert profile_psi(profile, now.assign(salary_1m=now["salary_1m"] / 2), month=12).loc[0, "psi"] > 0.25

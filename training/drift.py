@@ -3,7 +3,9 @@
 A profile is plain JSON, stored in the model bundle's metadata (``reference_profile``) so it travels with the
 model into MLflow and the bento: per feature, the bin edges of the training rows (quantiles for numeric
 features, the categories for categorical ones) and the share of rows in each bin, with one bin for missing
-values; the same for the model's score. :func:`psi` compares a new frame's shares with the stored ones.
+values; the same for the model's score; and the shares of each calendar month of the year on the same bins, so a
+December is compared with the Decembers of the training data (seasonal bonuses and quarterly interest are not
+drift). :func:`psi` compares a new frame's shares with the stored ones.
 
 PSI = sum over bins of (actual - expected) x ln(actual / expected), shares floored at :data:`SHARE_FLOOR` so an
 empty bin does not give infinity. Common reading: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 major shift.
@@ -87,6 +89,7 @@ def reference_profile(
     score: np.ndarray,
     importance: Mapping[str, float],
     bins: int = 10,
+    min_month_rows: int = 200,
 ) -> dict:
     """The reference profile of a model's training rows.
 
@@ -102,41 +105,72 @@ def reference_profile(
         Feature -> importance (e.g. total gain); stored as each feature's rank (1 = most important).
     bins
         Quantile bins of numeric columns.
+    min_month_rows
+        A calendar month of the year with at least this many rows gets its own shares (``by_month``, same bins):
+        a month is compared with the same month of the training data when it can be, so December bonuses or
+        quarterly interest are not reported as drift.
     """
     ranked = sorted(feature_columns, key=lambda c: -float(importance.get(c, 0.0)))
     rank = {c: i + 1 for i, c in enumerate(ranked)}
+    score = pd.Series(np.asarray(score, dtype="float64"), index=frame.index)
     features = {}
     for column in feature_columns:
         entry = profile_column(frame[column], bins=bins, categories=categories.get(column))
         features[column] = {**entry, "importance_rank": rank[column]}
+    score_entry = profile_column(score, bins=bins)
+    by_month = {}
+    if "as_of" in frame and len(frame):
+        month_of_year = pd.to_datetime(frame["as_of"]).dt.month.to_numpy()
+        for month in sorted(set(month_of_year.tolist())):
+            rows = month_of_year == month
+            if rows.sum() < min_month_rows:
+                continue
+            part = frame.loc[rows]
+            by_month[str(month)] = {
+                "rows": int(rows.sum()),
+                "features": {c: current_shares(part[c], features[c]) for c in feature_columns},
+                SCORE_KEY: current_shares(score[rows], score_entry),
+            }
     return {
         "format": PROFILE_FORMAT,
         "rows": int(len(frame)),
         "as_of_min": str(pd.to_datetime(frame["as_of"]).min().date()) if "as_of" in frame and len(frame) else None,
         "as_of_max": str(pd.to_datetime(frame["as_of"]).max().date()) if "as_of" in frame and len(frame) else None,
         "features": features,
-        SCORE_KEY: profile_column(pd.Series(np.asarray(score, dtype="float64")), bins=bins),
+        SCORE_KEY: score_entry,
+        "by_month": by_month,
     }
 
 
-def profile_psi(profile: Mapping, frame: pd.DataFrame, score: np.ndarray | None = None) -> pd.DataFrame:
-    """PSI of each profiled feature present in ``frame`` (and of ``score`` when given) against ``profile``.
+def baseline_of(profile: Mapping, month: int | None) -> tuple[dict, dict, str]:
+    """Expected shares of each feature and of the score, and which rows they describe: the training rows of the
+    same calendar month when the profile has them, else all training rows."""
+    seasonal = (profile.get("by_month") or {}).get(str(month)) if month is not None else None
+    if seasonal:
+        return seasonal["features"], seasonal.get(SCORE_KEY), f"training rows of calendar month {month} ({seasonal['rows']:,})"
+    shares = {c: entry["shares"] for c, entry in profile["features"].items()}
+    return shares, (profile.get(SCORE_KEY) or {}).get("shares"), f"all training rows ({profile.get('rows', 0):,})"
+
+
+def profile_psi(profile: Mapping, frame: pd.DataFrame, score: np.ndarray | None = None, month: int | None = None) -> pd.DataFrame:
+    """PSI of each profiled feature present in ``frame`` (and of ``score`` when given) against ``profile``
+    (against its rows of calendar month ``month`` when it has them, see :func:`baseline_of`).
 
     Returns
     -------
     pandas.DataFrame
         ``column``, ``kind`` (``feature`` or ``score``), ``importance_rank`` (0 for the score), ``psi``, sorted by
-        importance rank.
+        importance rank, and ``baseline`` (which training rows were compared).
     """
+    expected, expected_score, baseline = baseline_of(profile, month)
     rows = []
     for column, reference in profile["features"].items():
         if column not in frame.columns:
             continue
         rows.append({"column": column, "kind": "feature", "importance_rank": int(reference.get("importance_rank", 0)),
-                     "psi": psi(reference["shares"], current_shares(frame[column], reference))})
-    if score is not None and SCORE_KEY in profile:
-        reference = profile[SCORE_KEY]
+                     "psi": psi(expected[column], current_shares(frame[column], reference))})
+    if score is not None and expected_score is not None:
         rows.append({"column": SCORE_KEY, "kind": "score", "importance_rank": 0,
-                     "psi": psi(reference["shares"], current_shares(pd.Series(np.asarray(score, dtype="float64")), reference))})
+                     "psi": psi(expected_score, current_shares(pd.Series(np.asarray(score, dtype="float64")), profile[SCORE_KEY]))})
     out = pd.DataFrame(rows, columns=["column", "kind", "importance_rank", "psi"])
-    return out.sort_values("importance_rank", kind="stable").reset_index(drop=True)
+    return out.sort_values("importance_rank", kind="stable").reset_index(drop=True).assign(baseline=baseline)
