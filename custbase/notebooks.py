@@ -67,8 +67,8 @@ def execute_notebook(source: Path, out_dir: Path, *, data: Path, timeout: int = 
     notebook = jupytext.read(source)
     started = time.perf_counter()
     previous = {k: os.environ.get(k) for k in (DATA_ENV, PROJECT_ENV)}
-    # the kernel inherits this process's environment; the project is where the runner was started
-    os.environ.update({DATA_ENV: str(Path(data).resolve()), PROJECT_ENV: str(Path.cwd().resolve())})
+    # the kernel inherits this process's environment; the project is CUSTBASE_PROJECT or where the runner was started
+    os.environ.update({DATA_ENV: str(Path(data).resolve()), PROJECT_ENV: str(Path(previous[PROJECT_ENV] or Path.cwd()).resolve())})
     try:
         NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                        resources={"metadata": {"path": str(source.parent)}}).execute()

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -53,6 +55,8 @@ for name, spec in SPECS.items():
                      "oracle": metrics.get(f"oracle_{spec.primary_metric}"),
                      "calibration": metrics.get(f"test_{spec.calibration_metric}"),
                      "run_id": version.run_id})
+if not rows:
+    raise RuntimeError(f"no registered custbase model in {tracking.tracking_uri(config)}: run `make demo` (or train) first")
 versions = pd.DataFrame(rows).sort_values(["model", "version"])
 versions
 

@@ -27,6 +27,7 @@ import pandas as pd
 from custbase.config import Config, Monitoring
 
 DRIFT_FILE = "_drift.json"
+WARNED_COLUMNS = 12  # columns named per model in a printed warning, largest PSI first (all are in _drift.json)
 MONITORING_EXPERIMENT = "custbase-monitoring"
 #: The score column of each model in a score frame.
 SCORE_OF: dict[str, str] = {"churn": "churn_probability", "upgrade": "upgrade_probability", "clv": "clv_12m"}
@@ -107,9 +108,11 @@ class DriftReport:
         lines = []
         shifted = self.shifted()
         for model, group in shifted.groupby("model", sort=False):
-            names = ", ".join(f"{r.column} {r.psi:.2f}{' (major)' if r.status == 'major' else ''}" for r in group.itertuples())
+            names = ", ".join(f"{r.column} {r.psi:.2f}{' (major)' if r.status == 'major' else ''}"
+                              for r in group.head(WARNED_COLUMNS).itertuples())
+            more = f" and {len(group) - WARNED_COLUMNS} more (see {DRIFT_FILE})" if len(group) > WARNED_COLUMNS else ""
             lines.append(f"WARNING drift at {self.as_of}: {model} model inputs moved from its training data "
-                         f"(PSI >= {self.psi_warn:g}): {names}")
+                         f"(PSI >= {self.psi_warn:g}): {names}{more}")
         lines += [f"note: the {m} model has no reference profile (trained before drift monitoring); retrain it to check "
                   "its drift" for m in self.models_without_profile]
         return lines

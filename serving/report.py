@@ -406,19 +406,23 @@ def section_drift(drift, top_features: int) -> Section:
     table = drift.table
     shown = pd.concat([table.loc[table["kind"] == "score"],
                        table.loc[table["kind"] == "feature"].groupby("model", sort=False).head(top_features),
-                       shifted]).drop_duplicates(subset=["model", "column"])
+                       shifted.groupby("model", sort=False).head(top_features)]).drop_duplicates(subset=["model", "column"])
+    hidden = len(shifted) - len(shifted.merge(shown[["model", "column"]], on=["model", "column"]))
     shown = shown.sort_values(["model", "kind", "psi"], ascending=[True, False, False]).set_index(["model", "column"])
     if len(shifted):
-        names = ", ".join(f"{r.model}:{r.column} ({r.psi:.2f})" for r in shifted.head(8).itertuples())
-        reading = (f"DRIFT at {drift.as_of}: {len(shifted)} feature(s) or score(s) moved from the champions' training data "
-                   f"(PSI >= {drift.psi_warn:g}): {names}.")
+        per_model = []
+        for model, group in shifted.groupby("model", sort=False):
+            names = ", ".join(f"{r.column} {r.psi:.2f}" for r in group.head(5).itertuples())
+            per_model.append(f"{model} {len(group)} ({names}{', ...' if len(group) > 5 else ''})")
+        reading = (f"DRIFT at {drift.as_of}: features or scores moved from the champions' training data "
+                   f"(PSI >= {drift.psi_warn:g}) - " + "; ".join(per_model) + ".")
     else:
         reading = (f"No drift at {drift.as_of}: every profiled feature and score has PSI below {drift.psi_warn:g} "
                    f"(largest {table['psi'].max():.3f}, {table.loc[table['psi'].idxmax(), 'column']}).") if len(table) else \
             "No model carries a reference profile; retrain to enable drift checks."
     note = (f"PSI against each champion's training rows (own population); >= {drift.psi_warn:g} moderate, >= "
             f"{drift.psi_alert:g} major. Shown: the score, the {top_features} most important features of each model, "
-            "and every shifted column.")
+            f"and its {top_features} most shifted columns" + (f" ({hidden} more shifted columns in _drift.json)." if hidden else "."))
     if "baseline" in table and table["baseline"].notna().any():
         note += " Compared with: " + "; ".join(f"{m}: {b}" for m, b in table.groupby("model", sort=False)["baseline"].first().items()) + "."
     if drift.models_without_profile:
