@@ -45,10 +45,13 @@ client = MlflowClient()
 # %%
 rows = []
 for name, spec in SPECS.items():
-    aliases = {alias_version(spec.registered_name, a): a for a in (CHALLENGER, CHAMPION)}
+    aliases: dict[str, list[str]] = {}
+    for alias in (CHAMPION, CHALLENGER):
+        aliases.setdefault(alias_version(spec.registered_name, alias), []).append(alias)
     for version in client.search_model_versions(f"name='{spec.registered_name}'"):
         metrics = client.get_run(version.run_id).data.metrics
-        rows.append({"model": name, "version": int(version.version), "alias": aliases.get(version.version, ""),
+        rows.append({"model": name, "version": int(version.version),
+                     "alias": ", ".join(aliases.get(str(version.version), [])),
                      "primary_metric": spec.primary_metric,
                      "test": metrics.get(f"test_{spec.primary_metric}"),
                      "baseline": metrics.get(f"baseline_{spec.primary_metric}"),
@@ -70,7 +73,7 @@ versions
 fig, axes = plt.subplots(1, len(SPECS), figsize=(4 * len(SPECS), 3))
 for ax, (name, spec) in zip(axes, SPECS.items()):
     part = versions[versions["model"] == name].set_index("version")
-    ax.bar(part.index.astype(str), part["test"], color=["#c55a11" if a == CHAMPION else "#5b9bd5" for a in part["alias"]])
+    ax.bar(part.index.astype(str), part["test"], color=["#c55a11" if CHAMPION in a else "#5b9bd5" for a in part["alias"]])
     ax.axhline(part["baseline"].iloc[-1], color="k", ls="--", lw=0.8, label="baseline")
     ax.set(title=f"{name}: test {spec.primary_metric}", xlabel="version (orange: champion)")
     ax.set_ylim(min(part["test"].min(), part["baseline"].min()) * 0.95, 1.0)
@@ -82,7 +85,7 @@ plt.show()
 # ## The churn champion's model card (with fairness by age band, gender and value tier)
 
 # %%
-champion = versions[(versions["model"] == "churn") & (versions["alias"] == CHAMPION)].iloc[0]
+champion = versions[(versions["model"] == "churn") & versions["alias"].str.contains(CHAMPION)].iloc[0]
 card = mlflow.artifacts.load_text(f"runs:/{champion['run_id']}/model_card.md")
 display(Markdown(card))
 
@@ -92,9 +95,12 @@ display(Markdown(card))
 # %%
 figures = [a.path for a in client.list_artifacts(champion["run_id"], "figures") if a.path.endswith(".png")]
 shown = [f for f in figures if any(k in f for k in ("calibration", "gain"))][:2] or figures[:2]
-fig, axes = plt.subplots(1, len(shown), figsize=(6 * len(shown), 4.5), squeeze=False)
-for ax, path in zip(axes[0], shown):
-    ax.imshow(plt.imread(mlflow.artifacts.download_artifacts(f"runs:/{champion['run_id']}/{path}")))
-    ax.set_title(path, fontsize=9)
-    ax.axis("off")
-plt.show()
+if not shown:
+    print("this run logged no figures (training.log_figures is off)")
+else:
+    fig, axes = plt.subplots(1, len(shown), figsize=(6 * len(shown), 4.5), squeeze=False)
+    for ax, path in zip(axes[0], shown):
+        ax.imshow(plt.imread(mlflow.artifacts.download_artifacts(f"runs:/{champion['run_id']}/{path}")))
+        ax.set_title(path, fontsize=9)
+        ax.axis("off")
+    plt.show()

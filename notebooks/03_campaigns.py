@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -77,6 +79,5 @@ else:
 
     table = monitoring.backtest_table(read_feature_table(data / "customer_months.parquet")[0],
                                       monitoring.champion_lineages(config), config)
-monitoring.backtest_figure(table)
-plt.show()
+display(monitoring.backtest_figure(table))
 table.groupby("model")[["realized", "predicted", "calibration_error", "discrimination"]].mean().round(4)

@@ -283,13 +283,10 @@ def backtest_table(frame: pd.DataFrame, champions: dict[str, list[tuple[str, obj
 def backtest_figure(table: pd.DataFrame):
     """Realized vs predicted (top) and discrimination with calibration error (bottom) per month, one column per model;
     months inside the champion's training or validation split are shaded."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from serving.report import subplots
 
     models = list(dict.fromkeys(table["model"]))
-    fig, axes = plt.subplots(2, max(len(models), 1), figsize=(4.6 * max(len(models), 1), 6.4), squeeze=False)
+    fig, axes = subplots(2, max(len(models), 1), figsize=(4.6 * max(len(models), 1), 6.4), squeeze=False)
     for i, model in enumerate(models):
         part = table.loc[table["model"] == model]
         x = np.arange(len(part))
@@ -356,9 +353,6 @@ def backtest(config: Config, *, features_path: Path, out_dir: Path, months: int 
     table.to_csv(out_dir / BACKTEST_FILE, index=False)
     figure = backtest_figure(table)
     figure.savefig(out_dir / BACKTEST_FIGURE, dpi=110)
-    import matplotlib.pyplot as plt
-
-    plt.close(figure)
     return table, out_dir / BACKTEST_FIGURE
 
 

@@ -148,21 +148,18 @@ def by_tier(scores: pd.DataFrame, tiers: tuple[str, ...]) -> pd.DataFrame:
 
 
 def _png(fig) -> str:
-    import matplotlib.pyplot as plt
-
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _plt():
-    import matplotlib
+def subplots(*args, **kwargs):
+    """``matplotlib.pyplot.subplots`` without pyplot: a bare Figure never touches the session's backend (a notebook
+    keeps its inline figures) and is freed with its last reference."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=kwargs.pop("figsize", None))
+    return fig, fig.subplots(*args, **kwargs)
 
 
 def _change(now: float, before: float | None, *, pct: bool = False, money: bool = False) -> str:
@@ -213,9 +210,8 @@ class Section:
 
 
 def section_tiers(frame: pd.DataFrame, tiers: tuple[str, ...], as_of: str, previous: str | None, currency: str) -> Section:
-    plt = _plt()
     customers, aum = tier_structure(frame, tiers)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    fig, axes = subplots(1, 2, figsize=(11, 3.6))
     axes[0].stackplot(range(len(customers)), customers.T.to_numpy(), labels=list(tiers), alpha=0.85)
     axes[0].set_title("Customers by value tier")
     axes[1].stackplot(range(len(aum)), (aum / 1e6).T.to_numpy(), labels=list(tiers), alpha=0.85)
@@ -241,11 +237,10 @@ def section_tiers(frame: pd.DataFrame, tiers: tuple[str, ...], as_of: str, previ
 
 def section_migration(before: pd.DataFrame, after: pd.DataFrame, tiers: tuple[str, ...], previous: str, as_of: str,
                       earlier: pd.DataFrame | None = None) -> Section:
-    plt = _plt()
     matrix = migration_matrix(before, after, tiers)
     rates = matrix.div(matrix.sum(axis=1).replace(0, np.nan), axis=0)
     summary = migration_summary(matrix)
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = subplots(figsize=(7, 3.6))
     ax.imshow(rates.fillna(0).to_numpy(), cmap="Blues", vmin=0, vmax=1)
     for i in range(rates.shape[0]):
         for j in range(rates.shape[1]):
@@ -268,9 +263,8 @@ def section_migration(before: pd.DataFrame, after: pd.DataFrame, tiers: tuple[st
 
 
 def section_concentration(month: pd.DataFrame, before: pd.DataFrame | None, as_of: str, previous: str | None) -> Section:
-    plt = _plt()
     c = COLUMNS
-    fig, ax = plt.subplots(figsize=(5.2, 4))
+    fig, ax = subplots(figsize=(5.2, 4))
     for column, label in ((c["aum"], "AUM"), (c["revenue"], "net revenue 12m")):
         x, y = lorenz_curve(month[column])
         ax.plot(x, y, label=f"{label} (top 10%: {top_share(month[column]):.1%})")
@@ -288,11 +282,10 @@ def section_concentration(month: pd.DataFrame, before: pd.DataFrame | None, as_o
 
 def section_stickiness(month: pd.DataFrame, before: pd.DataFrame | None, tiers: tuple[str, ...], as_of: str,
                        previous: str | None) -> Section:
-    plt = _plt()
     now = stickiness(month, tiers)
     then = stickiness(before, tiers) if before is not None else None
     measures = ["products_per_customer", "payroll_share", "digital_share", "months_since_last_activity"]
-    fig, axes = plt.subplots(1, 4, figsize=(12, 3))
+    fig, axes = subplots(1, 4, figsize=(12, 3))
     for ax, measure in zip(axes, measures):
         ax.bar(range(len(now)), now[measure], color="#4472c4")
         if then is not None:
@@ -319,9 +312,8 @@ def section_stickiness(month: pd.DataFrame, before: pd.DataFrame | None, tiers: 
 
 
 def section_value_risk(scores: pd.DataFrame, currency: str) -> Section:
-    plt = _plt()
     counts, risk = value_risk_matrix(scores)
-    fig, ax = plt.subplots(figsize=(8, 3.8))
+    fig, ax = subplots(figsize=(8, 3.8))
     image = ax.imshow(risk.to_numpy() / 1e3, cmap="Reds", aspect="auto")
     for i in range(counts.shape[0]):
         for j in range(counts.shape[1]):
@@ -338,9 +330,8 @@ def section_value_risk(scores: pd.DataFrame, currency: str) -> Section:
 
 
 def section_tier_value(scores: pd.DataFrame, tiers: tuple[str, ...], currency: str) -> Section:
-    plt = _plt()
     table = by_tier(scores, tiers)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    fig, axes = subplots(1, 2, figsize=(10, 3.2))
     axes[0].bar(table.index, table["value_at_risk"] / 1e3, color="#c00000")
     axes[0].set_title(f"Value at risk by tier (k {currency})")
     axes[1].bar(table.index, table["clv_mean"], color="#548235")
@@ -358,8 +349,7 @@ def section_tier_value(scores: pd.DataFrame, tiers: tuple[str, ...], currency: s
 
 
 def section_scores(scores: pd.DataFrame, previous_scores: pd.DataFrame | None, policy) -> Section:
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3))
+    fig, axes = subplots(1, 2, figsize=(10, 3))
     for ax, column, threshold in ((axes[0], "churn_probability", policy.at_risk_churn_probability),
                                   (axes[1], "upgrade_probability", policy.growth_upgrade_probability)):
         values = scores[column].dropna()
