@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -27,6 +29,7 @@ from custbase.notebooks import data_dir, project_config
 from features.feature_set import read_feature_table
 from serving import report
 from serving.batch import read_scores
+from serving.monitoring import model_population
 from training.spec import get_spec
 
 config = project_config()
@@ -78,11 +81,15 @@ plt.show()
 report.stickiness(latest, tiers).round(3)
 
 # %% [markdown]
-# ## Churn and upgrade rates by month (null labels where the horizon runs past the data)
+# ## Churn and upgrade rates by month on each model's population (labels are null where the horizon runs past the data)
 
 # %%
-labels = [get_spec(model).label for model in ("churn", "upgrade")]
-label_rates = pd.DataFrame({label: months.loc[months[label].notna()].groupby("as_of")[label].mean() for label in labels})
+rates = {}
+for model in ("churn", "upgrade"):
+    label = get_spec(model).label
+    population = months.loc[model_population(months, model, config) & months[label].notna().to_numpy()]
+    rates[label] = population.groupby("as_of")[label].mean()
+label_rates = pd.DataFrame(rates)
 label_rates.plot(figsize=(9, 3.5), title="Label rates by as_of month").set_ylabel("rate")
 plt.show()
 
