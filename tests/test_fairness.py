@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from custbase.config import Config, Fairness
 from training.fairness import age_band, fairness_card, fairness_section, fairness_table
@@ -74,3 +75,19 @@ def test_excluding_protected_attributes_removes_them_from_the_model_features():
     assert {"age", "gender"} <= set(kept.feature_columns)
     assert not {"age", "gender"} & set(dropped.feature_columns)
     assert set(kept.feature_columns) - set(dropped.feature_columns) == {"age", "gender"}
+
+
+def test_auc_standard_error_known_answer_and_a_tiny_group_is_not_flagged():
+    from training.fairness import auc_standard_error
+
+    # Hanley & McNeil's table: AUC 0.8 with 50 positives and 50 negatives has SE ~0.045
+    assert auc_standard_error(0.8, 50, 50) == pytest.approx(0.0447, abs=0.001)
+    frame, y, p = _scored()
+    tiny = np.zeros(len(y), dtype=bool)
+    tiny[np.flatnonzero(y == 1)[:5]] = True
+    tiny[np.flatnonzero(y == 0)[:100]] = True
+    frame.loc[tiny, "value_tier"] = "private"
+    p = p.copy()
+    p[tiny] = np.random.default_rng(3).permutation(p[tiny])  # noise, but 5 positives cannot show it
+    table = fairness_table(frame, y, p, Fairness()).set_index(["attribute", "group"])
+    assert "ROC-AUC" not in table.loc[("value_tier", "private"), "flag"]
