@@ -84,6 +84,18 @@ campaign: $(ENV) ## write a campaign list from data/scores (KIND=retention|upgra
 serve: $(ENV) ## start the online endpoint on PORT=3000 (CUSTBASE_API_KEYS=secret make serve)
 	$(CB) serve --port $(PORT)
 
+.PHONY: report
+report: $(ENV) ## write the HTML base report of the demo's data (after `make demo`) and print its path
+	$(CB) report base
+
+.PHONY: backtest
+backtest: $(ENV) ## score the demo's matured months with the champions of their time: realized vs predicted
+	$(CB) monitor backtest
+
+.PHONY: notebooks
+notebooks: $(ENV) ## execute every notebook under notebooks/ on the demo's outputs (after `make demo`)
+	$(CB) notebooks
+
 .PHONY: clean
 clean: ## remove generated data and the local MLflow home (keeps the environment)
 	rm -rf data && find mlruns -mindepth 1 ! -name .gitignore -exec rm -rf {} +

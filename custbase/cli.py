@@ -460,6 +460,86 @@ def demo(
     run_demo(cfg, customers=customers, trials=trials, config_file=config)
 
 
+report_app = typer.Typer(help="HTML reports.", no_args_is_help=True)
+app.add_typer(report_app, name="report")
+
+
+DataOption = Annotated[Optional[Path], typer.Option(
+    "--data", help="A folder laid out like the demo's (customer_months.parquet, scores/, campaigns/, monitoring/); "
+                   "default: the configured paths.")]
+
+
+def _data_config(cfg: Config, data: Path | None) -> Config:
+    from custbase.demo import paths_under
+
+    return paths_under(cfg, data) if data is not None else cfg
+
+
+@report_app.command("base")
+def report_base(
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Month to report, YYYY-MM (default: the newest month).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="HTML file to write (default: <data>/report/base_report.html).")] = None,
+    data: DataOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """One self-contained HTML page on the customer base: tiers, migration, concentration, stickiness, risk, drift."""
+    from serving.report import write_base_report
+
+    cfg = _data_config(_config(config), data)
+    try:
+        path = write_base_report(cfg, as_of=as_of, out=out or cfg.paths.data_dir / "report" / "base_report.html",
+                                 features_path=cfg.paths.features_path, scores_dir=cfg.paths.scores_dir)
+    except (FileNotFoundError, ValueError) as err:
+        _fail(str(err))
+    typer.echo(f"base report -> {path}")
+
+
+monitor_app = typer.Typer(help="Drift and backtest monitoring.", no_args_is_help=True)
+app.add_typer(monitor_app, name="monitor")
+
+
+@monitor_app.command("backtest")
+def monitor_backtest(
+    data: DataOption = None,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for backtest.csv and backtest.png (default: <data>/monitoring).")] = None,
+    months: Annotated[Optional[int], typer.Option(help="Newest matured months to score (default: monitoring.backtest_months).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Score the months whose label horizons have closed with the champion of that time; realized vs predicted."""
+    from serving.monitoring import backtest, render_backtest
+
+    cfg = _data_config(_config(config), data)
+    features = cfg.paths.features_path
+    try:
+        table, figure = backtest(cfg, features_path=features,
+                                 out_dir=out or cfg.paths.data_dir / "monitoring", months=months)
+    except (FileNotFoundError, ValueError) as err:
+        _fail(str(err))
+    typer.echo(render_backtest(table))
+    typer.echo(f"backtest chart -> {figure}")
+
+
+@app.command()
+def notebooks(
+    data: Annotated[Optional[Path], typer.Option("--data", help="Data folder laid out like the demo's (default: paths.data_dir).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for the executed notebooks (default: <data>/notebooks).")] = None,
+) -> None:
+    """Execute every notebook under notebooks/ on DATA; write the executed copies with their outputs."""
+    try:
+        from custbase.notebooks import run_notebooks
+    except ImportError as err:
+        _fail(f"{err.name} is missing: install the notebooks extra (`uv sync --all-extras`)")
+    try:
+        runs = run_notebooks(data, out or data / "notebooks")
+    except FileNotFoundError as err:
+        _fail(str(err))
+    for run in runs:
+        typer.echo(f"{run.name}: {run.cells} cells, {run.images} figures, {run.seconds:.1f} s -> {run.path}")
+
+
+import_app = typer.Typer(help="Bring your own data into the raw-data contract.", no_args_is_help=True)
+
+
 import_app = typer.Typer(help="Bring your own data into the raw-data contract.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(import_app, name="import")
 

@@ -204,6 +204,37 @@ class RetentionEconomics(_Frozen):
     acceptance_rate: float = 0.3
 
 
+class Monitoring(_Frozen):
+    """Drift checks on every scoring run and the backtest of matured months (``serving.monitoring``).
+
+    Population stability index (PSI) of each feature and score against the champion's training rows:
+    below ``psi_warn`` stable, from ``psi_warn`` a moderate shift (warning), from ``psi_alert`` a major one.
+    """
+
+    psi_bins: int = Field(10, ge=2, description="Quantile bins of a numeric feature in the reference profile.")
+    psi_warn: float = Field(0.10, gt=0, description="PSI from which a feature or score is reported as shifted.")
+    psi_alert: float = Field(0.25, gt=0, description="PSI from which a shift is major.")
+    top_features: int = Field(10, ge=1, description="Features per model shown in the report's drift table.")
+    backtest_months: int = Field(12, ge=1, description="Newest matured months the backtest scores.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "Monitoring":
+        if self.psi_alert < self.psi_warn:
+            raise ValueError(f"monitoring.psi_alert ({self.psi_alert}) must be at least monitoring.psi_warn ({self.psi_warn})")
+        return self
+
+
+class Fairness(_Frozen):
+    """Group metrics in the binary model cards, and whether protected attributes may be features."""
+
+    protected_attributes: tuple[str, ...] = ("age", "gender")
+    exclude_protected_attributes: bool = False  # True: models never see them (the card still reports by group)
+    age_band_bounds: tuple[int, ...] = (30, 45, 60)  # lower bounds of the bands after the first: <30, 30-44, ...
+    roc_auc_gap: float = Field(0.05, ge=0, description="Flag a group whose ROC-AUC is this far below the overall one.")
+    calibration_gap: float = Field(0.02, ge=0, description="Flag a group whose mean prediction misses its rate by this (and 2 s.e.).")
+    min_group_rows: int = Field(50, ge=1, description="Groups with fewer rows are listed but not flagged.")
+
+
 class Config(_Frozen):
     value_tiers: ValueTiers = ValueTiers()
     revenue: Revenue = Revenue()
@@ -215,6 +246,8 @@ class Config(_Frozen):
     promotion: Promotion = Promotion()
     retention: RetentionEconomics = RetentionEconomics()
     policy: Policy = Policy()
+    monitoring: Monitoring = Monitoring()
+    fairness: Fairness = Fairness()
 
     @model_validator(mode="after")
     def _policy_matches_tiers(self) -> "Config":

@@ -179,10 +179,14 @@ def score(config: Config, plan: ScorePlan, *, engine: str = "local", reasons: st
     from serving.batch import score_base
 
     models, _ = bento_models()
-    return score_base(
+    summary = score_base(
         plan.features_path, models, config.policy, plan.out, as_of=plan.as_of, engine=engine, reasons=reasons,
         snapshot_path=plan.snapshot,
     )
+    from serving.monitoring import monitor_scoring_run
+
+    monitor_scoring_run(config, features_path=plan.features_path, as_of=plan.as_of, scores_dir=plan.out, models=models)
+    return summary
 
 
 def campaign(config: Config, kind: str, *, budget: int, out: Path, scores_dir: Path | None = None) -> tuple[Path, int]:

@@ -283,10 +283,13 @@ def render_model_card(card: Mapping[str, Any]) -> str:
       ``descriptions``: ``{feature: meaning}``; ``top_drivers_shown``: how many rows (15).
     - ``hyperparameters``: ``{name: value}``.
     - ``limitations``: str or list of str.
+    - ``fairness``: :func:`training.fairness.fairness_card` (metrics by age band, gender, value tier with flags).
     """
+    from training.fairness import fairness_section
+
     lines: list[str] = []
     for section in (_section_model, _section_verdict, _section_intended_use, _section_data, _section_splits,
-                    _section_metrics, _section_calibration, _section_profit, _section_drivers, _section_params,
+                    _section_metrics, _section_calibration, _section_profit, fairness_section, _section_drivers, _section_params,
                     _section_limitations):
         lines += section(card)
     return "\n".join(lines).rstrip() + "\n"

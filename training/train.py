@@ -102,6 +102,8 @@ def prepare_modeling_data(frame: pd.DataFrame, metadata: dict, spec: ModelSpec, 
     )
     train, validation, test = split_frame(eligible, split)
     features = feature_columns_of(frame, metadata)
+    if config.fairness.exclude_protected_attributes:  # the card still reports metrics by these groups
+        features = [c for c in features if c not in config.fairness.protected_attributes]
     categories = categories_of(eligible, features, metadata)
     if spec.kind == "binary":
         for name, part in (("train", train), ("validation", validation), ("test", test)):
@@ -590,6 +592,7 @@ class TrainResult:
 
 def _card(spec, data, fitted, ev, result_fields: dict, fingerprint: dict, config: Config) -> dict:
     from training.explain import contributions, global_importance
+    from training.fairness import fairness_card
 
     sample = data.test.sample(n=min(len(data.test), config.training.shap_sample_rows), random_state=config.training.seed)
     importance = global_importance(contributions(fitted.bundle.booster, data.X(sample)), fitted.bundle.booster.feature_name())
@@ -646,6 +649,8 @@ def _card(spec, data, fitted, ev, result_fields: dict, fingerprint: dict, config
         "top_drivers": [(k, float(v)) for k, v in importance.head(15).items()],
         "hyperparameters": fitted.hyperparameters,
         "limitations": [*spec.limitations, *(w[0].upper() + w[1:] + "." for w in data.split.warnings)],
+        "fairness": (fairness_card(data.test, data.y(data.test), ev.test_prediction, config.fairness, data.feature_columns)
+                     if spec.kind == "binary" else None),
     }
 
 
@@ -674,6 +679,19 @@ def _profit_curves(spec: ModelSpec, data: ModelingData, ev: Evaluation, baseline
                   for name, score in (("model", ev.test_prediction), ("baseline", baseline_test))}
         return curves, "upgrade offer profit on the test months (policy config)"
     return None, ""
+
+
+def training_profile(bundle, data: ModelingData, config: Config) -> dict:
+    """The drift reference of a model: its training rows' feature and score distributions (training.drift)."""
+    from training.drift import reference_profile
+
+    booster = bundle.booster
+    importance = dict(zip(booster.feature_name(), booster.feature_importance("gain").tolist()))
+    score = bundle.predict(data.train)
+    if data.spec.kind == "clv":
+        score = np.maximum(score, 0.0)  # serving clips CLV at 0
+    return reference_profile(data.train, data.feature_columns, data.categories, score=score, importance=importance,
+                             bins=config.monitoring.psi_bins)
 
 
 def _clv_for_retention(test: pd.DataFrame, labels: Labels) -> tuple[np.ndarray, str]:
@@ -829,7 +847,8 @@ def train_model(
         seconds["evaluate"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        fitted.bundle.metadata.update(run_id=run.run_id, fingerprint=fingerprint, git_commit=commit)
+        fitted.bundle.metadata.update(run_id=run.run_id, fingerprint=fingerprint, git_commit=commit,
+                                      reference_profile=training_profile(fitted.bundle, data, config))
         model_uri = run.model(fitted.bundle, data.test.head(5))
         version = registry.register_challenger(
             spec,
