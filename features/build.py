@@ -256,7 +256,8 @@ def _months_table(r: MonthRange) -> pa.Table:
 def _conform(table: pa.Table, tables: frozenset[str]) -> pa.Table:
     """The engine's result with the published column order and types, sorted by customer and as_of."""
     columns = [f.name for f in features_for(Config(), tables)]
-    schema = arrow_schema(columns, label_columns(tables))
+    labels = [c for c in table.column_names if c not in {"customer_id", "as_of", *columns}]  # named by config.labels
+    schema = arrow_schema(columns, labels)
     return table.select(schema.names).cast(schema).sort_by([("customer_id", "ascending"), ("as_of", "ascending")])
 
 
@@ -271,7 +272,7 @@ def table_metadata(table: pa.Table, config: Config, *, data_end: date, raw_dir: 
     return {
         "feature_set": {"name": CUSTOMER_MONTH_V1.name, "version": CUSTOMER_MONTH_V1.version, "columns": columns},
         "categorical_columns": [c for c in CUSTOMER_MONTH_V1.categorical_columns if c in columns],
-        "label_columns": list(label_columns(tables)),
+        "label_columns": list(label_columns(tables, config.labels)),
         "labels": config.labels.model_dump(),
         "value_tiers": list(config.value_tiers.names),
         "data_end": data_end.isoformat(),
@@ -293,7 +294,8 @@ def summarize(table: pa.Table, *, seconds: float, engine: str, out_path: Path | 
         values = pc.drop_null(values)
         return float(pc.mean(values).as_py()) if len(values) else None
 
-    labels = [c for c in ("churn_3m", "upgrade_3m", "clv_12m") if c in table.column_names]
+    labels = [c for c in table.column_names if c in ("churn_3m", "upgrade_3m") or c.startswith("clv_")]
+    clv = next((c for c in labels if c.startswith("clv_")), "clv_12m")
     not_dormant = pc.equal(table.column("is_dormant"), 0) if "is_dormant" in table.column_names else None
     as_of = table.column("as_of")
     return BuildSummary(
@@ -304,7 +306,7 @@ def summarize(table: pa.Table, *, seconds: float, engine: str, out_path: Path | 
         feature_count=len(table.column_names) - 2 - len(labels),
         churn_rate=mean("churn_3m", not_dormant),
         upgrade_rate=mean("upgrade_3m"),
-        clv_mean=mean("clv_12m"),
+        clv_mean=mean(clv),
         null_label_share={c: (table.column(c).null_count / len(table) if len(table) else 0.0) for c in labels},
         seconds=seconds,
         engine=engine,

@@ -355,7 +355,9 @@ def _monthly(tables: frozenset[str], config: Config) -> str:
     if "interactions" in tables:
         activity += [col("interactions", c) for c in ("logins", "branch_visits", "call_center_calls")]
     derived = [f"CASE WHEN {' + '.join(activity)} > 0 THEN 1 ELSE 0 END AS active"]
-    revenue = [col("transactions", "txn_amount_fee"), f"-{config.revenue.cost_to_serve_monthly!r}"]
+    # The value definition of config.revenue: rated transaction amounts (+ balance margins below) - cost to serve.
+    revenue = [f"{col('transactions', f'txn_amount_{c}')} * {rate!r}" for c, rate in config.revenue.transaction_rate.items() if rate]
+    revenue.append(f"-{config.revenue.cost_to_serve_monthly!r}")
     if "balances" in tables:
         revenue.insert(0, col("balances", "balance_revenue"))
         derived.append(f"{value_tier_rank_sql(col('balances', 'aum'), config)} AS tier_rank")
@@ -545,7 +547,8 @@ def campaigns(ctx: Context) -> list[Feature]:
 
 def revenue(ctx: Context) -> list[Feature]:
     return [Feature(f"net_revenue_{w}m", trailing_sum("net_revenue", w), "float64", "revenue",
-                    f"Net revenue to the bank over the last {w} month(s): balance margins + fees - cost to serve.")
+                    f"Net revenue over the last {w} month(s) as config.revenue defines it (bank default: balance margins "
+                    "+ fees - cost to serve).")
             for w in (1, 3, 12)]
 
 
@@ -596,9 +599,18 @@ def features_for(config: Config, tables: frozenset[str] | set[str]) -> list[Feat
 LABEL_COLUMNS: tuple[str, ...] = ("churn_3m", "upgrade_3m", "clv_12m")
 
 
-def label_columns(tables: frozenset[str] | set[str]) -> tuple[str, ...]:
-    """Labels computable from ``tables``: upgrade needs value tiers, so a balances table."""
-    return tuple(c for c in LABEL_COLUMNS if c != "upgrade_3m" or "balances" in tables)
+def clv_label_name(labels) -> str:
+    """The CLV label's column: ``clv_<horizon>m`` (``clv_12m`` by default, ``clv_9m`` for a 9-month horizon)."""
+    return f"clv_{labels.clv_horizon_months}m"
+
+
+def label_columns(tables: frozenset[str] | set[str], labels=None) -> tuple[str, ...]:
+    """Labels computable from ``tables``: upgrade needs value tiers, so a balances table.
+
+    ``labels`` (``config.labels``) names the CLV label after its horizon; the default is ``clv_12m``.
+    """
+    names = tuple(clv_label_name(labels) if c == "clv_12m" and labels is not None else c for c in LABEL_COLUMNS)
+    return tuple(c for c in names if c != "upgrade_3m" or "balances" in tables)
 
 
 def label_sql(ctx: Context, r: MonthRange) -> dict[str, str]:
@@ -640,7 +652,7 @@ def label_sql(ctx: Context, r: MonthRange) -> dict[str, str]:
     rate = labels.clv_annual_discount_rate
     # The spine stops before the closure month, so LEAD is null (revenue 0) from then on.
     terms = " + ".join(f"COALESCE({following('net_revenue', i)}, 0) * {(1 + rate) ** (-i / 12)!r}" for i in range(1, h + 1))
-    out["clv_12m"] = f"CASE WHEN {beyond(h)} THEN CAST(NULL AS DOUBLE) ELSE GREATEST(0.0, {terms}) END"
+    out[clv_label_name(labels)] = f"CASE WHEN {beyond(h)} THEN CAST(NULL AS DOUBLE) ELSE GREATEST(0.0, {terms}) END"
     return out
 
 
