@@ -128,7 +128,9 @@ def _section_splits(card: Mapping) -> list[str]:
     rows = [(name.capitalize(), _months_text(splits.get(name)))
             for name in ("train", "validation", "test") if name in splits]
     lines = ["## Out-of-time splits", ""] + _table(["Split", "as_of months"], rows)
-    if splits.get("gap_months") is not None:
+    if splits.get("strategy") not in (None, "full"):
+        lines += ["", f"Split chosen for a short history ({splits['strategy']}): {splits.get('choice', '')}."]
+    elif splits.get("gap_months") is not None:
         lines += ["", f"Gap between splits: {splits['gap_months']} months (the label horizon), so no label windows overlap."]
     return lines + [""]
 
@@ -144,6 +146,8 @@ def _section_metrics(card: Mapping) -> list[str]:
     header = ["Metric", "Model (test)"]
     if baseline:
         header.append(f"Baseline ({metrics.get('baseline_name', 'baseline')})")
+    others = metrics.get("other_baselines") or {}
+    header += [f"Baseline ({name})" for name in others]
     if oracle:
         header += ["Oracle", "Model / oracle"]
     rows = []
@@ -151,6 +155,7 @@ def _section_metrics(card: Mapping) -> list[str]:
         row: list[Any] = [f"**{name}**" if name == primary else name, value]
         if baseline:
             row.append(baseline.get(name))
+        row += [figures.get(name) for figures in others.values()]
         if oracle:
             o = oracle.get(name)
             ratio = value / o if isinstance(o, (int, float)) and isinstance(value, (int, float)) and o else None

@@ -39,6 +39,14 @@ class ModelSpec:
         """The MLflow registered-model name (also the experiment name)."""
         return f"custbase-{self.name}"
 
+    def for_labels(self, labels: Labels) -> "ModelSpec":
+        """This spec with its label column named as ``labels`` define it (the CLV label follows its horizon)."""
+        from dataclasses import replace
+
+        from features.definitions import clv_label_name
+
+        return replace(self, label=clv_label_name(labels)) if self.name == "clv" else self
+
     def horizon_months(self, labels: Labels) -> int:
         """The label horizon in months: the gap left between out-of-time splits."""
         return {
