@@ -8,6 +8,7 @@ import pytest
 
 from custbase.config import Config
 from training.prepared import (
+    EVENT_WORDS,
     binary_target,
     fold_kind,
     read_prepared_table,
@@ -145,7 +146,7 @@ def test_a_text_target_semicolon_csv_without_id_trains_with_no_edits(tmp_path):
         "paths": {"mlruns_dir": str(tmp_path / "mlruns")},
         "training": {"num_threads": 1, "trials": 2, "early_stopping_rounds": 20, "max_boost_rounds": 200, "log_figures": False},
     })
-    result = train_prepared_table("churn", config, table=path, target="Attrition_Flag", positive="Attrited Customer", progress=False)
+    result = train_prepared_table("churn", config, table=path, target="Attrition_Flag", progress=False)
     assert result.mode == "cross_validation"
     assert [f.column for f in result.screen.labels] == ["Naive_Bayes_Classifier_Attrition_Flag_mon_1", "churn_3m"]
     assert "segment" in result.categorical_columns  # read with the sniffed ';', not as one column
@@ -161,6 +162,10 @@ def test_binary_text_targets_map_by_positive_or_by_a_known_pair():
     assert y.tolist() == [0.0, 1.0, 0.0]
     with pytest.raises(ValueError, match=r"name the positive class, e\.g\. --positive 'leave'"):
         binary_target(pd.Series(["stay", "leave"]), target="status", positive=None)
+    # The churn model's event named in one of the two values: inferred, and said so.
+    y, note = binary_target(pd.Series(["Existing Customer", "Attrited Customer"]), target="Attrition_Flag", positive=None,
+                            event=EVENT_WORDS["churn"])
+    assert y.tolist() == [0.0, 1.0] and "'Attrited Customer' -> 1" in note and "inferred" in note
     with pytest.raises(ValueError, match="--positive 'gone' is not a value of target column 'status'"):
         binary_target(pd.Series(["stay", "leave"]), target="status", positive="gone")
     with pytest.raises(ValueError, match="must have two classes.*found 3"):

@@ -96,13 +96,20 @@ def missing_column_message(role: str, column: str, columns: list[str], rows: int
 
 #: Two-valued targets whose positive class is obvious (compared in lower case, stripped).
 _KNOWN_PAIRS = (("yes", "no"), ("y", "n"), ("true", "false"), ("t", "f"), ("1", "0"), ("1.0", "0.0"))
+#: Words that name the event of each binary model ("Attrited Customer", "Exited", "Upgraded").
+EVENT_WORDS = {
+    "churn": re.compile(r"attrit|churn|exit|\bleft\b|leav|lost|closed|cancel|defect|quit|dormant", re.IGNORECASE),
+    "upgrade": re.compile(r"upgrad|moved up|promot", re.IGNORECASE),
+}
 
 
-def binary_target(values: pd.Series, *, target: str, positive: str | None) -> tuple[pd.Series, str | None]:
+def binary_target(values: pd.Series, *, target: str, positive: str | None,
+                  event: re.Pattern | None = None) -> tuple[pd.Series, str | None]:
     """A 0/1 float target from ``values`` and a line saying how text was mapped (None when already numeric 0/1).
 
     Text or boolean targets with two values map to 1 for ``positive`` (e.g. ``"Attrited Customer"``) and 0 for the
-    other value; without ``positive`` a yes/no, y/n, true/false, t/f or 1/0 pair is recognised. Anything else is a
+    other value; without ``positive`` a yes/no, y/n, true/false, t/f or 1/0 pair is recognised, or the one value
+    that names the model's ``event`` (:data:`EVENT_WORDS`: "Attrited Customer" for churn). Anything else is a
     one-line error naming the values found.
     """
     if pd.api.types.is_bool_dtype(values):
@@ -124,12 +131,16 @@ def binary_target(values: pd.Series, *, target: str, positive: str | None) -> tu
     else:
         lower = {v.lower(): v for v in found}
         pair = next((p for p in _KNOWN_PAIRS if set(p) == set(lower)), None)
-        if pair is None:
+        named = [v for v in found if event is not None and event.search(v)]
+        if pair is not None:
+            chosen = lower[pair[0]]
+        elif len(named) == 1:
+            chosen = named[0]
+        else:
             raise ValueError(
                 f"target column {target!r} holds text ({found[0]!r}, {found[1]!r}): name the positive class, "
                 f"e.g. --positive {found[0]!r}"
             )
-        chosen = lower[pair[0]]
         how = "inferred; --positive overrides"
     negative = found[1] if chosen == found[0] else found[0]
     mapped = (text == chosen).astype("float64")
@@ -354,7 +365,7 @@ def shape_prepared_table(
     if labeled.empty:
         raise ValueError(f"target column {target!r} is empty in all {len(raw):,} rows")
     if spec.kind == "binary":
-        y, mapping = binary_target(labeled[target], target=target, positive=positive)
+        y, mapping = binary_target(labeled[target], target=target, positive=positive, event=EVENT_WORDS.get(spec.name))
         if mapping:
             notes.append(mapping)
         if y.nunique() < 2:

@@ -25,6 +25,7 @@ from features.importers import import_mapped
 from features.importers.mapping import number_customer_ids
 
 ROWS_PER_CUSTOMER = 60
+REPEATS = 2
 
 
 def write_purchase_log(path: Path, rows: int, seed: int = 0) -> None:
@@ -55,14 +56,16 @@ def main() -> None:
                 "transactions": {"file": log.name, "columns": {
                     "customer_id": {"from": "client_ref", "id": True}, "timestamp": "purchase_date", "amount": "amount",
                     "direction": {"value": "out"}, "channel": {"value": "pos"}, "category": {"value": "card_spend"}}}}}))
-            ids = pd.read_csv(log, usecols=["client_ref"], dtype=str)
-            started = time.perf_counter()
-            number_customer_ids({"transactions": ids.rename(columns={"client_ref": "customer_id"})}, {"transactions"})
-            numbering = time.perf_counter() - started
-            started = time.perf_counter()
-            summary = import_mapped(mapping, folder / f"raw_{rows}", config)
-            seconds = time.perf_counter() - started
-            assert summary.ok, summary.render()
+            ids = pd.read_csv(log, usecols=["client_ref"], dtype=str).rename(columns={"client_ref": "customer_id"})
+            numbering, seconds = float("inf"), float("inf")
+            for _ in range(REPEATS):  # the best of a few runs: other work on the machine only ever adds time
+                started = time.perf_counter()
+                number_customer_ids({"transactions": ids}, {"transactions"})
+                numbering = min(numbering, time.perf_counter() - started)
+                started = time.perf_counter()
+                summary = import_mapped(mapping, folder / f"raw_{rows}", config)
+                seconds = min(seconds, time.perf_counter() - started)
+                assert summary.ok, summary.render()
             results.append((rows, seconds, numbering))
             print(f"{rows:>10,} rows ({rows // ROWS_PER_CUSTOMER:,} ids): import + validate {seconds:6.1f} s "
                   f"({seconds / rows * 1e6:5.1f} s per million rows); id numbering alone {numbering:5.2f} s", flush=True)
