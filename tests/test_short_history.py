@@ -113,8 +113,11 @@ def test_the_clv_label_follows_the_horizon(tmp_path):
     assert np.allclose(np.exp(data.offset(data.train)), discounted_exposure(exposure, RATE))
     wrong = Config.model_validate({**config.model_dump(mode="json"), "labels": {"clv_horizon_months": 6}})
     with pytest.raises(ValueError, match="has no label column clv_6m .*clv_9m"):
-        prepare_modeling_data(purchase_history(50), {"labels": wrong.labels.model_dump(), "label_columns": ["clv_9m"]},
-                              get_spec("clv"), wrong)
+        prepare_modeling_data(purchase_history(50), {"labels": wrong.labels.model_dump()}, get_spec("clv"), wrong)
+    # A table that declares its CLV label column (tables written before the name followed the horizon) keeps it.
+    kept = prepare_modeling_data(purchase_history(120), {"labels": config.labels.model_dump(), "label_columns": ["clv_9m"]},
+                                 get_spec("clv"), wrong)
+    assert kept.spec.label == "clv_9m"
 
 
 def test_shifting_the_raw_score_scales_a_tweedie_prediction():

@@ -4,6 +4,21 @@ Between train and validation, and between validation and test, the split leaves 
 the first month of a later split is at least ``horizon`` months after the last month of the earlier one, so the
 label window (as_of, as_of + horizon] of a training row never overlaps that of a validation or test row. That
 is also how a model is used: trained on as_of <= T - horizon (the newest known labels), scoring at T.
+
+Short histories. When the full split does not fit, :func:`out_of_time_split` takes the first of these that does,
+and says exactly what it chose (``strategy``, ``choice``, and a warning carried into the run and the model card):
+
+1. ``full``: both gaps of the label horizon;
+2. ``shortened_gap``: the train -> validation gap shortened (never the gap before test, which keeps test honest);
+3. ``fewer_validation_months``: as 2 with fewer validation months (down to one);
+4. ``censored`` (CLV only, ``allow_censored``): no gaps; the labels of training and validation rows are censored
+   at the first test month, so nothing fitted reads a month after the test's first as_of (the longest windows the
+   data allows; training and validation windows overlap, which only makes early stopping slightly optimistic).
+   The model learns a discounted monthly rate with the observed exposure as an offset
+   (:func:`censor_clv_labels`, :func:`discounted_exposure`) and predicts the full horizon; test labels are
+   complete. Fewer validation, then fewer test months are tried.
+
+Only when none fits is it refused, naming the months needed.
 """
 
 from __future__ import annotations
@@ -140,7 +155,7 @@ def out_of_time_split(
                     continue
                 choice = (
                     f"too few labeled months ({len(months)}, {first}..{last}) for gaps of the {horizon_months}-month horizon: "
-                    f"CENSORED label windows - training labels stop at {validation_start}, validation labels at {test_start} "
+                    f"CENSORED label windows - training and validation labels stop at {test_start}, the first test month "
                     f"(exposure 1..{horizon_months} months as an offset, a monthly rate scaled to {horizon_months} months); "
                     f"{validation} validation and {tests} test month(s); test labels are complete"
                 )

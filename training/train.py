@@ -8,7 +8,7 @@ The pieces are pure and testable on a small in-memory frame (:func:`prepare_mode
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -107,7 +107,9 @@ def prepare_modeling_data(frame: pd.DataFrame, metadata: dict, spec: ModelSpec, 
     (CLV only) the training and validation labels are recomputed up to their cutoffs, with their exposure.
     """
     labels = labels_of(metadata, config)
-    spec = spec.for_labels(labels)
+    declared = [c for c in metadata.get("label_columns") or [] if c.startswith("clv_") and c in frame.columns]
+    # The CLV label the table declares (tables written before labels were named after their horizon say clv_12m).
+    spec = replace(spec, label=declared[0]) if spec.kind == "clv" and declared else spec.for_labels(labels)
     if spec.label not in frame.columns:
         present = [c for c in frame.columns if c in (metadata.get("label_columns") or LABEL_COLUMNS) or c.startswith("clv_")]
         raise ValueError(f"the customer-month table ({len(frame)} rows) has no label column {spec.label} "
@@ -127,7 +129,7 @@ def prepare_modeling_data(frame: pd.DataFrame, metadata: dict, spec: ModelSpec, 
     train, validation, test = split_frame(eligible, split)
     if split.censored:
         censored = []
-        for part, cutoff in ((train, split.validation_months[0]), (validation, split.test_months[0])):
+        for part, cutoff in ((train, split.test_months[0]), (validation, split.test_months[0])):
             values, exposure = censor_clv_labels(frame, part, cutoff=cutoff, horizon_months=split.horizon_months,
                                                  annual_rate=labels.clv_annual_discount_rate)
             censored.append(part.assign(**{spec.label: values, EXPOSURE_COLUMN: exposure}))
@@ -525,7 +527,7 @@ class TrainResult:
             mark = " *" if k == p else ""
             lines.append(f"  {k + mark:<22}{ev.test[k]:>12.4f}{ev.baseline[k]:>12.4f}{oracle}{ratio}")
         for name, figures in ev.other_baselines.items():
-            lines.append(f"  {'  baseline ' + name:<22}" + ", ".join(f"{k} {figures[k]:.4f}" for k in keys if k in figures))
+            lines.append(f"  baseline {name} on the same test rows: " + ", ".join(f"{k} {figures[k]:.4f}" for k in keys if k in figures))
         if ev.uncalibrated:
             lines.append(
                 f"  calibration on test: Brier {ev.uncalibrated['brier']:.4f} -> {ev.test['brier']:.4f}, "
