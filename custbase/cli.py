@@ -220,13 +220,15 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the newest Optuna study of this model and data.")] = False,
     table: Annotated[Optional[Path], typer.Option(help="A prepared customer-month or snapshot table (parquet or CSV) built elsewhere.")] = None,
     target: Annotated[Optional[str], typer.Option(help="With --table: the label column.")] = None,
-    id_column: Annotated[Optional[str], typer.Option("--id", help="With --table: the customer id column.")] = None,
+    id_column: Annotated[Optional[str], typer.Option("--id", help="With --table: the customer id column (omit: row number).")] = None,
     as_of_column: Annotated[Optional[str], typer.Option("--as-of", help="With --table: the as_of column (omit for one snapshot).")] = None,
+    positive: Annotated[Optional[str], typer.Option(help="With --table: the target value that means 1 (e.g. 'Attrited Customer').")] = None,
+    sep: Annotated[Optional[str], typer.Option(help="With --table: CSV separator (default: sniffed from the file).")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Tune, evaluate and log a model in MLflow; register it with alias 'challenger'."""
-    if table is not None and (not target or not id_column):
-        _fail("--table needs --target COLUMN and --id COLUMN")
+    if table is not None and not target:
+        _fail("--table needs --target COLUMN")
     cfg = _config(config)
     if table is not None:
         _existing(table, "--table", "give the path of a parquet or CSV file")
@@ -240,7 +242,8 @@ def train(
             from training.prepared import train_prepared_table
 
             result = train_prepared_table(model.value, cfg, table=table, target=target, id_column=id_column,
-                                          as_of_column=as_of_column, trials=trials, timeout=timeout, resume=resume)
+                                          as_of_column=as_of_column, positive=positive, sep=sep,
+                                          trials=trials, timeout=timeout, resume=resume)
         else:
             from training.train import train_model
 

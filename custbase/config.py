@@ -47,12 +47,16 @@ class ValueTiers(_Frozen):
 
 
 class Revenue(_Frozen):
-    """How monthly net revenue of a customer is derived from the raw tables.
+    """What a customer is worth to the business each month: the value behind ``net_revenue_*`` and the CLV label.
 
-    net revenue = sum over products of month-average balance x annual rate / 12
-                  + fee transactions - cost to serve.
-    Asset products earn the bank a margin (deposits) or a management fee (wealth, funds, insurance);
-    loans earn their interest spread.
+    net revenue = sum over products of month-average balance x ``annual_rate[product]`` / 12
+                  + sum over transaction categories of the month's amount x ``transaction_rate[category]``
+                  - ``cost_to_serve_monthly`` (every month the customer is a customer).
+    The bank default: asset products earn a margin (deposits) or a management fee (wealth, funds, insurance),
+    loans their interest spread, fee transactions count in full, card spend earns nothing (add its interchange
+    rate, e.g. ``card_spend: 0.01``). A retailer's purchase log: ``transaction_rate: {card_spend: 1.0}``,
+    ``annual_rate: {}``, ``cost_to_serve_monthly: 0``. Whether a category earns revenue is independent of
+    whether it counts as the customer's own activity (that is the contract's customer-initiated rule).
     """
 
     annual_rate: dict[str, float] = Field(
@@ -67,7 +71,19 @@ class Revenue(_Frozen):
             "credit_card": 0.090,
         }
     )
+    transaction_rate: dict[str, float] = Field(default_factory=lambda: {"fee": 1.0})
     cost_to_serve_monthly: float = 8.0
+
+    @model_validator(mode="after")
+    def _known_names(self) -> "Revenue":
+        from features.contract import PRODUCTS, TRANSACTION_CATEGORIES  # pure declarations; no cycle at run time
+
+        for field_name, known in (("annual_rate", PRODUCTS), ("transaction_rate", TRANSACTION_CATEGORIES)):
+            unknown = sorted(set(getattr(self, field_name)) - set(known))
+            if unknown:
+                raise ValueError(f"revenue.{field_name} names {', '.join(unknown)}, which the contract does not know; "
+                                 f"use {', '.join(known)}")
+        return self
 
 
 class LabelNames(BaseModel):
@@ -150,6 +166,8 @@ class Paths(_Frozen):
     raw_dir: Path = Path("data/bank")
     features_path: Path = Path("data/customer_months.parquet")
     mlruns_dir: Path = Path("mlruns")
+    #: Where run artifacts go; default: ``artifacts/`` beside the tracking store's SQLite file (never ./mlruns of the cwd).
+    artifact_root: Path | None = None
     scores_dir: Path = Path("data/scores")
     online_snapshot: Path = Path("data/online_features.sqlite")
     campaigns_dir: Path = Path("data/campaigns")

@@ -75,6 +75,12 @@ class Column:
     min_value: float | None = None
     not_after_data_end: bool = False
     not_before_onboarding: bool = False
+    #: The code that means "not known" for a customer attribute (an empty value when None and ``nullable``).
+    unknown: str | None = None
+
+    @property
+    def can_be_unknown(self) -> bool:
+        return self.nullable or self.unknown is not None
 
 
 @dataclass(frozen=True)
@@ -115,8 +121,8 @@ CUSTOMERS = Table(
     columns=(
         _CUSTOMER_ID,
         Column("birth_date", "date", "Date of birth.", nullable=True),
-        Column("gender", "str", "F, M or U (unknown).", categories=GENDERS),
-        Column("city_tier", "str", "Tier of the customer's home city (tier1 = largest).", categories=CITY_TIERS),
+        Column("gender", "str", "F, M or U (unknown).", categories=GENDERS, unknown="U"),
+        Column("city_tier", "str", "Tier of the customer's home city (tier1 = largest).", categories=CITY_TIERS, nullable=True),
         Column("income_band", "str", "Declared or estimated income band.", categories=INCOME_BANDS, nullable=True),
         Column("onboarding_date", "date", "Date the customer relationship began.", not_after_data_end=True),
         Column("region", "str", "Free-text region or district.", required=False, nullable=True),
@@ -258,6 +264,8 @@ def contract_markdown() -> str:
                 rules.append("one of " + ", ".join(f"`{v}`" for v in c.categories))
             if c.min_value is not None:
                 rules.append(f">= {c.min_value:g}")
+            if c.unknown is not None:
+                rules.append(f"`{c.unknown}` = unknown")
             if c.nullable:
                 rules.append("may be empty")
             if c.not_after_data_end:

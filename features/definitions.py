@@ -359,7 +359,9 @@ def _monthly(tables: frozenset[str], config: Config) -> str:
     derived = [f"CASE WHEN {' + '.join(activity)} > 0 THEN 1 ELSE 0 END AS active"]
     # Quiet month: no customer-initiated activity and (with balances) month-end AUM below the dormancy threshold.
     quiet = [f"{' + '.join(activity)} = 0"]
-    revenue = [col("transactions", "txn_amount_fee"), f"-{config.revenue.cost_to_serve_monthly!r}"]
+    # The value definition of config.revenue: rated transaction amounts (+ balance margins below) - cost to serve.
+    revenue = [f"{col('transactions', f'txn_amount_{c}')} * {rate!r}" for c, rate in config.revenue.transaction_rate.items() if rate]
+    revenue.append(f"-{config.revenue.cost_to_serve_monthly!r}")
     if "balances" in tables:
         quiet.append(f"{col('balances', 'aum')} < {config.labels.dormancy_aum_threshold!r}")
         revenue.insert(0, col("balances", "balance_revenue"))
@@ -551,7 +553,8 @@ def campaigns(ctx: Context) -> list[Feature]:
 
 def revenue(ctx: Context) -> list[Feature]:
     return [Feature(f"net_revenue_{w}m", trailing_sum("net_revenue", w), "float64", "revenue",
-                    f"Net revenue to the bank over the last {w} month(s): balance margins + fees - cost to serve.")
+                    f"Net revenue over the last {w} month(s) as config.revenue defines it (bank default: balance margins "
+                    "+ fees - cost to serve).")
             for w in (1, 3, 12)]
 
 

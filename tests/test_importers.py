@@ -104,3 +104,60 @@ def test_berka_imports_and_validates(tmp_path):
     assert set(customers["gender"]) == {"F", "M"}
     manifest = (tmp_path / "berka" / "manifest.json").read_text()
     assert "coverage" in manifest
+
+
+def test_a_transactions_only_purchase_log_imports_with_derived_customers(tmp_path):
+    (tmp_path / "purchases.csv").write_text(
+        "client;day;spend\n"
+        "A-9;2024-01-15;12.50\n"
+        "B-1;2024-01-20;3.00\n"
+        "A-9;2024-03-02;40.00\n"
+        "C-4;2024-05-31;7.25\n"
+    )
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(yaml.safe_dump({"data_end": "2024-06-30", "tables": {
+        "customers": {"derive": "transactions"},
+        "transactions": {"file": "purchases.csv", "read": {"sep": ";"}, "columns": {
+            "customer_id": {"from": "client", "id": True}, "timestamp": "day", "amount": "spend",
+            "direction": {"value": "out"}, "channel": {"value": "pos"}, "category": {"value": "card_spend"}}},
+    }}))
+    summary = import_mapped(mapping, tmp_path / "raw", CONFIG)
+    assert summary.ok, summary.render()
+    assert summary.tables == {"transactions": 4, "customers": 3}
+    customers = pd.read_parquet(tmp_path / "raw" / "customers.parquet").set_index("customer_id")
+    ids = pd.read_csv(tmp_path / "raw" / "customer_ids.csv").set_index("source_id")["customer_id"]
+    a9 = customers.loc[ids["A-9"]]
+    assert str(a9["onboarding_date"]) == "2024-01-15"  # the first purchase
+    assert a9["gender"] == "U" and pd.isna(a9["city_tier"]) and pd.isna(a9["income_band"]) and pd.isna(a9["birth_date"])
+    assert any("derived from transactions" in note for note in summary.notes)
+
+
+def test_unknown_attributes_are_declared_and_required_ones_cannot_be(tmp_path):
+    mapping, _ = _copy_example(tmp_path)
+    spec = yaml.safe_load(mapping.read_text())
+    spec["tables"]["customers"]["columns"]["city_tier"] = {"unknown": True}
+    spec["tables"]["customers"]["columns"]["gender"] = {"unknown": True}
+    mapping.write_text(yaml.safe_dump(spec))
+    summary = import_mapped(mapping, tmp_path / "raw", CONFIG)
+    assert summary.ok, summary.render()
+    customers = pd.read_parquet(tmp_path / "raw" / "customers.parquet")
+    assert customers["city_tier"].isna().all() and set(customers["gender"]) == {"U"}
+    spec["tables"]["customers"]["columns"]["onboarding_date"] = {"unknown": True}
+    mapping.write_text(yaml.safe_dump(spec))
+    with pytest.raises(MappingError, match="customers.onboarding_date cannot be unknown"):
+        import_mapped(mapping, tmp_path / "raw", CONFIG)
+    del spec["tables"]["customers"]["columns"]["onboarding_date"], spec["tables"]["customers"]["columns"]["city_tier"]
+    mapping.write_text(yaml.safe_dump(spec))
+    with pytest.raises(MappingError, match=r"required column\(s\) city_tier, onboarding_date \(city_tier can be declared"):
+        import_mapped(mapping, tmp_path / "raw", CONFIG)
+
+
+def test_numbering_text_ids_is_one_pass_in_first_seen_order():
+    from features.importers.mapping import number_customer_ids
+
+    frames = {"customers": pd.DataFrame({"customer_id": ["b", "a"]}),
+              "transactions": pd.DataFrame({"customer_id": ["a", "z", "b", "z", None]})}
+    numbered, numbering = number_customer_ids(frames, {"customers", "transactions"})
+    assert numbered["customers"]["customer_id"].tolist() == [1, 2]
+    assert numbered["transactions"]["customer_id"].tolist()[:4] == [2, 3, 1, 3]  # the orphan 'z' after the customers
+    assert numbering["source_id"].tolist() == ["b", "a", "z"]

@@ -146,3 +146,26 @@ def test_clv_discounts_twelve_months_of_net_revenue(config):
     # 3 only costs money: CLV is floored at 0.
     assert _series(cm, 3, "clv_12m")[:2] == [0.0, 0.0]
     assert "upgrade_3m" not in cm.columns
+
+
+def test_the_value_definition_comes_from_config():
+    """Bank default: fees count, card spend does not; a retailer's config counts spend x 1 and no cost to serve."""
+    from custbase.config import Config
+
+    months = [f"2024-{m:02d}" for m in range(1, 7)]
+    tables = tables_from_rows(
+        customers=[customer(1, onboarded="2024-01-01", born=None, gender="U", city_tier=None, income_band=None)],
+        transactions=[txn(1, f"{m}-10 10:00", 50.0) for m in months] + [txn(1, "2024-02-20 10:00", 4.0, "fee", "online")],
+    )
+    bank = build_customer_months_frame(tables, Config(), data_end=date(2024, 6, 30))
+    assert _series(bank, 1, "net_revenue_1m") == [-8.0, -4.0, -8.0, -8.0, -8.0, -8.0]
+    retailer = Config.model_validate({"revenue": {"transaction_rate": {"card_spend": 1.0}, "annual_rate": {},
+                                                  "cost_to_serve_monthly": 0}, "labels": {"clv_horizon_months": 2,
+                                                                                          "clv_annual_discount_rate": 0.0}})
+    shop = build_customer_months_frame(tables, retailer, data_end=date(2024, 6, 30))
+    assert _series(shop, 1, "net_revenue_1m") == [50.0] * 6
+    # The label follows the horizon: clv_2m, two months of spend; customer-initiated activity is unchanged.
+    assert _nan_list(_series(shop, 1, "clv_2m")) == [100.0, 100.0, 100.0, 100.0, "nan", "nan"]
+    assert _series(shop, 1, "customer_txn_count_3m") == _series(bank, 1, "customer_txn_count_3m")
+    with pytest.raises(ValueError, match="revenue.transaction_rate names spend"):
+        Config.model_validate({"revenue": {"transaction_rate": {"spend": 1.0}}})

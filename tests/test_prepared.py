@@ -7,7 +7,16 @@ import pandas as pd
 import pytest
 
 from custbase.config import Config
-from training.prepared import screen_columns, shape_prepared_table, train_prepared_table
+from training.prepared import (
+    EVENT_WORDS,
+    binary_target,
+    fold_kind,
+    read_prepared_table,
+    screen_columns,
+    shape_prepared_table,
+    sniff_separator,
+    train_prepared_table,
+)
 from training.spec import get_spec
 
 
@@ -113,3 +122,82 @@ def test_several_months_use_the_out_of_time_split(tmp_path):
     assert [str(m) for m in trained.split.test_months] == ["2024-10", "2024-11", "2024-12"]
     assert trained.evaluation.test["roc_auc"] > 0.65
     assert "out-of-time split" in result.render() and result.version == "1"
+
+
+# --------------------------------------------------------------------------------------------- tables as they come
+
+
+def _bank_churners(n: int = 500, seed: int = 2) -> pd.DataFrame:
+    """Like the public credit-card churn tables: a text target, no id column, and a score column built from the target."""
+    frame = _snapshot(n, seed).drop(columns=["client", "account_number", "days_since_closure"])
+    churned = frame.pop("churned")
+    frame["Attrition_Flag"] = np.where(churned == 1, "Attrited Customer", "Existing Customer")
+    # The public set ships two classifier scores named after the target: a leak by name even when noisy.
+    rng = np.random.default_rng(seed)
+    frame["Naive_Bayes_Classifier_Attrition_Flag_mon_1"] = np.clip(churned * 0.6 + rng.random(n) * 0.5, 0, 1)
+    frame["churn_3m"] = churned  # this project's own label, fed back in
+    return frame
+
+
+def test_a_text_target_semicolon_csv_without_id_trains_with_no_edits(tmp_path):
+    path = tmp_path / "BankChurners.csv"
+    _bank_churners().to_csv(path, index=False, sep=";")
+    config = Config.model_validate({
+        "paths": {"mlruns_dir": str(tmp_path / "mlruns")},
+        "training": {"num_threads": 1, "trials": 2, "early_stopping_rounds": 20, "max_boost_rounds": 200, "log_figures": False},
+    })
+    result = train_prepared_table("churn", config, table=path, target="Attrition_Flag", progress=False)
+    assert result.mode == "cross_validation"
+    assert [f.column for f in result.screen.labels] == ["Naive_Bayes_Classifier_Attrition_Flag_mon_1", "churn_3m"]
+    assert "segment" in result.categorical_columns  # read with the sniffed ';', not as one column
+    assert any("'Attrited Customer' -> 1" in n for n in result.notes) and any("row number" in n for n in result.notes)
+    assert 0.6 < result.cv_logistic < 0.98 and 0.6 < result.cv_default < 0.98
+    assert "logistic regression" in result.render()
+
+
+def test_binary_text_targets_map_by_positive_or_by_a_known_pair():
+    y, note = binary_target(pd.Series(["Yes", "No", "No", "Yes"]), target="churned", positive=None)
+    assert y.tolist() == [1.0, 0.0, 0.0, 1.0] and "'Yes' -> 1" in note and "inferred" in note
+    y, _ = binary_target(pd.Series(["stay", "leave", "stay"]), target="status", positive="leave")
+    assert y.tolist() == [0.0, 1.0, 0.0]
+    with pytest.raises(ValueError, match=r"name the positive class, e\.g\. --positive 'leave'"):
+        binary_target(pd.Series(["stay", "leave"]), target="status", positive=None)
+    # The churn model's event named in one of the two values: inferred, and said so.
+    y, note = binary_target(pd.Series(["Existing Customer", "Attrited Customer"]), target="Attrition_Flag", positive=None,
+                            event=EVENT_WORDS["churn"])
+    assert y.tolist() == [0.0, 1.0] and "'Attrited Customer' -> 1" in note and "inferred" in note
+    with pytest.raises(ValueError, match="--positive 'gone' is not a value of target column 'status'"):
+        binary_target(pd.Series(["stay", "leave"]), target="status", positive="gone")
+    with pytest.raises(ValueError, match="must have two classes.*found 3"):
+        binary_target(pd.Series(["a", "b", "c"]), target="status", positive=None)
+
+
+def test_a_wrong_column_names_close_matches_and_every_column():
+    frame = pd.DataFrame({f"feature_{i:02d}": [0.0, 1.0] for i in range(30)} | {"Attrition_Flag": ["a", "b"]})
+    with pytest.raises(ValueError) as err:
+        shape_prepared_table(frame, get_spec("churn"), target="attrition_flag ", id_column=None, as_of_column=None)
+    message = str(err.value)
+    assert "did you mean 'Attrition_Flag'" in message and "feature_29" in message and "31 columns" in message
+
+
+def test_the_leak_screen_refuses_label_columns_for_clv_too():
+    rng = np.random.default_rng(3)
+    n = 200
+    value = rng.gamma(2, 100, n)
+    frame = pd.DataFrame({"spend_12m": value * rng.uniform(0.5, 1.5, n), "churn_3m": rng.integers(0, 2, n),
+                          "value_copy": value * 2 + 1, "region": rng.choice(["a", "b"], n), "clv": value})
+    prepared = shape_prepared_table(frame, get_spec("clv"), target="clv", id_column=None, as_of_column=None)
+    assert [f.column for f in prepared.screen.labels] == ["churn_3m"]
+    assert [f.column for f in prepared.screen.leaks] == ["value_copy"]
+    assert prepared.feature_columns == ["spend_12m", "region"]
+    assert fold_kind(False) == "5-fold" and fold_kind(True) == "stratified 5-fold"
+    with pytest.raises(ValueError, match="constant 0 in all 200 labeled rows"):
+        shape_prepared_table(frame.assign(clv=0.0), get_spec("clv"), target="clv", id_column=None, as_of_column=None)
+
+
+@pytest.mark.parametrize("sep", [";", "\t", "|", ","])
+def test_the_separator_is_sniffed(tmp_path, sep):
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"a b": [1.5, 2.5], "c": ["x, y", "z"], "d": [1, 2]}).to_csv(path, index=False, sep=sep)
+    assert sniff_separator(path) == sep
+    assert list(read_prepared_table(path).columns) == ["a b", "c", "d"]

@@ -52,11 +52,15 @@ def clv_carried_forward(frame: pd.DataFrame, labels: Labels) -> np.ndarray:
     """Predicted CLV: the trailing 12-month net revenue, spread evenly over the horizon and discounted monthly.
 
     Matches the label's convention: month k of the horizon is discounted by (1 + annual rate) ** (k / 12);
-    negative trailing revenue predicts 0 (the label is never negative).
+    negative trailing revenue predicts 0 (the label is never negative). A customer with less than 12 months of
+    tenure (``tenure_months`` + 1 months on the books) has their monthly average taken over those months only.
     """
     if "net_revenue_12m" not in frame.columns:
         raise ValueError(f"the CLV baseline needs column net_revenue_12m, absent from a table of {len(frame)} rows")
-    monthly = frame["net_revenue_12m"].to_numpy(dtype="float64") / 12.0
+    months_seen = np.full(len(frame), 12.0)
+    if "tenure_months" in frame.columns:
+        months_seen = np.clip(np.nan_to_num(frame["tenure_months"].to_numpy(dtype="float64") + 1, nan=12.0), 1.0, 12.0)
+    monthly = frame["net_revenue_12m"].to_numpy(dtype="float64") / months_seen
     months = np.arange(1, labels.clv_horizon_months + 1)
     factor = float(np.sum((1 + labels.clv_annual_discount_rate) ** (-months / 12.0)))
     return np.clip(np.nan_to_num(monthly, nan=0.0) * factor, 0.0, None)

@@ -135,7 +135,10 @@ def _section_splits(card: Mapping) -> list[str]:
     rows = [(name.capitalize(), _months_text(splits.get(name)))
             for name in ("train", "validation", "test") if name in splits]
     lines = ["## Out-of-time splits", ""] + _table(["Split", "as_of months"], rows)
-    lines += ["", _gap_text(splits)] if _gap_text(splits) else []
+    if splits.get("strategy") not in (None, "full"):
+        lines += ["", f"Split chosen for a short history ({splits['strategy']}): {splits.get('choice', '')}."]
+    elif _gap_text(splits):
+        lines += ["", _gap_text(splits)]
     return lines + [""]
 
 
@@ -166,6 +169,8 @@ def _section_metrics(card: Mapping) -> list[str]:
     header = ["Metric", "Model (test)"]
     if baseline:
         header.append(f"Baseline ({metrics.get('baseline_name', 'baseline')})")
+    others = metrics.get("other_baselines") or {}
+    header += [f"Baseline ({name})" for name in others]
     if oracle:
         header += ["Oracle", "Model / oracle"]
     rows = []
@@ -173,6 +178,7 @@ def _section_metrics(card: Mapping) -> list[str]:
         row: list[Any] = [f"**{name}**" if name == primary else name, value]
         if baseline:
             row.append(baseline.get(name))
+        row += [figures.get(name) for figures in others.values()]
         if oracle:
             o = oracle.get(name)
             ratio = value / o if isinstance(o, (int, float)) and isinstance(value, (int, float)) and o else None

@@ -8,7 +8,7 @@ trains with the same search, tracking and registry as :mod:`training.train`:
   model's label column) and trained by :func:`training.train.train_model` - the same out-of-time split, baseline,
   calibration, evaluation, MLflow run and registered ``challenger`` version;
 * one snapshot (no as_of column, or a single value): there is no time to split on, so the run falls back to
-  stratified k-fold cross-validation (5 folds, seeded) and says so. The Optuna search of
+  k-fold cross-validation (5 folds, seeded; stratified for binary targets) and says so. The Optuna search of
   :mod:`training.search` is tuned on the cross-validated score; the cross-validated ROC-AUC (normalized Gini
   for CLV) of the tuned model and of a default LightGBM on the same folds are both reported and logged.
 
@@ -53,16 +53,98 @@ _ID_NAME = re.compile(r"(^id$|_id$|^id_|uuid|guid|_key$|_number$|_no$)", re.IGNO
 # --------------------------------------------------------------------------------------------- reading
 
 
-def read_prepared_table(path: Path) -> pd.DataFrame:
-    """Read a parquet file, a folder of parquet files, or a CSV file."""
+def sniff_separator(path: Path, sample_bytes: int = 65_536) -> str:
+    """The field separator of a CSV file (``,``, ``;``, tab or ``|``), sniffed from its first lines."""
+    import csv
+
+    opener = __import__("gzip").open if Path(path).suffix.lower() == ".gz" else open
+    with opener(path, "rt", newline="", errors="replace") as handle:
+        sample = handle.read(sample_bytes)
+    lines = sample.splitlines()
+    if len(lines) > 1 and len(sample) >= sample_bytes:
+        sample = "\n".join(lines[:-1])  # drop a line cut in the middle
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        # One column, or quoting the sniffer cannot settle: the separator that splits the header most.
+        header = lines[0] if lines else ""
+        return max(",;\t|", key=header.count) if any(d in header for d in ",;\t|") else ","
+
+
+def read_prepared_table(path: Path, *, sep: str | None = None) -> pd.DataFrame:
+    """Read a parquet file, a folder of parquet files, or a CSV file (separator ``sep``, sniffed when None)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"prepared table {path} does not exist")
     if path.is_dir() or path.suffix.lower() in (".parquet", ".pq"):
         return pd.read_parquet(path)
-    if path.suffix.lower() in (".csv", ".txt", ".gz"):
-        return pd.read_csv(path)
+    if path.suffix.lower() in (".csv", ".txt", ".gz", ".tsv"):
+        return pd.read_csv(path, sep=sep if sep is not None else sniff_separator(path))
     raise ValueError(f"prepared table {path}: expected a .parquet or .csv file")
+
+
+def missing_column_message(role: str, column: str, columns: list[str], rows: int) -> str:
+    """``--target column 'x' is not in the table``, with the closest names and every column of the table."""
+    import difflib
+
+    names = [str(c) for c in columns]
+    folded = {n.lower(): n for n in names}
+    close = difflib.get_close_matches(column.lower(), list(folded), n=3, cutoff=0.5)
+    hint = f" did you mean {' or '.join(repr(folded[c]) for c in close)}?" if close else ""
+    return f"{role} column {column!r} is not in the prepared table ({rows:,} rows);{hint} its {len(names)} columns: {', '.join(names)}"
+
+
+#: Two-valued targets whose positive class is obvious (compared in lower case, stripped).
+_KNOWN_PAIRS = (("yes", "no"), ("y", "n"), ("true", "false"), ("t", "f"), ("1", "0"), ("1.0", "0.0"))
+#: Words that name the event of each binary model ("Attrited Customer", "Exited", "Upgraded").
+EVENT_WORDS = {
+    "churn": re.compile(r"attrit|churn|exit|\bleft\b|leav|lost|closed|cancel|defect|quit|dormant", re.IGNORECASE),
+    "upgrade": re.compile(r"upgrad|moved up|promot", re.IGNORECASE),
+}
+
+
+def binary_target(values: pd.Series, *, target: str, positive: str | None,
+                  event: re.Pattern | None = None) -> tuple[pd.Series, str | None]:
+    """A 0/1 float target from ``values`` and a line saying how text was mapped (None when already numeric 0/1).
+
+    Text or boolean targets with two values map to 1 for ``positive`` (e.g. ``"Attrited Customer"``) and 0 for the
+    other value; without ``positive`` a yes/no, y/n, true/false, t/f or 1/0 pair is recognised, or the one value
+    that names the model's ``event`` (:data:`EVENT_WORDS`: "Attrited Customer" for churn). Anything else is a
+    one-line error naming the values found.
+    """
+    if pd.api.types.is_bool_dtype(values):
+        return values.astype("float64"), f"target {target!r}: True -> 1, False -> 0"
+    numbers = pd.to_numeric(values, errors="coerce")
+    if positive is None and numbers.notna().all() and set(np.unique(numbers)) <= {0.0, 1.0}:
+        return numbers.astype("float64"), None
+    text = values.astype("str").str.strip()
+    found = sorted(text.unique())
+    if len(found) != 2:
+        shown = ", ".join(repr(v) for v in found[:10]) + (" ..." if len(found) > 10 else "")
+        raise ValueError(f"target column {target!r} must have two classes for a binary model; found {len(found)}: {shown}")
+    if positive is not None:
+        matches = [v for v in found if v == str(positive).strip()] or [v for v in found if v.lower() == str(positive).strip().lower()]
+        if not matches:
+            raise ValueError(f"--positive {positive!r} is not a value of target column {target!r}; its values are {found[0]!r} and {found[1]!r}")
+        chosen = matches[0]
+        how = "named by --positive"
+    else:
+        lower = {v.lower(): v for v in found}
+        pair = next((p for p in _KNOWN_PAIRS if set(p) == set(lower)), None)
+        named = [v for v in found if event is not None and event.search(v)]
+        if pair is not None:
+            chosen = lower[pair[0]]
+        elif len(named) == 1:
+            chosen = named[0]
+        else:
+            raise ValueError(
+                f"target column {target!r} holds text ({found[0]!r}, {found[1]!r}): name the positive class, "
+                f"e.g. --positive {found[0]!r}"
+            )
+        how = "inferred; --positive overrides"
+    negative = found[1] if chosen == found[0] else found[0]
+    mapped = (text == chosen).astype("float64")
+    return mapped, f"target {target!r}: {chosen!r} -> 1 ({int(mapped.sum()):,} rows), {negative!r} -> 0 ({how})"
 
 
 # --------------------------------------------------------------------------------------------- leak screen
@@ -85,25 +167,52 @@ class LeakReport:
     identifiers: tuple[ColumnFinding, ...]
     leaks: tuple[ColumnFinding, ...]
     checked: int
+    labels: tuple[ColumnFinding, ...] = ()
 
     @property
     def excluded(self) -> list[str]:
-        return [f.column for f in (*self.identifiers, *self.leaks)]
+        return [f.column for f in (*self.labels, *self.identifiers, *self.leaks)]
 
     def to_dict(self) -> dict:
         return {
             "checked_columns": self.checked,
+            "label_like_columns": {f.column: f.reason for f in self.labels},
             "identifier_columns": {f.column: f.reason for f in self.identifiers},
             "leaking_columns": {f.column: f.reason for f in self.leaks},
         }
 
     def render(self) -> str:
         if not self.excluded:
-            return f"leak screen: {self.checked} columns checked, no identifier-like or leaking column"
+            return f"leak screen: {self.checked} columns checked, no label-like, identifier-like or leaking column"
         lines = [f"leak screen: {self.checked} columns checked; EXCLUDED {len(self.excluded)} before training:"]
+        lines += [f"  !!! label-like column {f.column!r}: {f.reason}" for f in self.labels]
         lines += [f"  !!! identifier-like column {f.column!r}: {f.reason}" for f in self.identifiers]
         lines += [f"  !!! LEAK {f.column!r}: {f.reason}" for f in self.leaks]
         return "\n".join(lines)
+
+
+#: The project's own label columns (any horizon: ``churn_3m``, ``clv_9m``) and the censored-label exposure.
+_PROJECT_LABEL = re.compile(r"^(churn|upgrade|clv)_\d+m$|^label_exposure_months$")
+#: Names that say "this is the target" whatever the data.
+_TARGET_WORDS = frozenset({"target", "label", "class", "outcome", "y"})
+
+
+def _folded(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", str(name).lower())
+
+
+def label_like_reason(column: str, target: str | None) -> str | None:
+    """Why ``column`` looks like a label rather than a feature (named like the target, or a label of this project)."""
+    if _PROJECT_LABEL.match(str(column)):
+        return "a label column of custbase (a model's outcome, known only after as_of)"
+    name = _folded(column)
+    if name in _TARGET_WORDS:
+        return "named like a target"
+    if target is not None:
+        wanted = _folded(target)
+        if len(wanted) >= 3 and wanted in name:
+            return f"its name contains the target's name {target!r}: a copy, an encoding or a score of the target"
+    return None
 
 
 def _single_feature_auc(values: pd.Series, y: np.ndarray) -> float:
@@ -175,26 +284,40 @@ def screen_columns(
     binary: bool,
     groups: pd.Series | None = None,
     seed: int = 0,
+    target: str | None = None,
 ) -> LeakReport:
-    """Find identifier-like and leaking columns among ``columns`` of ``frame`` (``y`` aligned with its rows).
+    """Find label-like, identifier-like and leaking columns among ``columns`` of ``frame`` (``y`` aligned with its rows).
 
-    ``groups`` (e.g. the as_of month) makes uniqueness per group the identifier test. The leak test applies to
-    binary targets (single-feature ROC-AUC >= :data:`LEAK_AUC`).
+    Label-like names (:func:`label_like_reason`: named like ``target``, or one of this project's label columns)
+    are refused for every model kind. ``groups`` (e.g. the as_of month) makes uniqueness per group the identifier
+    test. The leak test is the single-feature ROC-AUC >= :data:`LEAK_AUC` for binary targets, and for CLV a
+    rank correlation with the target of at least :data:`LEAK_AUC` (a copy or a monotone transform of it).
     """
-    identifiers, leaks = [], []
+    identifiers, leaks, labels = [], [], []
     for column in columns:
+        reason = label_like_reason(column, target)
+        if reason is not None:
+            labels.append(ColumnFinding(column, "label", reason))
+            continue
         reason = _identifier_reason(column, frame[column], groups)
         if reason is not None:
             identifiers.append(ColumnFinding(column, "identifier", reason))
             continue
-        if not binary or frame[column].nunique(dropna=False) < 2:
+        if frame[column].nunique(dropna=False) < 2:
             continue
         text = _is_text(frame[column])
+        if not binary:
+            if text:
+                continue
+            rho = pd.Series(pd.to_numeric(frame[column], errors="coerce").to_numpy()).corr(pd.Series(y), method="spearman")
+            if np.isfinite(rho) and abs(rho) >= LEAK_AUC:
+                leaks.append(ColumnFinding(column, "leak", f"rank correlation {rho:.4f} with the target: a copy of it", float(abs(rho))))
+            continue
         auc = _out_of_fold_encoding_auc(frame[column], y, seed) if text else _single_feature_auc(frame[column], y)
         if auc >= LEAK_AUC:
             how = "out-of-fold category mapping" if text else "single-feature"
             leaks.append(ColumnFinding(column, "leak", f"{how} ROC-AUC {auc:.4f} >= {LEAK_AUC} separates the target alone", auc))
-    return LeakReport(tuple(identifiers), tuple(leaks), len(columns))
+    return LeakReport(tuple(identifiers), tuple(leaks), len(columns), tuple(labels))
 
 
 # --------------------------------------------------------------------------------------------- shaping
@@ -211,6 +334,10 @@ class PreparedTable:
     screen: LeakReport
     source: str
     target: str
+    notes: tuple[str, ...] = ()
+
+
+ROW_NUMBER_ID = "row number"
 
 
 def shape_prepared_table(
@@ -218,54 +345,90 @@ def shape_prepared_table(
     spec: ModelSpec,
     *,
     target: str,
-    id_column: str,
+    id_column: str | None,
     as_of_column: str | None,
+    positive: str | None = None,
     seed: int = 0,
     source: str = "",
 ) -> PreparedTable:
     """Rename keys to ``customer_id``/``as_of`` and the target to ``spec.label``, screen and pick the features.
 
     Rows without a target are dropped; ``raw`` is not changed. A table without an as_of column gets a single
-    placeholder as_of (the snapshot).
+    placeholder as_of (the snapshot); without an id column the row number is the customer id. Binary text
+    targets are mapped by :func:`binary_target`. What was assumed is returned in ``notes``.
     """
     for role, column in (("--target", target), ("--id", id_column), ("--as-of", as_of_column)):
         if column is not None and column not in raw.columns:
-            raise ValueError(f"{role} column {column!r} is not in the prepared table ({len(raw):,} rows; columns: {', '.join(map(str, raw.columns[:20]))})")
+            raise ValueError(missing_column_message(role, column, list(raw.columns), len(raw)))
+    notes: list[str] = []
     labeled = raw.loc[raw[target].notna()]
     if labeled.empty:
         raise ValueError(f"target column {target!r} is empty in all {len(raw):,} rows")
-    y = pd.to_numeric(labeled[target].astype("float64") if pd.api.types.is_bool_dtype(labeled[target]) else labeled[target], errors="coerce")
-    if y.isna().any():
-        raise ValueError(f"target column {target!r} has {int(y.isna().sum()):,} non-numeric values; binary targets must be 0/1, CLV a number")
-    if spec.kind == "binary" and not set(np.unique(y)) <= {0.0, 1.0}:
-        raise ValueError(f"target column {target!r} of the {spec.name} model must be 0/1; found values {sorted(np.unique(y))[:10]}")
-    if spec.kind == "binary" and y.nunique() < 2:
-        raise ValueError(f"target column {target!r} has a single class in all {len(y):,} labeled rows: nothing to learn")
+    if spec.kind == "binary":
+        y, mapping = binary_target(labeled[target], target=target, positive=positive, event=EVENT_WORDS.get(spec.name))
+        if mapping:
+            notes.append(mapping)
+        if y.nunique() < 2:
+            raise ValueError(f"target column {target!r} has a single class in all {len(y):,} labeled rows: nothing to learn")
+    else:
+        if positive is not None:
+            raise ValueError(f"--positive applies to binary models; the {spec.name} target {target!r} is a number")
+        y = pd.to_numeric(labeled[target], errors="coerce")
+        if y.isna().any():
+            bad = labeled[target][y.isna()].astype("str").unique()[:3]
+            raise ValueError(f"target column {target!r} of the {spec.name} model must be a number; "
+                             f"{int(y.isna().sum()):,} values are not (e.g. {', '.join(map(repr, bad))})")
+        if y.nunique() < 2:
+            raise ValueError(f"target column {target!r} is the constant {float(y.iloc[0]):g} in all {len(y):,} labeled rows: nothing to learn")
     as_of = (
         pd.to_datetime(labeled[as_of_column]).astype("datetime64[us]")
         if as_of_column is not None
         else pd.Series(pd.Timestamp("1970-01-31"), index=labeled.index, dtype="datetime64[us]")
     )
-    keys = {id_column, target, *([as_of_column] if as_of_column else [])}
+    if id_column is None:
+        ids = pd.Series(np.arange(1, len(labeled) + 1, dtype="int64"), index=labeled.index)
+        notes.append("no --id: each row is its own customer (customer_id = row number)")
+    else:
+        ids = labeled[id_column]
+    keys = {target, *([id_column] if id_column else []), *([as_of_column] if as_of_column else [])}
     candidates = [c for c in raw.columns if c not in keys]
     groups = as_of.dt.to_period("M") if as_of.nunique() > 1 else None
-    if pd.DataFrame({"id": labeled[id_column], "as_of": as_of}).duplicated().any():
+    if id_column is not None and pd.DataFrame({"id": ids, "as_of": as_of}).duplicated().any():
         raise ValueError(f"the prepared table has several rows per {id_column!r}{' and as_of' if as_of_column else ''}: one row per customer"
                          f"{' and month' if as_of_column else ''} is needed")
-    screen = screen_columns(labeled, candidates, y.to_numpy(dtype="float64"), binary=spec.kind == "binary", groups=groups, seed=seed)
+    screen = screen_columns(labeled, candidates, y.to_numpy(dtype="float64"), binary=spec.kind == "binary", groups=groups,
+                            seed=seed, target=target)
     features = [c for c in candidates if c not in screen.excluded]
     if not features:
         raise ValueError("no feature column is left after the leak screen; " + screen.render())
-    frame = pd.DataFrame({"customer_id": labeled[id_column].to_numpy(), "as_of": as_of.to_numpy()}, index=labeled.index)
+    frame = pd.DataFrame({"customer_id": ids.to_numpy(), "as_of": as_of.to_numpy()}, index=labeled.index)
     frame = pd.concat([frame, labeled[features], y.rename(spec.label)], axis=1).reset_index(drop=True)
     if not pd.api.types.is_integer_dtype(frame["customer_id"]):
         # Text customer ids: number them (the customer-month table's customer_id is int64), keeping the order seen.
         frame["customer_id"] = pd.factorize(frame["customer_id"])[0].astype("int64") + 1
     categories = {c: sorted(map(str, frame[c].dropna().unique())) for c in features if _is_text(frame[c])}
-    return PreparedTable(frame, features, categories, int(as_of.nunique()), screen, source, target)
+    return PreparedTable(frame, features, categories, int(as_of.nunique()), screen, source, target, tuple(notes))
 
 
 # --------------------------------------------------------------------------------------------- cross-validation
+
+
+def fold_kind(binary: bool) -> str:
+    """How the folds are drawn, in words: stratification only exists for a binary target."""
+    return f"stratified {CV_FOLDS}-fold" if binary else f"{CV_FOLDS}-fold"
+
+
+def cv_logistic_regression(frame: pd.DataFrame, feature_columns: list[str], categorical: list[str], y: np.ndarray,
+                           folds: list, *, seed: int) -> float:
+    """Mean validation ROC-AUC of the project's logistic-regression baseline over ``folds`` (same folds as LightGBM)."""
+    from training.baselines import fit_logistic_baseline
+
+    X = frame[feature_columns]
+    scores = []
+    for fit_rows, valid_rows in folds:
+        model = fit_logistic_baseline(X.iloc[fit_rows], y[fit_rows], categorical, seed=seed)
+        scores.append(roc_auc_score(y[valid_rows], model.predict_proba(X.iloc[valid_rows])[:, 1]))
+    return float(np.mean(scores))
 
 
 def cv_folds(y: np.ndarray, *, binary: bool, seed: int, n_splits: int = CV_FOLDS) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -344,6 +507,7 @@ class PreparedResult:
     cv_metric: str = ""
     cv_tuned: float | None = None
     cv_default: float | None = None
+    cv_logistic: float | None = None  # binary only: logistic regression on the same folds
     cv_best_rounds: int | None = None
     recheck_tuned: float | None = None  # the kept model and the default on fresh folds (another seed): no selection bias
     recheck_default: float | None = None
@@ -366,12 +530,14 @@ class PreparedResult:
         else:
             s = self.search
             lines += [
-                f"ONE SNAPSHOT: no time to split on -> FELL BACK to stratified {CV_FOLDS}-fold cross-validation (seeded); "
+                f"ONE SNAPSHOT: no time to split on -> FELL BACK to {fold_kind(self.cv_metric == 'roc_auc')} cross-validation (seeded); "
                 "no held-out test months, so these are cross-validated figures",
                 f"  registered {self.registered_name} version {self.version} (alias challenger), run {self.run_id} ({self.tracking_uri})",
                 f"  search: study {s.study_name}, {s.trials_total} trials ({s.trials_pruned} pruned), tuned on CV {self.cv_metric}",
                 f"  CV {self.cv_metric}: tuned {self.cv_tuned:.4f} ({self.cv_best_rounds} rounds, kept {self.kept})   "
-                f"default LightGBM {self.cv_default:.4f} ({LIGHTGBM_DEFAULT_ROUNDS} rounds)   same {CV_FOLDS} folds",
+                f"default LightGBM {self.cv_default:.4f} ({LIGHTGBM_DEFAULT_ROUNDS} rounds)"
+                + (f"   logistic regression {self.cv_logistic:.4f}" if self.cv_logistic is not None else "")
+                + f"   same {CV_FOLDS} folds",
                 f"  re-check on fresh folds (seed + 1; the tuned figure above was selected on its own folds): "
                 f"tuned {self.recheck_tuned:.4f}, default LightGBM {self.recheck_default:.4f}",
             ]
@@ -389,8 +555,10 @@ def train_prepared_table(
     *,
     table: Path,
     target: str,
-    id_column: str,
+    id_column: str | None = None,
     as_of_column: str | None = None,
+    positive: str | None = None,
+    sep: str | None = None,
     trials: int | None = None,
     timeout: float | None = None,
     resume: bool = False,
@@ -403,20 +571,25 @@ def train_prepared_table(
     table
         Parquet or CSV: one row per customer (snapshot) or per customer and as_of month.
     target, id_column, as_of_column
-        The label column (0/1 for churn and upgrade, currency for CLV), the customer id, and the as_of date column
-        (optional: without it, or with a single value, the run cross-validates).
+        The label column (0/1 or two text values for churn and upgrade, currency for CLV), the customer id
+        (optional: without it each row is a customer), and the as_of date column (optional: without it, or with a
+        single value, the run cross-validates).
+    positive
+        The positive class of a two-valued text target (``"Attrited Customer"``); yes/no-like pairs are inferred.
+    sep
+        CSV field separator; sniffed from the file when None.
     trials, timeout, resume
         As for ``custbase train``: Optuna trials, wall-time budget (s), continue the newest study of the same data.
     """
     spec = get_spec(model, config.labels)
     settings = config.training
     began = time.perf_counter()
-    raw = read_prepared_table(table)
+    raw = read_prepared_table(table, sep=sep)
     prepared = shape_prepared_table(raw, spec, target=target, id_column=id_column, as_of_column=as_of_column,
-                                    seed=settings.seed, source=str(table))
+                                    positive=positive, seed=settings.seed, source=str(table))
     del raw
     if progress:
-        print(prepared.screen.render(), flush=True)
+        print("\n".join([*prepared.notes, prepared.screen.render()]), flush=True)
     if prepared.months > 1:
         return _train_out_of_time(spec, config, prepared, trials=trials, timeout=timeout, resume=resume, progress=progress)
     return _train_cross_validated(spec, config, prepared, trials=trials, timeout=timeout, resume=resume, progress=progress, began=began)
@@ -426,7 +599,7 @@ def _result(spec: ModelSpec, prepared: PreparedTable, mode: str) -> PreparedResu
     return PreparedResult(
         model=spec.name, mode=mode, table=prepared.source, target=prepared.target, rows=len(prepared.frame),
         months=prepared.months, feature_columns=prepared.feature_columns, categorical_columns=list(prepared.categories),
-        screen=prepared.screen,
+        screen=prepared.screen, notes=list(prepared.notes),
     )
 
 
@@ -461,7 +634,8 @@ def _train_out_of_time(spec, config, prepared: PreparedTable, *, trials, timeout
         trained = train_model(spec.name, config, features_path=path, trials=trials, timeout=timeout, resume=resume, progress=progress)
     client = mlflow.MlflowClient()
     for key, value in {"prepared_table": prepared.source, "prepared_target": prepared.target, "features_path": prepared.source,
-                       "prepared_excluded_columns": ", ".join(prepared.screen.excluded) or "none", "validation_mode": "out_of_time"}.items():
+                       "prepared_excluded_columns": ", ".join(prepared.screen.excluded) or "none", "validation_mode": "out_of_time",
+                       "prepared_notes": "; ".join(prepared.notes) or "none"}.items():
         client.set_tag(trained.run_id, key, value)
     client.log_dict(trained.run_id, prepared.screen.to_dict(), "leak_screen.json")
     result.train_result = trained
@@ -520,6 +694,10 @@ def _train_cross_validated(spec, config, prepared: PreparedTable, *, trials, tim
     default_params = default_lightgbm_params(spec.kind, num_threads=settings.num_threads, seed=settings.seed)
     result.cv_default, _, _ = cross_validate(default_params, X, y, folds, kind=spec.kind, num_boost_round=LIGHTGBM_DEFAULT_ROUNDS)
     seconds["default_cv"] = time.perf_counter() - t
+    if binary:
+        t = time.perf_counter()
+        result.cv_logistic = cv_logistic_regression(frame, prepared.feature_columns, list(prepared.categories), y, folds, seed=settings.seed)
+        seconds["logistic_cv"] = time.perf_counter() - t
 
     uri = tracking.configure_tracking(config)
     fingerprint = tracking.data_fingerprint(frame)
@@ -529,8 +707,9 @@ def _train_cross_validated(spec, config, prepared: PreparedTable, *, trials, tim
     prefix = f"custbase-{spec.name}-cv-{fingerprint['content_hash'][:10]}"
     with tracking.training_run(experiment_id, run_name=f"{spec.name}-cv-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}") as run:
         run.tags({"model": spec.name, "git_commit": commit, "mlflow.source.git.commit": commit, "validation_mode": "cross_validation",
-                  "validation_note": f"single snapshot: fell back to stratified {CV_FOLDS}-fold cross-validation",
+                  "validation_note": f"single snapshot: fell back to {fold_kind(binary)} cross-validation",
                   "prepared_table": prepared.source, "prepared_target": prepared.target,
+                  "prepared_notes": "; ".join(prepared.notes) or "none",
                   "prepared_excluded_columns": ", ".join(prepared.screen.excluded) or "none"})
         run.dict(prepared.screen.to_dict(), "leak_screen.json")
         run.dict({"name": f"prepared:{Path(prepared.source).name}", "columns": prepared.feature_columns,
@@ -564,7 +743,7 @@ def _train_cross_validated(spec, config, prepared: PreparedTable, *, trials, tim
         _, _, cvbooster = cross_validate(params, X, y, folds, kind=spec.kind, num_boost_round=rounds)
         oof = out_of_fold_predictions(cvbooster, X, folds, rounds)
         main = lgb.train(params, lgb.Dataset(X, label=y, params={"feature_pre_filter": False, "verbosity": -1}), num_boost_round=rounds)
-        metadata = {"label": spec.label, "target_column": prepared.target, "validation": f"stratified {CV_FOLDS}-fold cross-validation",
+        metadata = {"label": spec.label, "target_column": prepared.target, "validation": f"{fold_kind(binary)} cross-validation",
                     "feature_set": {"name": f"prepared:{Path(prepared.source).name}"}, "hyperparameters": search.best_hyperparameters,
                     "rounds": rounds, "fingerprint": fingerprint, "run_id": run.run_id, "git_commit": commit}
         common = dict(model=spec.name, feature_columns=prepared.feature_columns, categories=prepared.categories, metadata=metadata)
@@ -588,7 +767,8 @@ def _train_cross_validated(spec, config, prepared: PreparedTable, *, trials, tim
         run.metrics({f"cv_{result.cv_metric}": result.cv_tuned, f"cv_{result.cv_metric}_default_lightgbm": result.cv_default,
                      f"cv_{result.cv_metric}_best_trial": search.best_value,
                      f"cv_{result.cv_metric}_fresh_folds": result.recheck_tuned,
-                     f"cv_{result.cv_metric}_default_lightgbm_fresh_folds": result.recheck_default})
+                     f"cv_{result.cv_metric}_default_lightgbm_fresh_folds": result.recheck_default,
+                     **({f"cv_{result.cv_metric}_logistic_regression": result.cv_logistic} if result.cv_logistic is not None else {})})
         run.metrics(oof_metrics, prefix="oof_")
         model_uri = run.model(bundle, frame.head(5))
         result.version = registry.register_challenger(spec, model_uri, run_id=run.run_id, tags={

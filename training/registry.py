@@ -210,8 +210,13 @@ def promote(model: str, config: Config, *, features_path: Path) -> PromotionDeci
     months = f"{data.split.test_months[0]}..{data.split.test_months[-1]}"
     challenger_metrics = metrics_of(spec, y, load_bundle(f"models:/{name}/{challenger_version}").predict(test))
     champion_metrics = None
+    beats = _client().get_model_version(name, challenger_version).tags.get("beats_baseline")
     if champion_version == challenger_version:
         promoted, reason = False, f"the challenger v{challenger_version} is already the champion"
+    elif spec.kind == "clv" and beats == "false":
+        # A CLV model that does not beat carried-forward value and (when available) BG/NBD x Gamma-Gamma is no use.
+        promoted, reason = False, (f"the challenger v{challenger_version} did not beat its baselines (carried-forward value"
+                                   " and, when run, BG/NBD x Gamma-Gamma) on its test months")
     else:
         if champion_version is not None:
             champion_metrics = metrics_of(spec, y, load_bundle(f"models:/{name}/{champion_version}").predict(test))

@@ -3,6 +3,11 @@
 Local by default: ``sqlite:///<mlruns_dir>/mlflow.db`` with artifacts under ``<mlruns_dir>/artifacts`` (the plain
 file store is retired in MLflow 3). ``MLFLOW_TRACKING_URI`` points it at a team's MLflow server instead. One
 experiment per model, named like its registered model (``custbase-churn``).
+
+Each store keeps its artifacts beside it: ``paths.artifact_root`` when configured, else ``artifacts/`` next to the
+SQLite file of a ``sqlite:///`` URI (a user's or the local one). Only a server (``http(s)://``) decides for itself.
+Without this, MLflow puts a new experiment's artifacts in ``./mlruns/<id>`` of whatever folder the command ran in,
+so different stores would share folders.
 """
 
 from __future__ import annotations
@@ -121,16 +126,28 @@ def optuna_storage_url(config: Config) -> str:
     return f"sqlite:///{(folder / 'optuna.db').as_posix()}"
 
 
+def artifact_root(config: Config) -> Path | None:
+    """The folder of this store's artifacts: configured, or beside its SQLite file; None for a tracking server."""
+    if config.paths.artifact_root is not None:
+        return Path(config.paths.artifact_root).resolve()
+    uri = tracking_uri(config)
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///"):]).resolve().parent / "artifacts"
+    if "://" not in uri:  # a plain folder (MLflow's file store)
+        return Path(uri).resolve() / "artifacts"
+    return None
+
+
 def ensure_experiment(name: str, config: Config) -> str:
-    """The id of experiment ``name``, created (with artifacts under ``<mlruns_dir>/artifacts``) if missing."""
+    """The id of experiment ``name``, created (with artifacts under :func:`artifact_root`) if missing."""
     from mlflow import MlflowClient
 
     client = MlflowClient()
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    location = (Path(config.paths.mlruns_dir).resolve() / "artifacts" / name).as_uri() if is_local_store(config) else None
-    return client.create_experiment(name, artifact_location=location)
+    root = artifact_root(config)
+    return client.create_experiment(name, artifact_location=(root / name).as_uri() if root is not None else None)
 
 
 def git_commit() -> str | None:
@@ -352,6 +369,7 @@ def ui_command(config: Config, *, host: str = "127.0.0.1", port: int = 5000) -> 
     import sys
 
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(config), "--host", host, "--port", str(port), "--workers", "1"]
-    if is_local_store(config):
-        command += ["--default-artifact-root", (Path(config.paths.mlruns_dir).resolve() / "artifacts").as_uri()]
+    root = artifact_root(config)
+    if root is not None:
+        command += ["--default-artifact-root", root.as_uri()]
     return command

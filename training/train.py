@@ -8,7 +8,7 @@ The pieces are pure and testable on a small in-memory frame (:func:`prepare_mode
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -25,7 +25,17 @@ from training.calibration import fit_calibrator
 from training.model_bundle import ModelBundle, prepare_features
 from training.search import SearchResult, lightgbm_params, run_search
 from training.spec import CATEGORICAL_COLUMNS, KEY_COLUMNS, LABEL_COLUMNS, ModelSpec, get_spec
-from training.splits import OutOfTimeSplit, as_of_months, out_of_time_split, split_frame
+from training.splits import (
+    OutOfTimeSplit,
+    as_of_months,
+    censor_clv_labels,
+    discounted_exposure,
+    out_of_time_split,
+    split_frame,
+)
+
+#: Censored splits only: the months of each training / validation row's label window (see training.splits).
+EXPOSURE_COLUMN = "label_exposure_months"
 
 # --------------------------------------------------------------------------------------------- data
 
@@ -75,6 +85,16 @@ class ModelingData:
     def y(self, part: pd.DataFrame) -> np.ndarray:
         return self.spec.target(part)
 
+    def offset(self, part: pd.DataFrame) -> np.ndarray | None:
+        """log of the discounted exposure of censored label windows (a Tweedie offset), or None for full windows."""
+        if EXPOSURE_COLUMN not in part.columns:
+            return None
+        return np.log(discounted_exposure(part[EXPOSURE_COLUMN].to_numpy(), self.labels.clv_annual_discount_rate))
+
+    def horizon_offset(self) -> float:
+        """log of the full horizon's discounted exposure: what turns a censored model's monthly rate into CLV."""
+        return float(np.log(discounted_exposure(self.split.horizon_months, self.labels.clv_annual_discount_rate)))
+
     @property
     def population(self) -> pd.DataFrame:
         return pd.concat([self.train, self.validation, self.test])
@@ -84,11 +104,17 @@ def prepare_modeling_data(frame: pd.DataFrame, metadata: dict, spec: ModelSpec, 
     """Filter ``frame`` to ``spec``'s eligible labeled rows and split them out of time (``frame`` is not changed).
 
     The label and oracle names follow the horizons the table was built with (its metadata), whatever ``spec`` says.
+    The split is the first of :func:`training.splits.out_of_time_split`'s ladder that fits; with censored windows
+    (CLV only) the training and validation labels are recomputed up to their cutoffs, with their exposure.
     """
     labels = labels_of(metadata, config)
-    spec = spec.for_labels(labels)
+    declared = [c for c in metadata.get("label_columns") or [] if c.startswith("clv_") and c in frame.columns]
+    # The CLV label the table declares (tables written before labels were named after their horizon say clv_12m).
+    spec = replace(spec, label=declared[0]) if spec.kind == "clv" and declared else spec.for_labels(labels)
     if spec.label not in frame.columns:
-        raise ValueError(f"the customer-month table ({len(frame)} rows) has no label column {spec.label}; rebuild features")
+        present = [c for c in frame.columns if c in (metadata.get("label_columns") or LABEL_COLUMNS) or c.startswith("clv_")]
+        raise ValueError(f"the customer-month table ({len(frame)} rows) has no label column {spec.label} "
+                         f"(it has {', '.join(present) or 'no label'}); rebuild features with this configuration's labels")
     eligible = frame.loc[spec.eligible(frame, config)]
     if eligible.empty:
         raise ValueError(f"no eligible labeled rows for the {spec.name} model among {len(frame)} rows (label {spec.label})")
@@ -99,8 +125,24 @@ def prepare_modeling_data(frame: pd.DataFrame, metadata: dict, spec: ModelSpec, 
         validation_months=settings.validation_months,
         test_months=settings.test_months,
         min_train_months=settings.min_train_months,
+        allow_censored=spec.kind == "clv" and "net_revenue_1m" in frame.columns,
     )
     train, validation, test = split_frame(eligible, split)
+    if split.censored:
+        censored = []
+        for part, cutoff in ((train, split.test_months[0]), (validation, split.test_months[0])):
+            values, exposure = censor_clv_labels(frame, part, cutoff=cutoff, horizon_months=split.horizon_months,
+                                                 annual_rate=labels.clv_annual_discount_rate)
+            censored.append(part.assign(**{spec.label: values, EXPOSURE_COLUMN: exposure}))
+        train, validation = censored
+    if spec.kind == "clv":
+        y = train[spec.label].to_numpy(dtype="float64")
+        if len(y) and (np.nanmax(y) <= 0 or np.nanmin(y) == np.nanmax(y)):
+            raise ValueError(
+                f"label {spec.label} is {np.nanmax(y):g} in all {len(y):,} training rows ({_months(split.train_months)}): "
+                "nothing to learn; check what counts as value (config revenue: transaction_rate, annual_rate, "
+                "cost_to_serve_monthly) against the categories and products in the data"
+            )
     features = feature_columns_of(frame, metadata)
     if config.fairness.exclude_protected_attributes:  # the card still reports metrics by these groups
         features = [c for c in features if c not in config.fairness.protected_attributes]
@@ -114,6 +156,10 @@ def prepare_modeling_data(frame: pd.DataFrame, metadata: dict, spec: ModelSpec, 
                     f"{spec.label}: both classes are needed; use a larger or longer table"
                 )
     return ModelingData(spec, split, train, validation, test, features, categories, labels, metadata)
+
+
+def _months(months) -> str:
+    return f"as_of {months[0]}..{months[-1]}" if months else "no months"
 
 
 # --------------------------------------------------------------------------------------------- fitting
@@ -140,8 +186,32 @@ class _GiniFeval:
         return "normalized_gini", (value if np.isfinite(value) else 0.0), True
 
 
-def _dataset(X: pd.DataFrame, y: np.ndarray, reference: lgb.Dataset | None = None) -> lgb.Dataset:
-    return lgb.Dataset(X, label=y, reference=reference, free_raw_data=False, params={"feature_pre_filter": False, "verbosity": -1})
+def _dataset(X: pd.DataFrame, y: np.ndarray, reference: lgb.Dataset | None = None, init_score: np.ndarray | None = None) -> lgb.Dataset:
+    return lgb.Dataset(X, label=y, reference=reference, init_score=init_score, free_raw_data=False,
+                       params={"feature_pre_filter": False, "verbosity": -1})
+
+
+def shift_raw_score(booster: lgb.Booster, constant: float) -> None:
+    """Add ``constant`` to every raw score of ``booster`` (in place), by adding it to each leaf of the first tree.
+
+    Every row lands in exactly one leaf of each tree, so the raw score moves by exactly ``constant``: for a
+    log-link (Tweedie) model the predictions are multiplied by exp(constant). Used to turn a model fitted with an
+    exposure offset into one that predicts the full horizon, with nothing extra to ship.
+    """
+    # tree_sizes (byte offsets for parallel parsing) would no longer match the edited text: drop it, LightGBM then
+    # reads the trees one after another.
+    lines = [line for line in booster.model_to_string().split("\n") if not line.startswith("tree_sizes=")]
+    in_first = False
+    for i, line in enumerate(lines):
+        if line.startswith("Tree="):
+            if in_first:
+                break
+            in_first = line == "Tree=0"
+        elif in_first and line.startswith("leaf_value="):
+            values = [float(v) + float(constant) for v in line[len("leaf_value="):].split()]
+            lines[i] = "leaf_value=" + " ".join(f"{v:.17g}" for v in values)
+            break
+    booster.model_from_string("\n".join(lines))
 
 
 def train_booster(
@@ -204,8 +274,8 @@ def fit_model(
     spec = data.spec
     X_train, X_valid = data.X(data.train), data.X(data.validation)
     y_train, y_valid = data.y(data.train), data.y(data.validation)
-    train_set = _dataset(X_train, y_train)
-    valid_set = _dataset(X_valid, y_valid, reference=train_set)
+    train_set = _dataset(X_train, y_train, init_score=data.offset(data.train))
+    valid_set = _dataset(X_valid, y_valid, reference=train_set, init_score=data.offset(data.validation))
     positive_rate = float(y_train.mean()) if spec.kind == "binary" else None
     feval = _GiniFeval(y_valid) if spec.kind == "clv" else None
     metric = "auc" if spec.kind == "binary" else "normalized_gini"
@@ -231,7 +301,6 @@ def fit_model(
     )
     hyperparameters = search.best_hyperparameters
     main = train_booster(params_for(hyperparameters), train_set, valid_set, settings, feval=feval)
-    valid_raw = main.predict(X_valid, num_iteration=main.best_iteration)
     metadata = {
         "label": spec.label,
         "split": data.split.to_dict(),
@@ -240,6 +309,15 @@ def fit_model(
     }
     common = dict(model=spec.name, feature_columns=data.feature_columns, categories=data.categories, metadata=metadata)
     _trim(main)
+    if data.split.censored:
+        # Fitted as a monthly rate with the exposure as offset: predict the full horizon. No hurdle variant: its
+        # occurrence part would depend on the exposure too.
+        shift_raw_score(main, data.horizon_offset())
+        metadata["censored_labels"] = {"offset": "log discounted exposure", "horizon_months": data.split.horizon_months}
+        valid_raw = main.predict(X_valid)
+        bundle = ModelBundle(kind="clv_tweedie", boosters={"main": main}, **common)
+        return FittedModel(bundle, search, hyperparameters, valid_raw, {"tweedie": evaluation.normalized_gini(y_valid, valid_raw)})
+    valid_raw = main.predict(X_valid)
     if spec.kind == "binary":
         calibrator = fit_calibrator(valid_raw, y_valid, seed=settings.seed)
         bundle = ModelBundle(kind="binary", boosters={"main": main}, calibrator=calibrator, **common)
@@ -394,9 +472,13 @@ class Evaluation:
         if not noise or np.isnan(noise.get("model_minus_oracle_se", np.nan)):
             return False
         return bool(noise["model_minus_oracle"] > 2 * noise["model_minus_oracle_se"])
+    #: Further baselines on the same test rows (CLV: BG/NBD x Gamma-Gamma), name -> metrics. The model must beat all.
+    other_baselines: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def beats_baseline(self, spec: ModelSpec) -> bool:
-        return bool(self.test[spec.primary_metric] > self.baseline.get(spec.primary_metric, -np.inf))
+        p = spec.primary_metric
+        references = [self.baseline.get(p, -np.inf), *(b.get(p, -np.inf) for b in self.other_baselines.values())]
+        return bool(all(self.test[p] > np.nan_to_num(r, nan=-np.inf) for r in references))
 
     def oracle_ratio(self, spec: ModelSpec) -> float | None:
         reference = self.oracle.get(spec.primary_metric)
@@ -557,6 +639,8 @@ class TrainResult:
             verdict = "beyond the noise: the oracle is not a limit" if ev.exceeds_oracle_beyond_noise() else "within the noise"
             lines.append(f"  oracle: {source}; model - oracle {n['model_minus_oracle']:+.4f} "
                          f"(standard error {n['model_minus_oracle_se']:.4f}, {verdict})")
+        for name, figures in ev.other_baselines.items():
+            lines.append(f"  baseline {name} on the same test rows: " + ", ".join(f"{k} {figures[k]:.4f}" for k in keys if k in figures))
         if ev.uncalibrated:
             lines.append(
                 f"  calibration on test: Brier {ev.uncalibrated['brier']:.4f} -> {ev.test['brier']:.4f}, "
@@ -583,8 +667,10 @@ class TrainResult:
             lines += [
                 "",
                 "!" * 100,
-                f"!!! {self.model}: LightGBM does NOT beat its baseline on the test months "
-                f"({p} {ev.test[p]:.4f} vs baseline {ev.baseline[p]:.4f}). Do not promote it without understanding why.",
+                f"!!! {self.model}: LightGBM does NOT beat its baseline(s) on the test months "
+                f"({p} {ev.test[p]:.4f} vs baseline {ev.baseline[p]:.4f}"
+                + "".join(f", {n} {b.get(p, float('nan')):.4f}" for n, b in ev.other_baselines.items())
+                + "). Do not promote it without understanding why.",
                 "!" * 100,
             ]
         return "\n".join(lines)
@@ -634,11 +720,14 @@ def _card(spec, data, fitted, ev, result_fields: dict, fingerprint: dict, config
             "horizon_months": data.split.horizon_months,
             "gap_train_validation": data.split.gap_train_validation,
             "gap_validation_test": data.split.gap_validation_test,
+            "strategy": data.split.strategy,
+            "choice": data.split.choice,
         },
         "metrics": {
             "test": ev.test,
             "baseline": ev.baseline,
             "baseline_name": "logistic regression" if spec.kind == "binary" else "net revenue 12m carried forward",
+            "other_baselines": ev.other_baselines,
             "oracle": ev.oracle,
             "oracle_source": ev.oracle_source or None,
             "oracle_noise": ev.oracle_noise or None,
@@ -784,6 +873,16 @@ def train_model(
         else:
             baseline_test = clv_carried_forward(data.test, data.labels)
         seconds["baseline"] = time.perf_counter() - t
+        btyd_test = None
+        if spec.kind == "clv":
+            from training.btyd import btyd_baseline
+
+            t = time.perf_counter()
+            btyd_test, btyd_note = btyd_baseline(data.test, metadata, config, data.labels, data.split.test_months[0], seed=settings.seed)
+            seconds["baseline_btyd"] = time.perf_counter() - t
+            run.tags({"baseline_btyd": btyd_note})
+            if progress:
+                print(btyd_note, flush=True)
 
         t = time.perf_counter()
         fitted = fit_model(
@@ -816,6 +915,11 @@ def train_model(
             run.tags({"retention_clv_source": clv_source})
         ev = evaluate_model(fitted, data, baseline_test=baseline_test, oracle_test=oracle_test,
                             clv_for_retention=clv_retention, economics=config.retention, continuation=continuation)
+        if btyd_test is not None:
+            from training.btyd import NAME as BTYD_NAME
+
+            ev.other_baselines[BTYD_NAME] = metrics_of(spec, data.y(data.test), btyd_test)
+            run.metrics(ev.other_baselines[BTYD_NAME], prefix=f"baseline_{BTYD_NAME}_")
         run.metrics(ev.test, prefix="test_")
         run.metrics(ev.validation, prefix="valid_")
         run.metrics(ev.baseline, prefix="baseline_")
@@ -841,7 +945,8 @@ def train_model(
         beats = ev.beats_baseline(spec)
         run.metrics({"beats_baseline": float(beats)})
         predictions = data.test[list(KEY_COLUMNS)].assign(
-            label=data.y(data.test), prediction=ev.test_prediction, prediction_raw=ev.test_raw, baseline=baseline_test
+            label=data.y(data.test), prediction=ev.test_prediction, prediction_raw=ev.test_raw, baseline=baseline_test,
+            **({"baseline_btyd": btyd_test} if btyd_test is not None else {}),
         )
         run.table(predictions, "predictions/test_predictions.parquet")
         seconds["evaluate"] = time.perf_counter() - t

@@ -42,6 +42,15 @@ Column specs:
     Multiply numbers (e.g. ``0.01`` for amounts in cents).
 ``value``
     A constant for every row (no ``from``).
+``unknown: true``
+    The attribute is not known for anyone: the contract's unknown code (``U`` for gender) or an empty value.
+
+Transactions-only extracts (a purchase log) have no customer table. Then write::
+
+    customers: {derive: transactions}
+
+and one customer per id in the transactions is written, with the date of their first transaction as
+``onboarding_date`` and every other attribute unknown.
 
 Values that fail to parse (a date not matching ``format``, text in a number column) are written as text,
 so that validation reports them as ``type`` violations with examples. Nothing is dropped.
@@ -60,7 +69,9 @@ from features import contract
 from features.importers import ImportSummary, write_raw_tables
 from features.validate import validate_raw
 
-_SPEC_KEYS = {"from", "format", "codes", "id", "absolute", "by_sign", "scale", "value"}
+_SPEC_KEYS = {"from", "format", "codes", "id", "absolute", "by_sign", "scale", "value", "unknown"}
+#: Tables the mapping can derive instead of reading: table -> the table it is derived from.
+DERIVABLE = {"customers": "transactions"}
 
 
 class MappingError(ValueError):
@@ -79,8 +90,15 @@ def load_mapping(mapping_path: Path) -> dict:
     for name, spec in tables.items():
         if name not in contract.TABLES:
             raise MappingError(f"{mapping_path}: unknown table {name!r}; contract tables are {', '.join(contract.TABLES)}")
+        if isinstance(spec, dict) and "derive" in spec:
+            if DERIVABLE.get(name) != spec["derive"] or set(spec) != {"derive"}:
+                allowed = "; ".join(f"{t}: {{derive: {s}}}" for t, s in DERIVABLE.items())
+                raise MappingError(f"{mapping_path}: table {name!r} cannot be derived as {spec}; what can be derived: {allowed}")
+            if spec["derive"] not in tables:
+                raise MappingError(f"{mapping_path}: {name!r} is derived from {spec['derive']!r}, which the mapping does not read")
+            continue
         if not isinstance(spec, dict) or "file" not in spec or "columns" not in spec:
-            raise MappingError(f"{mapping_path}: table {name!r} needs `file:` and `columns:`")
+            raise MappingError(f"{mapping_path}: table {name!r} needs `file:` and `columns:` (or `derive:`)")
         for column, column_spec in spec["columns"].items():
             if column not in contract.TABLES[name].column_names:
                 raise MappingError(
@@ -91,8 +109,15 @@ def load_mapping(mapping_path: Path) -> dict:
             unknown = set(column_spec) - _SPEC_KEYS
             if unknown:
                 raise MappingError(f"{mapping_path}: {name}.{column}: unknown keys {sorted(unknown)}; allowed: {sorted(_SPEC_KEYS)}")
-            if ("from" in column_spec) == ("value" in column_spec):
-                raise MappingError(f"{mapping_path}: {name}.{column}: give exactly one of `from:` or `value:`")
+            if sum(k in column_spec for k in ("from", "value", "unknown")) != 1:
+                raise MappingError(f"{mapping_path}: {name}.{column}: give exactly one of `from:`, `value:` or `unknown: true`")
+            if column_spec.get("unknown") and not contract.TABLES[name].column(column).can_be_unknown:
+                raise MappingError(f"{mapping_path}: {name}.{column} cannot be unknown: the contract needs a value for every row")
+        missing = [c for c in contract.TABLES[name].required_columns if c not in spec["columns"]]
+        if missing:
+            unknowable = [c for c in missing if contract.TABLES[name].column(c).can_be_unknown]
+            hint = f" ({', '.join(unknowable)} can be declared `{{unknown: true}}`)" if unknowable else ""
+            raise MappingError(f"{mapping_path}: table {name!r} maps no source to required column(s) {', '.join(missing)}{hint}")
     return mapping
 
 
@@ -114,8 +139,10 @@ def map_table(table: contract.Table, extract: pd.DataFrame, columns: dict, sourc
     out = {}
     for name, column_spec in columns.items():
         spec = _spec(column_spec)
+        if spec.get("unknown"):
+            spec = {"value": table.column(name).unknown}
         if "value" in spec:
-            out[name] = pd.Series([spec["value"]] * len(extract), index=extract.index)
+            out[name] = pd.Series([spec["value"]] * len(extract), index=extract.index, dtype="object")
             continue
         if spec["from"] not in extract.columns:
             raise MappingError(
@@ -135,7 +162,8 @@ def map_values(column: contract.Column, values: pd.Series, spec: dict) -> pd.Ser
     if "codes" in spec:
         codes = {str(k): v for k, v in spec["codes"].items()}
         text = values.astype("str").str.strip().where(values.notna())
-        return text.map(lambda v: codes.get(v, v) if isinstance(v, str) else v)
+        # A code missing from the map stays as it is (validation names it); one mapped to null becomes empty.
+        return text.map(codes).where(text.isin(list(codes)), text)
     if "format" in spec and column.dtype in ("date", "timestamp"):
         parsed = pd.to_datetime(values, format=spec["format"], errors="coerce")
         return parsed.astype(object).where(parsed.notna(), values) if (parsed.isna() & values.notna()).any() else parsed
@@ -150,18 +178,36 @@ def map_values(column: contract.Column, values: pd.Series, spec: dict) -> pd.Ser
 
 
 def number_customer_ids(frames: dict[str, pd.DataFrame], id_tables: set[str]) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
-    """Replace text customer ids by integers 1..N in customers order; unknown ids get numbers after N."""
-    known = list(pd.unique(frames["customers"]["customer_id"].dropna())) if "customers" in id_tables and "customers" in frames else []
-    extra = []
-    for name in id_tables:
-        if name != "customers" and name in frames:
-            extra += [v for v in pd.unique(frames[name]["customer_id"].dropna()) if v not in set(known) | set(extra)]
-    numbering = {source_id: i for i, source_id in enumerate(known + extra, start=1)}
+    """Replace text customer ids by integers 1..N in customers order; unknown ids get numbers after N.
+
+    Linear in rows: one pass over each table's distinct ids, in first-seen order.
+    """
+    order = (["customers"] if "customers" in id_tables else []) + sorted(t for t in id_tables if t != "customers")
+    seen = pd.concat([pd.Series(pd.unique(frames[name]["customer_id"].dropna())) for name in order if name in frames]
+                     or [pd.Series([], dtype="object")], ignore_index=True)
+    source_ids = pd.unique(seen)
+    numbering = pd.Series(np.arange(1, len(source_ids) + 1, dtype="int64"), index=source_ids)
     numbered = {
         name: frame.assign(customer_id=frame["customer_id"].map(numbering).astype("Int64")) if name in id_tables else frame
         for name, frame in frames.items()
     }
-    return numbered, pd.DataFrame({"source_id": list(numbering), "customer_id": list(numbering.values())})
+    return numbered, pd.DataFrame({"source_id": source_ids, "customer_id": numbering.to_numpy()})
+
+
+def customers_from_transactions(transactions: pd.DataFrame) -> pd.DataFrame:
+    """One customer per id of the mapped ``transactions``: onboarding on the first transaction's day, the rest unknown.
+
+    Ids whose timestamps do not parse are still listed (with the earliest parsable day, or none), so that
+    validation reports the bad timestamps rather than orphan transactions.
+    """
+    stamps = pd.to_datetime(transactions["timestamp"], errors="coerce", format="ISO8601") \
+        if not pd.api.types.is_datetime64_any_dtype(transactions["timestamp"]) else transactions["timestamp"]
+    first = stamps.groupby(transactions["customer_id"], sort=False).min()
+    out = pd.DataFrame({"customer_id": first.index, "onboarding_date": first.dt.normalize().to_numpy()})
+    for column in contract.CUSTOMERS.columns:
+        if column.name not in out.columns and column.required:
+            out[column.name] = pd.Series([column.unknown] * len(out), dtype="object")
+    return out
 
 
 def import_mapped(mapping_path: Path, out_dir: Path, config: Config) -> ImportSummary:
@@ -180,13 +226,23 @@ def import_mapped(mapping_path: Path, out_dir: Path, config: Config) -> ImportSu
     mapping = load_mapping(mapping_path)
     frames: dict[str, pd.DataFrame] = {}
     id_tables: set[str] = set()
+    derived = {name: spec["derive"] for name, spec in mapping["tables"].items() if "derive" in spec}
     for name, spec in mapping["tables"].items():
+        if name in derived:
+            continue
         path = (mapping_path.parent / spec["file"]).resolve()
         extract = read_extract(path, spec.get("read"))
         frames[name] = map_table(contract.TABLES[name], extract, spec["columns"], str(path))
+        del extract
         if _spec(spec["columns"].get("customer_id", {})).get("id"):
             id_tables.add(name)
     notes = []
+    for name, source in derived.items():
+        frames[name] = customers_from_transactions(frames[source])
+        if source in id_tables:
+            id_tables.add(name)
+        notes.append(f"{name} derived from {source}: {len(frames[name]):,} customers, onboarding = first transaction, "
+                     "every other attribute unknown")
     if id_tables:
         frames, numbering = number_customer_ids(frames, id_tables)
         Path(out_dir).mkdir(parents=True, exist_ok=True)
