@@ -203,7 +203,10 @@ def serve(
         tag, _ = latest_bento(bento)
     except ServingSetupError as err:
         _fail(str(err))
-    typer.echo(f"serving {tag} on http://127.0.0.1:{port} (OpenAPI docs at /docs)")
+    # The snapshot `custbase score` refreshes, resolved here: the bento's own folder is the service's working dir.
+    os.environ.setdefault("CUSTBASE_SNAPSHOT", str(_config(None).paths.online_snapshot.resolve()))
+    typer.echo(f"serving {tag} on http://127.0.0.1:{port} (OpenAPI docs at /docs); online feature snapshot "
+               f"{os.environ['CUSTBASE_SNAPSHOT']}")
     # this interpreter's bentoml: the venv's bin folder need not be on PATH
     os.execv(sys.executable, [sys.executable, "-m", "bentoml", "serve", tag, "--host", "127.0.0.1", "--port", str(port)])
 

@@ -8,13 +8,14 @@ bento in the BentoML store, and the paths of the configuration, then calls the o
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from custbase.config import Config
 from serving.batch import BatchSummary, read_scores, score_base
 from serving.bento import BENTO_NAME, build_bento, configure_bentoml_home
 from serving.campaign import campaign_list, write_campaign_csv
-from serving.models import MODEL_NAMES, REGISTERED_NAMES, ScoringModels, load_champions_from_bento
+from serving.models import MODEL_NAMES, REGISTERED_NAMES, ModelStoreError, ScoringModels, load_champions_from_bento
 from serving.spec import SPEC_FILE, ServingSpec
 
 
@@ -63,6 +64,10 @@ def latest_bento(tag: str | None = None) -> tuple[str, ServingSpec]:
     try:
         bento = bentoml.get(tag or f"{BENTO_NAME}:latest")
     except bentoml.exceptions.NotFound:
+        if tag:
+            known = ", ".join(str(b.tag) for b in bentoml.list(BENTO_NAME)[:5]) or "none"
+            raise ServingSetupError(f"no bento {tag} in the BentoML store ({os.environ.get('BENTOML_HOME')}); custbase bentos "
+                                    f"there: {known}; build one with `custbase build`") from None
         raise ServingSetupError("no custbase bento in the BentoML store: run `custbase build` first") from None
     spec_path = Path(bento.path_of("src")) / SPEC_FILE
     return str(bento.tag), ServingSpec.model_validate(json.loads(spec_path.read_text()))
@@ -71,7 +76,10 @@ def latest_bento(tag: str | None = None) -> tuple[str, ServingSpec]:
 def bento_models(tag: str | None = None) -> tuple[ScoringModels, str]:
     """The three models packed in the newest bento (the same ones the online service serves)."""
     bento_tag, spec = latest_bento(tag)
-    return load_champions_from_bento(spec.refs()), bento_tag
+    try:
+        return load_champions_from_bento(spec.refs()), bento_tag
+    except ModelStoreError as err:
+        raise ServingSetupError(str(err)) from None
 
 
 def score(

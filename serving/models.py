@@ -229,12 +229,31 @@ def load_scoring_models(path: Path) -> ScoringModels:
 
 @dataclass(frozen=True)
 class ModelRef:
-    """One pinned champion: BentoML tag, MLflow URI and registry version."""
+    """One pinned champion: BentoML tag, MLflow URI, registry version and the SHA-256 of its files."""
 
     name: str
     bento_tag: str
     model_uri: str
     version: str
+    sha256: str = ""
+
+
+class ModelStoreError(RuntimeError):
+    """A bento's model is missing from the BentoML store, or its files changed since the build."""
+
+
+def model_files_sha256(folder: Path) -> str:
+    """SHA-256 over every file under ``folder`` (relative path and content, in sorted order)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    folder = Path(folder)
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0")
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 ModelLoader = Callable[[Path, ModelRef], ScoringModel]
@@ -276,8 +295,22 @@ def load_champions_from_bento(refs: Mapping[str, ModelRef], loader: ModelLoader 
         if name not in refs:
             raise KeyError(f"the serving spec names no {name} model; rebuild the bento with `custbase build`")
         ref = refs[name]
-        stored = bentoml.models.get(ref.bento_tag)
-        loaded[name] = loader(Path(stored.path_of("mlflow_model")), ref)
+        try:
+            stored = bentoml.models.get(ref.bento_tag)
+        except bentoml.exceptions.NotFound:
+            raise ModelStoreError(
+                f"the {name} model {ref.bento_tag} of this bento is not in the BentoML store ({os.environ.get('BENTOML_HOME', 'bentoml_home')}): "
+                "it was deleted; rebuild the bento with `custbase build`"
+            ) from None
+        folder = Path(stored.path_of("mlflow_model"))
+        if ref.sha256:
+            found = model_files_sha256(folder)
+            if found != ref.sha256:
+                raise ModelStoreError(
+                    f"the files of the {name} model {ref.bento_tag} changed since the bento was built (SHA-256 "
+                    f"{found[:12]}... recorded {ref.sha256[:12]}...): refusing to serve; rebuild with `custbase build`"
+                )
+        loaded[name] = loader(folder, ref)
     return check_models(ScoringModels(**loaded))
 
 

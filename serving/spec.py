@@ -40,6 +40,8 @@ class ModelSpec(BaseModel):
     bento_tag: str = ""
     model_uri: str = ""
     version: str = ""
+    #: SHA-256 of the model's files in the BentoML store, recorded at build; the service refuses a mismatch.
+    sha256: str = ""
 
 
 class ServingSpec(BaseModel):
@@ -49,10 +51,12 @@ class ServingSpec(BaseModel):
     models: dict[str, ModelSpec] = {}
     policy: Policy = Policy()
     feature_set: dict | None = None
+    #: Where the build's configuration put the snapshot; informational: the service finds the snapshot through
+    #: ``CUSTBASE_SNAPSHOT`` or the configuration at start (see :func:`serving.service.snapshot_path`).
     snapshot_path: str = DEFAULT_SNAPSHOT
 
     def refs(self) -> dict[str, ModelRef]:
-        return {n: ModelRef(n, m.bento_tag, m.model_uri, m.version) for n, m in self.models.items() if m.bento_tag}
+        return {n: ModelRef(n, m.bento_tag, m.model_uri, m.version, m.sha256) for n, m in self.models.items() if m.bento_tag}
 
 
 #: How far above the training range a request value may go, in multiples of the range's width (or of the
@@ -84,7 +88,8 @@ def value_range(models: ScoringModels) -> dict[str, tuple[float | None, float | 
 
 
 def spec_from_models(models: ScoringModels, policy: Policy, *, feature_set: dict | None = None,
-                     snapshot_path: str = DEFAULT_SNAPSHOT, bento_tags: dict[str, str] | None = None) -> ServingSpec:
+                     snapshot_path: str = DEFAULT_SNAPSHOT, bento_tags: dict[str, str] | None = None,
+                     sha256: dict[str, str] | None = None) -> ServingSpec:
     """The spec of ``models``: the union of their features (descriptions from the feature set when published)."""
     from serving.scoring import feature_descriptions
 
@@ -100,7 +105,8 @@ def spec_from_models(models: ScoringModels, policy: Policy, *, feature_set: dict
     tags = bento_tags or {}
     return ServingSpec(
         features=features,
-        models={m.name: ModelSpec(bento_tag=tags.get(m.name, ""), model_uri=m.model_uri, version=str(m.version)) for m in models},
+        models={m.name: ModelSpec(bento_tag=tags.get(m.name, ""), model_uri=m.model_uri, version=str(m.version),
+                                  sha256=(sha256 or {}).get(m.name, "")) for m in models},
         policy=policy,
         feature_set=feature_set,
         snapshot_path=snapshot_path,
