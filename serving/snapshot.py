@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.feature_set import remove_stale_temporaries
+
 TABLE = "customer_features"
 META_TABLE = "snapshot_meta"
 
@@ -75,28 +77,6 @@ def write_snapshot(features: pd.DataFrame, path: Path, columns: Iterable[str] | 
     con.close()
     os.replace(tmp, path)
     return path
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale_temporaries(path: Path) -> list[Path]:
-    """Delete ``.<name>.tmp-<pid>`` files beside ``path`` whose writer process is gone (a killed earlier run)."""
-    path = Path(path)
-    removed = []
-    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
-        pid = tmp.name.rsplit("-", 1)[-1]
-        if not pid.isdigit() or not _pid_alive(int(pid)) or int(pid) == os.getpid():
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp)
-    return removed
 
 
 _SELECT_ONE = f'SELECT * FROM "{TABLE}" WHERE customer_id = ?'
