@@ -61,6 +61,14 @@ build: $(ENV) ## package the champion models as a bento
 serve: $(ENV) ## start the online endpoint (set CUSTBASE_API_KEYS first)
 	$(CB) serve
 
+.PHONY: bench
+bench: $(ENV) ## speed figures beside their limits, same run (~10 min, after make demo) -> benchmarks/results/
+	$(RUN) python -m benchmarks.run
+
+.PHONY: bench-full
+bench-full: $(ENV) ## longer runs and more repeats of make bench
+	$(RUN) python -m benchmarks.run --full
+
 .PHONY: clean
 clean: ## remove generated data and the local MLflow home (keeps the environment)
 	rm -rf data && find mlruns -mindepth 1 ! -name .gitignore -exec rm -rf {} +

@@ -93,6 +93,8 @@ def score(
     reasons: str = "action",
 ) -> BatchSummary:
     """Score every customer active at ``as_of`` with the bento's models; build the month's features if needed."""
+    for folder, what in ((Path(out), "--out"), (config.paths.online_snapshot.parent, "paths.online_snapshot's folder")):
+        _check_writable(folder, what)
     if features_path is None:
         if raw is None:
             raise ValueError("give --raw (raw tables to build the month's features from) or --features (a prepared table)")
@@ -106,6 +108,17 @@ def score(
         Path(features_path), models, config.policy, out, as_of=as_of, engine=engine, reasons=reasons,
         snapshot_path=config.paths.online_snapshot,
     )
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    """Fail at once, in one line, when ``folder`` cannot be created or written (before any slow work)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ServingSetupError(f"cannot write to {folder} ({what}): {err.strerror or err}; choose a writable folder") from None
 
 
 def campaign(config: Config, kind: str, *, budget: int, out: Path, scores_dir: Path | None = None) -> tuple[Path, int]:

@@ -98,3 +98,14 @@ def test_stale_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_pa
         path.write_text("x")
     assert remove_stale_temporaries(target) == [dead]
     assert live.exists() and other.exists() and not dead.exists()
+
+
+def test_unwritable_out_is_one_line_before_any_work(tmp_path):
+    """An --out that cannot be created (here under a file, which binds even for root) fails at once, naming it."""
+    from custbase.config import Config
+    from serving.jobs import ServingSetupError, score
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(ServingSetupError, match=r"cannot write to .*a-file.* \(--out\)"):
+        score(Config(), as_of="2025-06", out=blocker / "scores", raw=tmp_path / "nowhere")

@@ -229,3 +229,47 @@ def test_fuzzing_finds_no_server_error_and_every_reply_matches_the_schema(asgi, 
     logged = caplog.text
     assert KEY not in logged and "Traceback" not in logged
     assert not [v for v in sent if v in logged]
+
+
+def test_snapshot_reader_sees_a_refresh_at_once(tmp_path):
+    base = synthetic_customer_months(20, seed=1)
+    path = tmp_path / "snapshot.sqlite"
+    write_snapshot(base, path)
+    reader = OnlineFeatureSnapshot(path)
+    first = reader.lookup_records([int(base["customer_id"].iloc[0])])
+    moved = base.assign(age=base["age"] + 1)
+    write_snapshot(moved, path)
+    second = reader.lookup_records([int(base["customer_id"].iloc[0])])
+    assert next(iter(second.values()))["age"] == next(iter(first.values()))["age"] + 1
+    assert reader.lookup_records([10**12]) == {}
+
+
+@pytest.mark.slow
+def test_online_path_equals_batch_output_on_the_demo_bank():
+    """The service's per-request path reproduces the demo's batch scores (action reasons) for every customer."""
+    from pathlib import Path
+
+    from serving.batch import read_scores
+    from serving.jobs import bento_models
+
+    root = Path(__file__).parents[1]
+    scores_dir, snapshot = root / "data" / "demo" / "scores", root / "data" / "demo" / "online_features.sqlite"
+    if not (scores_dir / "_SUCCESS").exists() or not snapshot.exists():
+        pytest.skip("run `make demo` first: the test compares against its batch output")
+    import os
+
+    os.environ.setdefault("BENTOML_HOME", str(root / "bentoml_home"))
+    batch = read_scores(scores_dir)
+    run = json.loads((scores_dir / "_run.json").read_text())
+    models, _ = bento_models()
+    if models.versions() != run["model_versions"]:
+        pytest.skip("the newest bento holds other model versions than the demo's scores")
+    from custbase.config import load_config
+
+    found = OnlineFeatureSnapshot(snapshot).lookup_records(batch["customer_id"].tolist())
+    rows = score_records([found[i] for i in batch["customer_id"]], models, load_config().policy, reasons=run["reasons"])
+    for column in ("churn_probability", "clv_12m", "value_at_risk", "segment", "recommended_action",
+                   "expected_value_of_contact", "churn_reasons", "upgrade_reasons", "clv_reasons"):
+        assert [r[column] for r in rows] == batch[column].tolist(), column
+    upgrade = [None if np.isnan(v) else v for v in batch["upgrade_probability"]]
+    assert [r["upgrade_probability"] for r in rows] == upgrade
