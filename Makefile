@@ -96,6 +96,14 @@ backtest: $(ENV) ## score the demo's matured months with the champions of their 
 notebooks: $(ENV) ## execute every notebook under notebooks/ on the demo's outputs (after `make demo`)
 	$(CB) notebooks
 
+.PHONY: bench
+bench: $(ENV) ## speed figures beside their limits, same run (~10 min, after make demo) -> benchmarks/results/
+	$(RUN) python -m benchmarks.run
+
+.PHONY: bench-full
+bench-full: $(ENV) ## longer runs and more repeats of make bench
+	$(RUN) python -m benchmarks.run --full
+
 .PHONY: clean
 clean: ## remove generated data and the local MLflow home (keeps the environment)
 	rm -rf data && find mlruns -mindepth 1 ! -name .gitignore -exec rm -rf {} +

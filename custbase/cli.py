@@ -350,6 +350,7 @@ def build(config: ConfigOption = None) -> None:
 def serve(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 3000,
     bento: Annotated[Optional[str], typer.Option(help="Bento tag (default: the newest custbase bento).")] = None,
+    config: ConfigOption = None,
 ) -> None:
     """Start the online scoring service of the newest bento (POST /score, POST /score_customers)."""
     if not os.environ.get("CUSTBASE_API_KEYS", "").strip():
@@ -361,7 +362,10 @@ def serve(
         tag, _ = latest_bento(bento)
     except ServingSetupError as err:
         _fail(str(err))
-    typer.echo(f"serving {tag} on http://127.0.0.1:{port} (OpenAPI docs at http://127.0.0.1:{port}/docs)")
+    # The snapshot `custbase score` refreshes, resolved here: the bento's own folder is the service's working dir.
+    os.environ.setdefault("CUSTBASE_SNAPSHOT", str(_config(config).paths.online_snapshot.resolve()))
+    typer.echo(f"serving {tag} on http://127.0.0.1:{port} (OpenAPI docs at http://127.0.0.1:{port}/docs); online "
+               f"feature snapshot {os.environ['CUSTBASE_SNAPSHOT']}")
     # this interpreter's bentoml: the venv's bin folder need not be on PATH
     os.execv(sys.executable, [sys.executable, "-m", "bentoml", "serve", tag, "--host", "127.0.0.1", "--port", str(port)])
 

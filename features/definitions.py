@@ -625,20 +625,30 @@ def label_columns(tables: frozenset[str] | set[str], labels: Labels | None = Non
     return tuple(c for c in names.labels if c != names.upgrade or "balances" in tables)
 
 
-def in_churn_population(frame) -> "pd.Series":
-    """Boolean mask of the rows in the churn population, from data at or before as_of only.
+def churn_population_mask(columns, rows: int) -> "np.ndarray":
+    """Boolean array of the rows in the churn population, from data at or before as_of only.
 
     The one rule training, evaluation, scoring and campaign lists share: the customer is open (every
     customer-month row is) and not quiet at as_of (``months_quiet == 0``): neither dormant nor lapsing. Tables
     without ``months_quiet`` (prepared elsewhere) fall back to ``is_dormant == 0``, and to every row without either.
+    ``columns`` is a frame or a mapping of arrays with ``rows`` rows.
     """
+    import numpy as np
+
+    for name in (CHURN_POPULATION_COLUMN, "is_dormant"):
+        if name in columns:
+            values = columns[name]
+            values = (values.to_numpy(dtype="float64", na_value=np.nan) if hasattr(values, "to_numpy")
+                      else np.asarray(values, dtype="float64"))
+            return np.nan_to_num(values, nan=0.0) == 0
+    return np.ones(rows, dtype=bool)
+
+
+def in_churn_population(frame) -> "pd.Series":
+    """:func:`churn_population_mask` of a frame, as a boolean Series on its index."""
     import pandas as pd
 
-    if CHURN_POPULATION_COLUMN in frame.columns:
-        return frame[CHURN_POPULATION_COLUMN].fillna(0).eq(0)
-    if "is_dormant" in frame.columns:
-        return frame["is_dormant"].fillna(0).eq(0)
-    return pd.Series(True, index=frame.index)
+    return pd.Series(churn_population_mask(frame, len(frame)), index=frame.index)
 
 
 def label_sql(ctx: Context, r: MonthRange) -> dict[str, str]:

@@ -67,6 +67,31 @@ def arrow_schema(columns: list[str], label_columns: list[str] | tuple[str, ...] 
     return pa.schema(fields)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Delete temporary files beside ``path`` left by a killed writer: ``.<name>.<pid>.tmp`` or ``.<name>.tmp-<pid>``
+    whose process is gone (a live writer's file is kept). Returns the files removed."""
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.*"):
+        middle = tmp.name[len(path.name) + 2 :]
+        pid = middle.removesuffix(".tmp") if middle.endswith(".tmp") else middle.removeprefix("tmp-")
+        if not pid.isdigit() or (int(pid) != os.getpid() and _pid_alive(int(pid))):
+            continue
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
 def write_feature_table(frame: pd.DataFrame | pa.Table, path: Path, metadata: dict) -> Path:
     """Write a customer-month table with its ``custbase`` metadata, atomically (temporary file, then rename)."""
     path = Path(path)
@@ -78,6 +103,7 @@ def write_feature_table(frame: pd.DataFrame | pa.Table, path: Path, metadata: di
     existing = {k: v for k, v in existing.items() if k != b"pandas"}
     table = table.replace_schema_metadata({**existing, METADATA_KEY: json.dumps(metadata, default=str).encode()})
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         pq.write_table(table, tmp, compression="zstd")

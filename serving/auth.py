@@ -17,7 +17,7 @@ API_KEYS_ENV = "CUSTBASE_API_KEYS"
 OPEN_PATHS: frozenset[str] = frozenset(
     {"/", "/healthz", "/livez", "/readyz", "/metrics", "/docs", "/docs.json", "/schema.json", "/openapi.json"}
 )
-OPEN_PREFIXES: tuple[str, ...] = ("/static_content/", "/assets/")
+OPEN_PREFIXES: tuple[str, ...] = ("/static_content/", "/assets/", "/docs-assets/")
 
 
 def api_keys_from_env(environ: dict[str, str] | None = None) -> tuple[str, ...]:

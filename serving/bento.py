@@ -14,7 +14,7 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
-from serving.models import MODEL_NAMES, REGISTERED_NAMES, ModelRef, ScoringModels, check_models, load_mlflow_model_dir
+from serving.models import MODEL_NAMES, REGISTERED_NAMES, ModelRef, ScoringModels, check_models, load_mlflow_model_dir, model_files_sha256
 from serving.policy import Policy
 from serving.spec import DEFAULT_SNAPSHOT, SPEC_FILE, spec_from_models, write_spec
 
@@ -95,7 +95,8 @@ def build_bento(config, model_uris: dict[str, str], *, policy: Policy | None = N
     feature_set
         The feature set spec (name, version, columns) packed with the bento.
     snapshot_path
-        Where the served bento reads the online feature snapshot (``CUSTBASE_SNAPSHOT`` overrides at run time).
+        Recorded for information only: the service finds the snapshot through ``CUSTBASE_SNAPSHOT`` or the
+        configuration where it starts, the same setting ``custbase score`` refreshes (no path baked at build).
     project_dir
         Source of the packages copied into the bento (the repository root by default).
     """
@@ -107,13 +108,14 @@ def build_bento(config, model_uris: dict[str, str], *, policy: Policy | None = N
         raise ValueError(f"build_bento needs pinned URIs for {missing}")
     policy = policy or getattr(config, "policy", None) or Policy()
     refs = {name: import_champion(name, model_uris[name]) for name in MODEL_NAMES}
-    loaded = {}
+    loaded, digests = {}, {}
     for name, ref in refs.items():
-        loaded[name] = load_mlflow_model_dir(Path(bentoml.models.get(ref.bento_tag).path_of("mlflow_model")), ref)
+        folder = Path(bentoml.models.get(ref.bento_tag).path_of("mlflow_model"))
+        digests[name] = model_files_sha256(folder)
+        loaded[name] = load_mlflow_model_dir(folder, ref)
     models = check_models(ScoringModels(**loaded))
-    snapshot = snapshot_path or str(Path(DEFAULT_SNAPSHOT).resolve())
-    spec = spec_from_models(models, policy, feature_set=feature_set, snapshot_path=snapshot,
-                            bento_tags={n: r.bento_tag for n, r in refs.items()})
+    spec = spec_from_models(models, policy, feature_set=feature_set, snapshot_path=str(snapshot_path or DEFAULT_SNAPSHOT),
+                            bento_tags={n: r.bento_tag for n, r in refs.items()}, sha256=digests)
 
     project = Path(project_dir or Path(__file__).resolve().parents[1])
     ctx = Path(tempfile.mkdtemp(prefix="bento-ctx-", dir=os.environ["BENTOML_HOME"]))

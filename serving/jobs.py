@@ -98,7 +98,11 @@ def latest_bento(tag: str | None = None) -> tuple[str, ServingSpec]:
     try:
         bento = bentoml.get(tag or f"{BENTO_NAME}:latest")
     except bentoml.exceptions.NotFound:
-        raise ServingSetupError(f"no bento {tag or BENTO_NAME + ':latest'} in the BentoML store {_bentoml_home()}: build one with "
+        if tag:
+            known = ", ".join(str(b.tag) for b in bentoml.list(BENTO_NAME)[:5]) or "none"
+            raise ServingSetupError(f"no bento {tag} in the BentoML store {_bentoml_home()}; custbase bentos there: "
+                                    f"{known}; build one with `{hints.make('build')}`") from None
+        raise ServingSetupError(f"no bento {BENTO_NAME}:latest in the BentoML store {_bentoml_home()}: build one with "
                                 f"`{hints.make('build')}` (`bentoml list` shows what there is)") from None
     spec_path = Path(bento.path_of("src")) / SPEC_FILE
     return str(bento.tag), ServingSpec.model_validate(json.loads(spec_path.read_text()))
@@ -106,10 +110,13 @@ def latest_bento(tag: str | None = None) -> tuple[str, ServingSpec]:
 
 def bento_models(tag: str | None = None) -> tuple[ScoringModels, str]:
     """The three models packed in the newest bento (the same ones the online service serves)."""
-    from serving.models import load_champions_from_bento
+    from serving.models import ModelStoreError, load_champions_from_bento
 
     bento_tag, spec = latest_bento(tag)
-    return load_champions_from_bento(spec.refs()), bento_tag
+    try:
+        return load_champions_from_bento(spec.refs()), bento_tag
+    except ModelStoreError as err:
+        raise ServingSetupError(str(err)) from None
 
 
 @dataclass(frozen=True)
@@ -166,6 +173,8 @@ def score_plan(
     else:
         snapshot, note = None, (f"left as it is ({out} is not paths.scores_dir {config.paths.scores_dir}, "
                                 f"so these scores do not feed the online endpoint)")
+    for folder, what in ((out, "--out"), *(((snapshot.parent, "paths.online_snapshot's folder"),) if snapshot else ())):
+        _check_writable(folder, what)
     return ScorePlan(as_of=as_of, out=out, features_path=Path(features_path), raw=raw, snapshot=snapshot, snapshot_note=note)
 
 
@@ -187,6 +196,17 @@ def score(config: Config, plan: ScorePlan, *, engine: str = "local", reasons: st
 
     monitor_scoring_run(config, features_path=plan.features_path, as_of=plan.as_of, scores_dir=plan.out, models=models)
     return summary
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    """Fail at once, in one line, when ``folder`` cannot be created or written (before any slow work)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ServingSetupError(f"cannot write to {folder} ({what}): {err.strerror or err}; choose a writable folder") from None
 
 
 def campaign(config: Config, kind: str, *, budget: int, out: Path, scores_dir: Path | None = None) -> tuple[Path, int]:

@@ -229,12 +229,31 @@ def load_scoring_models(path: Path) -> ScoringModels:
 
 @dataclass(frozen=True)
 class ModelRef:
-    """One pinned champion: BentoML tag, MLflow URI and registry version."""
+    """One pinned champion: BentoML tag, MLflow URI, registry version and the SHA-256 of its files."""
 
     name: str
     bento_tag: str
     model_uri: str
     version: str
+    sha256: str = ""
+
+
+class ModelStoreError(RuntimeError):
+    """A bento's model is missing from the BentoML store, or its files changed since the build."""
+
+
+def model_files_sha256(folder: Path) -> str:
+    """SHA-256 over every file under ``folder`` (relative path and content, in sorted order)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    folder = Path(folder)
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0")
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 ModelLoader = Callable[[Path, ModelRef], ScoringModel]
@@ -276,8 +295,22 @@ def load_champions_from_bento(refs: Mapping[str, ModelRef], loader: ModelLoader 
         if name not in refs:
             raise KeyError(f"the serving spec names no {name} model; rebuild the bento with `custbase build`")
         ref = refs[name]
-        stored = bentoml.models.get(ref.bento_tag)
-        loaded[name] = loader(Path(stored.path_of("mlflow_model")), ref)
+        try:
+            stored = bentoml.models.get(ref.bento_tag)
+        except bentoml.exceptions.NotFound:
+            raise ModelStoreError(
+                f"the {name} model {ref.bento_tag} of this bento is not in the BentoML store ({os.environ.get('BENTOML_HOME', 'bentoml_home')}): "
+                "it was deleted; rebuild the bento with `custbase build`"
+            ) from None
+        folder = Path(stored.path_of("mlflow_model"))
+        if ref.sha256:
+            found = model_files_sha256(folder)
+            if found != ref.sha256:
+                raise ModelStoreError(
+                    f"the files of the {name} model {ref.bento_tag} changed since the bento was built (SHA-256 "
+                    f"{found[:12]}... recorded {ref.sha256[:12]}...): refusing to serve; rebuild with `custbase build`"
+                )
+        loaded[name] = loader(folder, ref)
     return check_models(ScoringModels(**loaded))
 
 
@@ -299,3 +332,184 @@ def models_from_environment(refs: Mapping[str, ModelRef] | None = None) -> Scori
         "no models to serve: run a bento built by `custbase build`, or set "
         f"{MODELS_PICKLE_ENV} (a pickle from serving.models.save_scoring_models) or {MODELS_FACTORY_ENV}"
     )
+
+
+# --------------------------------------------------------------------------------------------- arrays
+
+
+@dataclass(frozen=True, eq=False)
+class MatrixModel:
+    """One model as arrays: what the per-request fast path and the batch job score with.
+
+    The matrix has the model's features in order, numbers as float64 and each categorical as its code in the
+    training categories (NaN when missing or unseen): exactly what LightGBM makes of a pandas ``category``
+    frame, so the boosters here (copies that take codes) predict and explain identically to the originals.
+
+    Attributes
+    ----------
+    boosters
+        ``(booster,)`` or, for the CLV hurdle model, ``(occurrence, severity)`` whose predictions multiply.
+    explained
+        The booster whose ``pred_contrib`` gives the reason codes.
+    calibrate
+        Raw -> calibrated probability on arrays, or None.
+    fallback
+        A model that does not expose its boosters scores through its own ``predict`` on a frame (slow path).
+    """
+
+    name: str
+    version: str
+    feature_names: tuple[str, ...]
+    categories: dict[str, tuple[str, ...]]
+    boosters: tuple[lgb.Booster, ...]
+    explained: lgb.Booster
+    calibrate: Callable[[np.ndarray], np.ndarray] | None = None
+    fallback: ScoringModel | None = None
+
+    @property
+    def codes(self) -> dict[str, dict[str, int]]:
+        return self._codes  # type: ignore[attr-defined]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_codes", {c: {v: i for i, v in enumerate(cats)} for c, cats in self.categories.items()})
+        object.__setattr__(self, "_categorical", np.array([n in self.categories for n in self.feature_names], dtype=bool))
+
+    def encode_frame(self, frame: pd.DataFrame) -> np.ndarray:
+        """The model matrix of ``frame`` (vectorised; the batch path and large requests)."""
+        missing = [c for c in self.feature_names if c not in frame.columns]
+        if missing:
+            raise ModelInputError(
+                f"the {self.name} model (version {self.version}) needs {len(missing)} feature column(s) absent from the "
+                f"{len(frame)}-row frame: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}; "
+                "build the features with the model's feature set"
+            )
+        X = np.empty((len(frame), len(self.feature_names)), dtype="float64")
+        for j, name in enumerate(self.feature_names):
+            values = frame[name]
+            if name in self.categories:
+                categories = list(self.categories[name])
+                if isinstance(values.dtype, pd.CategoricalDtype) and list(values.cat.categories) == categories:
+                    codes = values.cat.codes.to_numpy()
+                else:
+                    # As training's prepare_features: compare as text, unseen -> missing.
+                    text = values.astype("object").astype("str").where(values.notna(), None)
+                    codes = pd.Categorical(text, categories=categories).codes
+                X[:, j] = np.where(codes < 0, np.nan, codes)
+            else:
+                X[:, j] = pd.to_numeric(values, errors="raise").to_numpy(dtype="float64", na_value=np.nan)
+        return X
+
+    def encode_records(self, records: list[Mapping[str, Any]]) -> np.ndarray:
+        """The model matrix of a few records (dicts), with no pandas: the per-request path.
+
+        Numbers become float (None -> NaN); categoricals their code (compared as text, unseen -> NaN), as
+        :meth:`encode_frame` does, so both give the same matrix.
+        """
+        X = np.empty((len(records), len(self.feature_names)), dtype="float64")
+        codes = self.codes
+        for i, record in enumerate(records):
+            row = X[i]
+            for j, name in enumerate(self.feature_names):
+                value = record.get(name)
+                if value is None:
+                    row[j] = np.nan
+                elif name in codes:
+                    code = codes[name].get(str(value))
+                    row[j] = np.nan if code is None else code
+                else:
+                    row[j] = float(value)
+        return X
+
+    def predict(self, X: np.ndarray, num_threads: int = 1) -> np.ndarray:
+        """Calibrated probability or CLV for the rows of the model matrix ``X``."""
+        if len(X) == 0:
+            return np.zeros(0)
+        if self.fallback is not None:
+            return np.asarray(self.fallback.predict(self.to_frame(X)), dtype="float64")
+        raw = self.boosters[0].predict(X, num_threads=num_threads)
+        for other in self.boosters[1:]:
+            raw = raw * other.predict(X, num_threads=num_threads)
+        raw = np.asarray(raw, dtype="float64")
+        return raw if self.calibrate is None else np.asarray(self.calibrate(raw), dtype="float64")
+
+    def contributions(self, X: np.ndarray, num_threads: int = 1) -> np.ndarray:
+        """``pred_contrib`` of the explained booster: shape ``(n, features + 1)``, the last column the bias."""
+        if len(X) == 0:
+            return np.zeros((0, len(self.feature_names) + 1))
+        return np.asarray(self.explained.predict(X, pred_contrib=True, num_threads=num_threads), dtype="float64")
+
+    def value(self, X: np.ndarray, i: int, j: int) -> Any:
+        """The feature value behind cell ``(i, j)`` as the customer's record has it (category text, float or None)."""
+        v = X[i, j]
+        if np.isnan(v):
+            return None
+        if self._categorical[j]:  # type: ignore[attr-defined]
+            return self.categories[self.feature_names[j]][int(v)]
+        return float(v)
+
+    def to_frame(self, X: np.ndarray) -> pd.DataFrame:
+        """The pandas model matrix of ``X`` (categoricals as ``category``): for models without exposed boosters."""
+        columns = {}
+        for j, name in enumerate(self.feature_names):
+            if name in self.categories:
+                codes = np.where(np.isnan(X[:, j]), -1, X[:, j]).astype("int64")
+                columns[name] = pd.Categorical.from_codes(codes, categories=list(self.categories[name]))
+            else:
+                columns[name] = X[:, j]
+        return pd.DataFrame(columns)
+
+
+def _codes_booster(booster: lgb.Booster, feature_names: list[str]) -> lgb.Booster:
+    if list(booster.feature_name()) != list(feature_names):
+        raise ModelInputError(f"booster features {booster.feature_name()[:5]} ... are not in the model's feature order {feature_names[:5]} ...")
+    from training.model_bundle import numeric_booster
+
+    return numeric_booster(booster)
+
+
+def matrix_model(model: ScoringModel) -> MatrixModel:
+    """The array form of ``model`` (boosters copied once to take category codes)."""
+    names = list(model.feature_names)
+    categories = {c: tuple(str(v) for v in cats) for c, cats in (model.categories or {}).items()}
+    common = dict(name=model.name, version=str(model.version), feature_names=tuple(names), categories=categories)
+    if isinstance(model, BundleModel):
+        bundle = model.bundle
+        parts = [bundle.boosters[k] for k in (("main",) if "main" in bundle.boosters else ("occurrence", "severity"))]
+        boosters = tuple(_codes_booster(b, names) for b in parts)
+        calibrate = bundle.calibrator.transform if bundle.calibrator is not None else None
+        return MatrixModel(**common, boosters=boosters, explained=boosters[0], calibrate=calibrate)
+    if isinstance(model, BoosterModel):
+        booster = _codes_booster(model.booster, names)
+        calibrate = None
+        if model.calibrator is not None:
+            calibrate = next((getattr(model.calibrator, m) for m in ("transform", "predict") if hasattr(model.calibrator, m)), model.calibrator)
+        return MatrixModel(**common, boosters=(booster,), explained=booster, calibrate=calibrate)
+    explained = _codes_booster(model.booster, names)
+    return MatrixModel(**common, boosters=(explained,), explained=explained, fallback=model)
+
+
+@dataclass(frozen=True, eq=False)
+class MatrixModels:
+    """The three :class:`MatrixModel` of one :class:`ScoringModels`."""
+
+    churn: MatrixModel
+    upgrade: MatrixModel
+    clv: MatrixModel
+
+    def __iter__(self):
+        return iter((self.churn, self.upgrade, self.clv))
+
+
+_MATRIX_CACHE: dict[int, tuple[ScoringModels, MatrixModels]] = {}
+
+
+def matrix_models(models: ScoringModels) -> MatrixModels:
+    """The array form of ``models``, built once per :class:`ScoringModels` object (booster copies cost ~10 ms)."""
+    cached = _MATRIX_CACHE.get(id(models))
+    if cached is not None and cached[0] is models:
+        return cached[1]
+    built = MatrixModels(*(matrix_model(m) for m in models))
+    if len(_MATRIX_CACHE) >= 8:
+        _MATRIX_CACHE.clear()
+    _MATRIX_CACHE[id(models)] = (models, built)
+    return built

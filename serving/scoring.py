@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from serving.models import ScoringModel, ScoringModels, prepare_features
+from serving.models import MatrixModel, MatrixModels, ScoringModels, matrix_models
 from serving.policy import Policy, recommend_actions, segment_customers
 
 ReasonMode = Literal["all", "actionable", "action", "none"]
@@ -61,17 +62,103 @@ def _reason_mode(reasons: bool | str) -> ReasonMode:
     return reasons  # type: ignore[return-value]
 
 
-def _explain(model: ScoringModel, X: pd.DataFrame, rows: np.ndarray, k: int) -> list[list[str]]:
-    """Top-``k`` reason sentences of ``model`` for the rows at positions ``rows`` of ``X``; [] elsewhere."""
+def _reason_sentences(model: MatrixModel, X: np.ndarray, contrib: np.ndarray, k: int) -> list[list[str]]:
+    """Top-``k`` features pushing each row's score up, as sentences (the rule of ``training.explain.reason_codes``)."""
+    n, f = len(X), len(model.feature_names)
+    out: list[list[str]] = [[] for _ in range(n)]
+    if n == 0:
+        return out
+    signed = contrib[:, :-1]
+    k_eff = min(k, f)
+    top = np.argpartition(-signed, k_eff - 1, axis=1)[:, :k_eff] if k_eff < f else np.tile(np.arange(f), (n, 1))
+    top_values = np.take_along_axis(signed, top, axis=1)
+    order = np.argsort(-top_values, axis=1, kind="stable")
+    top = np.take_along_axis(top, order, axis=1)
+    keep = np.take_along_axis(top_values, order, axis=1) > 0
+    rows, slots = np.nonzero(keep)
+    phrase = _phrasers(model)
+    for i, j in zip(rows.tolist(), top[rows, slots].tolist()):
+        out[i].append(phrase(j, model.value(X, i, j)))
+    return out
+
+
+@lru_cache(maxsize=16)
+def _phrasers(model: MatrixModel):
+    """``(feature index, value) -> sentence`` for ``model``, memoised (a base repeats few values per feature)."""
+    from training.explain import phraser
+
+    descriptions = feature_descriptions()
+    builders = [phraser(name, descriptions) for name in model.feature_names]
+
+    @lru_cache(maxsize=65_536)
+    def phrase(j: int, value) -> str:
+        return builders[j](value)
+
+    return phrase
+
+
+def _explain(model: MatrixModel, X: np.ndarray, rows: np.ndarray, k: int, num_threads: int) -> list[list[str]]:
+    """Reason sentences of ``model`` for the rows at positions ``rows`` of ``X``; [] elsewhere."""
     out: list[list[str]] = [[] for _ in range(len(X))]
     if len(rows) == 0:
         return out
-    from training.explain import reason_codes
-
-    codes = reason_codes(model.booster, X.iloc[rows], k=k, descriptions=feature_descriptions(), direction="increase")
-    for position, row_reasons in zip(rows.tolist(), codes):
-        out[position] = [r.sentence for r in row_reasons]
+    picked = X[rows]
+    for position, reasons in zip(rows.tolist(), _reason_sentences(model, picked, model.contributions(picked, num_threads), k)):
+        out[position] = reasons
     return out
+
+
+def _score(
+    customer_id: np.ndarray,
+    as_of: np.ndarray,
+    value_tier: np.ndarray,
+    policy_inputs: dict[str, np.ndarray],
+    X: dict[str, np.ndarray],
+    models: MatrixModels,
+    policy: Policy,
+    mode: ReasonMode,
+    reason_k: int,
+    num_threads: int,
+) -> dict[str, Any]:
+    """The scoring rule on arrays: every column of :data:`SCORE_COLUMNS`, one value per row."""
+    n = len(customer_id)
+    top = value_tier == policy.top_value_tier
+    churn = np.clip(models.churn.predict(X["churn"], num_threads), 0.0, 1.0)
+    upgrade = np.full(n, np.nan)
+    if (~top).any():
+        rows = np.flatnonzero(~top)
+        upgrade[rows] = np.clip(models.upgrade.predict(X["upgrade"][rows], num_threads), 0.0, 1.0)
+    clv = np.maximum(models.clv.predict(X["clv"], num_threads), 0.0)
+    scores = {"customer_id": customer_id, "value_tier": value_tier, "churn_probability": churn, "upgrade_probability": upgrade,
+              "clv_12m": clv, "value_at_risk": churn * clv, **policy_inputs}
+    segments = np.asarray(segment_customers(scores, policy), dtype=object)
+    actions, values = recommend_actions(scores, policy)
+
+    if mode == "none":
+        explained = np.zeros(0, dtype=int)
+    elif mode in ("actionable", "action"):
+        explained = np.flatnonzero(actions != "none")
+    else:
+        explained = np.arange(n)
+    per_model = {name: explained for name in ("churn", "upgrade", "clv")}
+    if mode == "action":
+        driver = np.array([ACTION_MODEL.get(a) for a in actions.tolist()], dtype=object)
+        per_model = {name: explained[driver[explained] == name] for name in per_model}
+    per_model["upgrade"] = per_model["upgrade"][~top[per_model["upgrade"]]]
+    return {
+        "customer_id": customer_id,
+        "as_of": as_of,
+        "value_tier": value_tier,
+        "segment": segments.astype(str),
+        "recommended_action": np.asarray(actions).astype(str),
+        "expected_value_of_contact": np.asarray(values, dtype="float64"),
+        "churn_probability": churn,
+        "upgrade_probability": upgrade,
+        "clv_12m": clv,
+        "value_at_risk": churn * clv,
+        **{f"{m.name}_reasons": _explain(m, X[m.name], per_model[m.name], reason_k, num_threads) for m in models},
+        **{f"{m.name}_model_version": [m.version] * n for m in models},
+    }
 
 
 def score_customers(
@@ -81,6 +168,7 @@ def score_customers(
     *,
     reasons: bool | ReasonMode = "all",
     reason_k: int = 3,
+    num_threads: int = 1,
 ) -> pd.DataFrame:
     """Score customer-month rows: probabilities, CLV, value at risk, segment, action, reasons, model versions.
 
@@ -101,6 +189,8 @@ def score_customers(
         a third of the cost); ``"none"`` (or False): empty lists.
     reason_k
         Reasons per model and row.
+    num_threads
+        LightGBM threads (0: all cores).
 
     Returns
     -------
@@ -114,56 +204,55 @@ def score_customers(
     if missing:
         raise ValueError(f"the {len(features)}-row feature frame lacks {missing}: scoring needs {list(IDENTITY_COLUMNS)}")
     frame = features.reset_index(drop=True)
-    n = len(frame)
-    X = {m.name: prepare_features(frame, m) for m in models}
+    matrices = matrix_models(models)
+    X = {m.name: m.encode_frame(frame) for m in matrices}
+    tier = frame["value_tier"].astype("object").where(frame["value_tier"].notna(), None).to_numpy(dtype=object)
+    policy_inputs = {c: pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+                     for c in POLICY_COLUMNS if c in frame.columns}
+    columns = _score(frame["customer_id"].to_numpy(dtype="int64"),
+                     pd.to_datetime(frame["as_of"]).astype("datetime64[us]").to_numpy(),
+                     tier, policy_inputs, X, matrices, policy, mode, reason_k, num_threads)
+    columns["value_tier"] = np.array([str(t) for t in tier.tolist()], dtype=object)
+    return pd.DataFrame(columns).loc[:, list(SCORE_COLUMNS)].astype({"segment": "str", "recommended_action": "str", "value_tier": "str"})
 
-    tier = frame["value_tier"].astype("object").where(frame["value_tier"].notna(), None)
-    top = (tier == policy.top_value_tier).to_numpy(dtype=bool)
-    churn = np.clip(models.churn.predict(X["churn"]), 0.0, 1.0) if n else np.zeros(0)
-    upgrade = np.full(n, np.nan)
-    if (~top).any():
-        rows = np.flatnonzero(~top)
-        upgrade[rows] = np.clip(models.upgrade.predict(X["upgrade"].iloc[rows]), 0.0, 1.0)
-    clv = np.maximum(models.clv.predict(X["clv"]), 0.0) if n else np.zeros(0)
 
-    scores = pd.DataFrame(
-        {
-            "customer_id": frame["customer_id"].to_numpy(dtype="int64"),
-            "as_of": pd.to_datetime(frame["as_of"]).astype("datetime64[us]").to_numpy(),
-            "value_tier": tier.astype("str").to_numpy() if n else np.zeros(0, dtype=object),
-            "churn_probability": churn,
-            "upgrade_probability": upgrade,
-            "clv_12m": clv,
-            "value_at_risk": churn * clv,
-        }
-    )
-    for column in POLICY_COLUMNS:
-        if column in frame.columns:
-            scores[column] = frame[column].to_numpy()
-    scores["segment"] = segment_customers(scores, policy)
-    actions, values = recommend_actions(scores, policy)
-    scores["recommended_action"] = actions
-    scores["expected_value_of_contact"] = values
+def score_records(
+    records: Sequence[Mapping[str, Any]],
+    models: ScoringModels,
+    policy: Policy,
+    *,
+    reasons: bool | ReasonMode = "action",
+    reason_k: int = 3,
+) -> list[dict[str, Any]]:
+    """:func:`score_customers` for a few records (dicts, as a request or the snapshot has them), without pandas
+    per column: one matrix per model, built once. Same numbers as the frame path (tests compare them).
 
-    if mode == "none":
-        explained = np.zeros(0, dtype=int)
-    elif mode in ("actionable", "action"):
-        explained = np.flatnonzero(actions != "none")
-    else:
-        explained = np.arange(n)
-    per_model = {name: explained for name in ("churn", "upgrade", "clv")}
-    if mode == "action":
-        driver = pd.Series(actions).map(ACTION_MODEL).to_numpy()
-        per_model = {name: explained[driver[explained] == name] for name in per_model}
-    per_model["upgrade"] = per_model["upgrade"][~top[per_model["upgrade"]]]
-    scores["churn_reasons"] = _explain(models.churn, X["churn"], per_model["churn"], reason_k)
-    scores["upgrade_reasons"] = _explain(models.upgrade, X["upgrade"], per_model["upgrade"], reason_k)
-    scores["clv_reasons"] = _explain(models.clv, X["clv"], per_model["clv"], reason_k)
-    for m in models:
-        scores[f"{m.name}_model_version"] = str(m.version)
-    scores["segment"] = scores["segment"].astype("str")
-    scores["recommended_action"] = scores["recommended_action"].astype("str")
-    return scores.loc[:, list(SCORE_COLUMNS)]
+    Each record holds ``customer_id``, ``as_of`` (a date, text ``YYYY-MM-DD`` or None), ``value_tier``, the models'
+    features and optionally the policy inputs. Returns one dict per record with the keys of :data:`SCORE_COLUMNS`
+    (``upgrade_probability`` None for the top tier).
+    """
+    mode = _reason_mode(reasons)
+    if not records:
+        return []
+    matrices = matrix_models(models)
+    X = {m.name: m.encode_records(records) for m in matrices}
+    tier = np.array([r.get("value_tier") for r in records], dtype=object)
+    policy_inputs = {c: np.array([np.nan if r.get(c) is None else float(r[c]) for r in records], dtype="float64")
+                     for c in POLICY_COLUMNS if any(c in r for r in records)}
+    ids = np.array([int(r["customer_id"]) for r in records], dtype="int64")
+    columns = _score(ids, np.array([r.get("as_of") for r in records], dtype=object), tier, policy_inputs, X, matrices,
+                     policy, mode, reason_k, 1)
+    out = []
+    for i in range(len(records)):
+        row = {name: columns[name][i] for name in SCORE_COLUMNS}
+        for name in ("expected_value_of_contact", "churn_probability", "clv_12m", "value_at_risk"):
+            row[name] = float(row[name])
+        upgrade = float(row["upgrade_probability"])
+        row["upgrade_probability"] = None if np.isnan(upgrade) else upgrade
+        row["customer_id"] = int(row["customer_id"])
+        row["segment"], row["recommended_action"] = str(row["segment"]), str(row["recommended_action"])
+        out.append(row)
+    return out
 
 
 def input_columns(models: ScoringModels) -> list[str]:

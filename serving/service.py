@@ -1,40 +1,72 @@
-"""The online scoring service (BentoML 1.4, new-style).
+"""The online scoring service: a FastAPI app served by BentoML 1.4 (``bentoml serve serving.service:CustbaseScoring``).
 
-Endpoints (all POST, JSON; keys as in :mod:`serving.auth`):
+Endpoints (JSON; keys as in :mod:`serving.auth`; the OpenAPI document at ``/openapi.json``, Swagger UI at ``/docs``):
 
-- ``/score``: ``{"customers": [CustomerFeatures, ...]}`` -> ``[CustomerScore, ...]``. ``CustomerFeatures`` is
-  generated from the served feature set: ``customer_id``, optional ``as_of``, and one field per model feature
-  (numbers as ``float | null``, categorical codes as one of the training categories or ``null``), every feature
-  required (send ``null`` when unknown) and unknown fields refused, so a misspelt feature is a 400 naming it.
-  Adaptive batching merges concurrent requests (``list[Model]`` input; a DataFrame input hangs in 1.4.40).
-- ``/score_customers``: ``{"customer_ids": [..]}`` -> one ``CustomerResult`` per id, from the online feature
-  snapshot; an unknown id is an item with ``error`` set, never a 500.
+- ``POST /score``: ``{"customers": [CustomerFeatures, ...], "reasons": "action"}`` -> ``[CustomerScore, ...]``.
+  ``CustomerFeatures`` is generated from the served feature set: ``customer_id``, optional ``as_of``,
+  ``value_tier`` and one field per model feature (numbers, or one of the training categories; ``null`` when
+  unknown), every feature required and unknown fields refused, so a misspelt feature is a 422 naming it.
+- ``POST /score_customers``: ``{"customer_ids": [..], "reasons": "action"}`` -> one ``CustomerResult`` per id, from
+  the online feature snapshot; an unknown id is an item with ``error`` set.
 
-Both run :func:`serving.scoring.score_customers`, as the batch jobs do. Without a serving spec (e.g. at
-``bentoml build`` time) ``CustomerFeatures`` falls back to ``{customer_id, as_of, value_tier, features: {...}}``.
-Run: ``bentoml serve serving.service:CustbaseScoring`` (models from a bento, or ``CUSTBASE_MODELS_PICKLE`` /
-``CUSTBASE_MODELS_FACTORY`` in development).
+``reasons`` is ``none``, ``action`` (default: the reasons of the model behind the recommended action) or ``all``.
+
+Each request is scored on its own, at once, on arrays (:func:`serving.scoring.score_records`, the batch job's
+rule): no adaptive batching, so no request waits for, or fails with, another. The request guard
+(:class:`RequestGuard`) answers before any work: 404 for unknown paths, 415 for a body that is not JSON, 413 for a
+body over :data:`MAX_BODY_BYTES` or more than :data:`MAX_ITEMS` items, 503 (``Retry-After: 1``) when
+:data:`MAX_IN_FLIGHT` requests are already being served. Numbers must be finite and in the range the OpenAPI
+document gives per feature (422 naming the field otherwise); ids are integers (not booleans) in 0 .. 2**53-1.
+Client errors are logged as one line without values; ``/metrics`` counts requests per known route only.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
-from typing import Any, Literal, Optional
+import time
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional
 
 import bentoml
-import numpy as np
-import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from fastapi import FastAPI, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.security import APIKeyHeader, HTTPBearer
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from starlette.staticfiles import StaticFiles
 
 from serving.auth import ApiKeyMiddleware
 from serving.models import MODELS_FACTORY_ENV, MODELS_PICKLE_ENV, ScoringModels, models_from_environment
 from serving.policy import Policy
-from serving.scoring import SCORE_COLUMNS, score_customers
+from serving.scoring import score_records
 from serving.snapshot import OnlineFeatureSnapshot, SnapshotMissing
 from serving.spec import SNAPSHOT_ENV, ServingSpec, find_spec, spec_from_models
 
-REASONS_ENV = "CUSTBASE_SERVICE_REASONS"
+logger = logging.getLogger("custbase.service")
+
+#: Items per request (ids or records) at most; more is refused with 413 before any work.
+MAX_ITEMS = int(os.environ.get("CUSTBASE_MAX_ITEMS", "1000"))
+#: Request body size at most, in bytes; more is refused with 413 before the body is read.
+MAX_BODY_BYTES = int(os.environ.get("CUSTBASE_MAX_BODY_BYTES", str(4 * 1024 * 1024)))
+#: Requests served at once at most; more get a fast 503 rather than a growing queue.
+MAX_IN_FLIGHT = int(os.environ.get("CUSTBASE_MAX_IN_FLIGHT", "96"))
+#: Requests of at most this many items are scored inline on the event loop (no thread hop).
+INLINE_ITEMS = 16
+#: Work of large requests admitted at once (items; x3 with all reasons; one largest request always fits); more gets 503.
+MAX_PENDING_UNITS = int(os.environ.get("CUSTBASE_MAX_PENDING_ITEMS", str(4 * MAX_ITEMS)))
+#: Event-loop lag beyond which new requests get a fast 503: the queue in front of a busy loop stays short.
+MAX_LOOP_LAG_S = float(os.environ.get("CUSTBASE_MAX_LOOP_LAG_S", "0.5"))
+#: Largest id accepted: exact in JSON numbers everywhere (2**53 - 1), far above any bank's ids.
+CUSTOMER_ID_MAX = 2**53 - 1
+API_ROUTES: tuple[str, ...] = ("/score", "/score_customers")
+#: Every path the service answers; any other gets 404 before auth and metrics.
+KNOWN_ROUTES: frozenset[str] = frozenset(
+    {*API_ROUTES, "/", "/docs", "/docs.json", "/openapi.json", "/metrics", "/healthz", "/livez", "/readyz", "/schema.json"}
+)
+DOCS_ASSETS = "/docs-assets"
 
 _models_override: ScoringModels | None = None
 
@@ -55,38 +87,67 @@ def _load_spec() -> ServingSpec | None:
 SPEC = _load_spec()
 
 
+def snapshot_path() -> Path:
+    """The online feature snapshot: ``CUSTBASE_SNAPSHOT``, else ``paths.online_snapshot`` of the configuration
+    (``CUSTBASE_CONFIG`` or ``custbase.yaml`` in the working directory), the file ``custbase score`` refreshes."""
+    if os.environ.get(SNAPSHOT_ENV):
+        return Path(os.environ[SNAPSHOT_ENV])
+    from custbase.config import load_config
+
+    configured = os.environ.get("CUSTBASE_CONFIG")
+    return Path(load_config(Path(configured) if configured else None).paths.online_snapshot)
+
+
+# --------------------------------------------------------------------------------------------- schema
+
+def _integral(value: Any) -> Any:
+    """JSON Schema counts 7.0 as an integer and so do we; a boolean is not a customer id."""
+    if isinstance(value, bool):
+        raise ValueError("customer ids are integers, not booleans")
+    if isinstance(value, float) and value.is_integer() and abs(value) <= CUSTOMER_ID_MAX:
+        return int(value)
+    return value
+
+
+CustomerId = Annotated[int, Field(strict=True, ge=0, le=CUSTOMER_ID_MAX, description="The bank's customer identifier."),
+                       BeforeValidator(_integral)]
+Reasons = Annotated[
+    Literal["none", "action", "all"],
+    Field(description="Reason codes: none; action (default: the top 3 of the model behind the recommended action); "
+                      "all (the top 3 of each model)."),
+]
+
+
 def _feature_field(feature) -> tuple[Any, Any]:
+    description = feature.description or feature.name.replace("_", " ")
     if feature.kind == "categorical" and feature.categories:
-        kind = Optional[Literal[tuple(feature.categories)]]  # type: ignore[valid-type]
-    else:
-        kind = Optional[float]
-    return kind, Field(..., description=feature.description or feature.name.replace("_", " "))
+        return Optional[Literal[tuple(feature.categories)]], Field(..., description=description)  # type: ignore[valid-type]
+    bounds = {k: v for k, v in (("ge", feature.minimum), ("le", feature.maximum)) if v is not None}
+    return Optional[float], Field(..., description=description, allow_inf_nan=False, **bounds)
 
 
 def customer_features_model(spec: ServingSpec | None) -> type[BaseModel]:
     """The request record of ``/score`` for the served feature set."""
     fields: dict[str, Any] = {
-        "customer_id": (int, Field(..., description="The bank's customer identifier.")),
+        "customer_id": (CustomerId, ...),
         "as_of": (Optional[dt.date], Field(None, description="Month end the features describe.")),
     }
+    tiers = None
     if spec is None:
-        fields["value_tier"] = (str, Field(..., description="Value tier of the customer at as_of."))
-        fields["features"] = (dict[str, float | str | None], Field(..., description="Feature name -> value."))
+        fields["features"] = (dict[str, Optional[float]], Field(..., description="Feature name -> value."))
     else:
         for feature in spec.features:
             fields[feature.name] = _feature_field(feature)
+        tiers = next((f.categories for f in spec.features if f.name == "value_tier" and f.categories), None)
         names = {f.name for f in spec.features}
-        if "value_tier" not in names:
-            fields["value_tier"] = (str, Field(..., description="Value tier of the customer at as_of."))
         for name, text in (("is_dormant", "1 if the customer is dormant (policy input)."),
                            ("months_quiet", "Consecutive quiet months up to as_of; > 0 is outside the churn population (policy input)."),
                            ("product_count", "Products held (policy input).")):
             if name not in names:
-                fields[name] = (Optional[float], Field(None, description=text))
+                fields[name] = (Optional[float], Field(None, description=text, allow_inf_nan=False, ge=0, le=1e6))
+    tier_type = Literal[tuple(tiers)] if tiers else Annotated[str, Field(min_length=1, max_length=64)]  # type: ignore[valid-type]
+    fields["value_tier"] = (tier_type, Field(..., description="Value tier of the customer at as_of (required)."))
     return create_model("CustomerFeatures", __config__=ConfigDict(extra="forbid"), **fields)
-
-
-CustomerFeatures = customer_features_model(SPEC)
 
 
 class CustomerScore(BaseModel):
@@ -116,75 +177,381 @@ class CustomerResult(BaseModel):
     error: Optional[str] = None
 
 
-def _records_to_frame(records: list[BaseModel]) -> pd.DataFrame:
-    rows = []
-    for record in records:
-        data = record.model_dump()
-        data.update(data.pop("features", None) or {})
-        rows.append(data)
-    frame = pd.DataFrame(rows)
-    frame["as_of"] = pd.to_datetime(frame["as_of"]).astype("datetime64[us]")
-    return frame
+class ScoreCustomersRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customer_ids: list[CustomerId] = Field(..., min_length=1, max_length=MAX_ITEMS, description=f"1 to {MAX_ITEMS} ids.")
+    reasons: Reasons = "action"
 
 
-def _to_scores(frame: pd.DataFrame) -> list[CustomerScore]:
-    out = []
-    for row in frame.loc[:, list(SCORE_COLUMNS)].to_dict("records"):
-        as_of = row["as_of"]
-        upgrade = row["upgrade_probability"]
-        out.append(
-            CustomerScore(
-                customer_id=int(row["customer_id"]),
-                as_of=None if pd.isna(as_of) else pd.Timestamp(as_of).date(),
-                value_tier=row["value_tier"],
-                segment=row["segment"],
-                recommended_action=row["recommended_action"],
-                expected_value_of_contact=float(row["expected_value_of_contact"]),
-                churn_probability=float(row["churn_probability"]),
-                upgrade_probability=None if upgrade is None or np.isnan(upgrade) else float(upgrade),
-                clv_12m=float(row["clv_12m"]),
-                value_at_risk=float(row["value_at_risk"]),
-                churn_reasons=list(row["churn_reasons"]),
-                upgrade_reasons=list(row["upgrade_reasons"]),
-                clv_reasons=list(row["clv_reasons"]),
-                model_versions={n: str(row[f"{n}_model_version"]) for n in ("churn", "upgrade", "clv")},
-            )
-        )
-    return out
+class ErrorBody(BaseModel):
+    """Every error except 422: what went wrong, naming the field or limit."""
+
+    detail: str
 
 
-@bentoml.service(name="custbase", traffic={"timeout": 30}, workers=1)
-class CustbaseScoring:
-    """Churn, upgrade and CLV scores with segment, recommended action and reasons."""
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
 
-    def __init__(self) -> None:
-        self.models = _models_override or models_from_environment(SPEC.refs() if SPEC else None)
-        self.policy = SPEC.policy if SPEC else Policy()
-        self.snapshot = OnlineFeatureSnapshot(os.environ.get(SNAPSHOT_ENV) or (SPEC.snapshot_path if SPEC else "data/online_features.sqlite"))
-        self.reasons = os.environ.get(REASONS_ENV, "all")
 
-    @bentoml.api(batchable=True, max_batch_size=256, max_latency_ms=5_000)
-    def score(self, customers: list[CustomerFeatures]) -> list[CustomerScore]:  # type: ignore[valid-type]
-        """Score customer feature records (one or many)."""
-        frame = _records_to_frame(customers)
-        return _to_scores(score_customers(frame, self.models, self.policy, reasons=self.reasons))
+class ValidationErrorBody(BaseModel):
+    """422: one entry per invalid field; ``loc`` is the path to it (e.g. ``["body", "customers", 0, "age"]``)."""
 
-    @bentoml.api(batchable=True, max_batch_size=256, max_latency_ms=5_000)
-    def score_customers(self, customer_ids: list[int]) -> list[CustomerResult]:
-        """Score customers by id from the online feature snapshot; unknown ids come back as per-item errors."""
-        try:
-            features = self.snapshot.lookup(customer_ids)
-        except SnapshotMissing as err:
-            return [CustomerResult(customer_id=i, error=str(err)) for i in customer_ids]
-        scored = {}
-        if len(features):
-            scores = score_customers(features, self.models, self.policy, reasons=self.reasons)
-            scored = {s.customer_id: s for s in _to_scores(scores)}
+    detail: list[ValidationIssue]
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "The body cannot be read as JSON text."},
+    401: {"model": ErrorBody, "description": "Missing or invalid API key."},
+    413: {"model": ErrorBody, "description": f"Body over {MAX_BODY_BYTES:,} bytes or more than {MAX_ITEMS:,} items."},
+    415: {"model": ErrorBody, "description": "The body is not application/json."},
+    422: {"model": ValidationErrorBody, "description": "A field is missing, unknown, of the wrong type or out of range."},
+    503: {"model": ErrorBody, "description": "At capacity (retry after 1 s) or no online feature snapshot."},
+}
+
+
+# --------------------------------------------------------------------------------------------- state
+
+
+class Scoring:
+    """What the endpoints score with: the models, the policy and the online feature snapshot."""
+
+    def __init__(self, models: ScoringModels, policy: Policy, snapshot: OnlineFeatureSnapshot):
+        from serving.models import matrix_models
+
+        self.models, self.policy, self.snapshot = models, policy, snapshot
+        matrix_models(models)  # the array form once, at start
+
+    def score_features(self, customers: list[BaseModel], reasons: str) -> list[dict[str, Any]]:
+        records = []
+        for record in customers:
+            data = record.model_dump()
+            data.update(data.pop("features", None) or {})
+            records.append(data)
+        return [_api_score(r) for r in score_records(records, self.models, self.policy, reasons=reasons)]
+
+    def score_ids(self, customer_ids: list[int], reasons: str) -> list[dict[str, Any]]:
+        found = self.snapshot.lookup_records(customer_ids)
+        rows = score_records(list(found.values()), self.models, self.policy, reasons=reasons)
+        scored = {r["customer_id"]: _api_score(r) for r in rows}
         return [
-            CustomerResult(customer_id=i, score=scored[i]) if i in scored
-            else CustomerResult(customer_id=i, error=f"customer {i} is not in the online feature snapshot (not active at its as_of, or unknown)")
+            {"customer_id": i, "score": scored[i], "error": None} if i in scored
+            else {"customer_id": i, "score": None,
+                  "error": f"customer {i} is not in the online feature snapshot (not active at its as_of, or unknown)"}
             for i in customer_ids
         ]
 
 
+def _as_of_text(value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    return value.isoformat() if isinstance(value, dt.date) else str(value)[:10]
+
+
+def _api_score(row: dict[str, Any]) -> dict[str, Any]:
+    """A score row of :func:`serving.scoring.score_records` as the JSON of :class:`CustomerScore`."""
+    out = {k: row[k] for k in ("customer_id", "value_tier", "segment", "recommended_action", "expected_value_of_contact",
+                               "churn_probability", "upgrade_probability", "clv_12m", "value_at_risk",
+                               "churn_reasons", "upgrade_reasons", "clv_reasons")}
+    out["as_of"] = _as_of_text(row["as_of"])
+    out["model_versions"] = {n: str(row[f"{n}_model_version"]) for n in ("churn", "upgrade", "clv")}
+    return out
+
+
+class Overloaded(Exception):
+    """More large-request work is waiting than :data:`MAX_PENDING_UNITS`."""
+
+
+_PENDING = {"units": 0}
+_LIMITER = None
+
+
+async def _run(func, items: int, reasons: str, *args):
+    """Score a small request inline (the fastest path); a large one in one worker thread, admitted only while the
+    work already waiting stays under :data:`MAX_PENDING_UNITS` (items, x3 with all reasons), so a burst of large
+    requests gets fast 503s instead of a backlog every later request would wait behind."""
+    if items <= INLINE_ITEMS:
+        return func(*args)
+    import anyio
+
+    global _LIMITER
+    units = items * (3 if reasons == "all" else 1)
+    if _PENDING["units"] + units > MAX_PENDING_UNITS:
+        raise Overloaded
+    if _LIMITER is None:
+        _LIMITER = anyio.CapacityLimiter(1)
+    _PENDING["units"] += units
+    try:
+        return await anyio.to_thread.run_sync(func, *args, limiter=_LIMITER)
+    finally:
+        _PENDING["units"] -= units
+
+
+def _overloaded() -> JSONResponse:
+    return JSONResponse({"detail": "at capacity (large requests waiting): retry after 1 s"}, status_code=503,
+                        headers={"Retry-After": "1"})
+
+
+# --------------------------------------------------------------------------------------------- the app
+
+def _client_error(request: Request, status: int, detail: Any) -> JSONResponse:
+    # One line, no values from the body: the route and the kind of error at most.
+    logger.warning("client error %d on %s %s", status, request.method, request.url.path)
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    issues = [{"loc": [p if isinstance(p, int) else str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
+               "type": str(e.get("type", ""))} for e in exc.errors()]
+    for issue in issues:
+        if issue["type"] == "too_long" and len(issue["loc"]) == 2:
+            return _client_error(request, 413, f"{issue['loc'][1]}: at most {MAX_ITEMS:,} items per request")
+    fields = ", ".join(".".join(str(p) for p in i["loc"][1:]) or "body" for i in issues[:5])
+    logger.warning("client error 422 on %s %s: %d invalid field(s): %s", request.method, request.url.path, len(issues), fields)
+    return JSONResponse({"detail": issues}, status_code=422)
+
+
+def _swagger_assets() -> Path:
+    from bentoml._internal import server
+
+    return Path(server.__file__).parent / "static_content"
+
+
+def build_app(spec: ServingSpec | None) -> FastAPI:
+    """The FastAPI app of the endpoints for the feature set of ``spec``; set ``app.state.scoring`` (a
+    :class:`Scoring`) before serving requests."""
+    customer_features = customer_features_model(spec)
+    score_request = create_model(
+        "ScoreRequest",
+        __config__=ConfigDict(extra="forbid"),
+        customers=(list[customer_features], Field(..., min_length=1, max_length=MAX_ITEMS,  # type: ignore[valid-type]
+                                                  description=f"1 to {MAX_ITEMS:,} feature records.")),
+        reasons=(Reasons, "action"),
+    )
+    app = FastAPI(
+        title="custbase",
+        version="1",
+        description=(
+            "Churn, upgrade-propensity and CLV scores with segment, recommended action and reason codes. "
+            "Authorize with an API key (`Authorization: Bearer <key>` or `X-API-Key: <key>`). "
+            f"Limits: {MAX_ITEMS:,} items and {MAX_BODY_BYTES:,} bytes per request (413 beyond); numbers finite and "
+            "within each field's documented range (422 naming the field otherwise); at most "
+            f"{MAX_IN_FLIGHT} requests in flight (503 with Retry-After beyond)."
+        ),
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+        responses=ERROR_RESPONSES,
+    )
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    security = [Security(HTTPBearer(auto_error=False, description="An API key from CUSTBASE_API_KEYS.")),
+                Security(APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key from CUSTBASE_API_KEYS."))]
+
+    def scoring() -> Scoring:
+        return app.state.scoring
+
+    async def score(body) -> Any:
+        """Score 1 to ``MAX_ITEMS`` customer feature records (each record's features as the schema lists them)."""
+        try:
+            return JSONResponse(await _run(scoring().score_features, len(body.customers), body.reasons, body.customers, body.reasons))
+        except Overloaded:
+            return _overloaded()
+
+    # The request model is built here, so the annotation is set as an object (a string would not resolve).
+    score.__annotations__ = {"body": score_request, "return": Any}
+    app.post("/score", response_model=list[CustomerScore], dependencies=security, summary="Score feature records")(score)
+
+    @app.post("/score_customers", response_model=list[CustomerResult], dependencies=security, summary="Score customers by id")
+    async def score_customers(body: ScoreCustomersRequest) -> Any:
+        """Score customers by id from the online feature snapshot; unknown ids come back as per-item errors."""
+        try:
+            return JSONResponse(await _run(scoring().score_ids, len(body.customer_ids), body.reasons, body.customer_ids, body.reasons))
+        except Overloaded:
+            return _overloaded()
+        except SnapshotMissing as err:
+            logger.error("%s", err)
+            return JSONResponse({"detail": str(err)}, status_code=503)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        # Swagger UI from BentoML's bundled copy, served here: no third-party script in the page.
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="custbase API",
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon-light-32x32.png")
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(METRICS.render(), media_type="text/plain; version=0.0.4")
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=_swagger_assets()), name="docs-assets")
+    return app
+
+
+app = build_app(SPEC)
+
+# --------------------------------------------------------------------------------------------- guard and metrics
+
+
+class RouteMetrics:
+    """Prometheus counters and a latency histogram per known route and status (labels bounded by construction)."""
+
+    BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, int], int] = {}
+        self.histogram: dict[str, list[float]] = {}  # route -> [bucket counts..., +Inf, sum]
+
+    def observe(self, route: str, status: int, seconds: float) -> None:
+        route = route if route in KNOWN_ROUTES else "other"
+        key = (route, int(status))
+        self.requests[key] = self.requests.get(key, 0) + 1
+        counts = self.histogram.setdefault(route, [0.0] * (len(self.BUCKETS) + 2))
+        for i, bound in enumerate(self.BUCKETS):
+            if seconds <= bound:
+                counts[i] += 1
+        counts[-2] += 1
+        counts[-1] += seconds
+
+    def render(self) -> str:
+        lines = ["# TYPE custbase_requests_total counter"]
+        lines += [f'custbase_requests_total{{route="{r}",status="{s}"}} {n}' for (r, s), n in sorted(self.requests.items())]
+        lines.append("# TYPE custbase_request_seconds histogram")
+        for route, counts in sorted(self.histogram.items()):
+            lines += [f'custbase_request_seconds_bucket{{route="{route}",le="{b}"}} {int(c)}' for b, c in zip(self.BUCKETS, counts)]
+            lines.append(f'custbase_request_seconds_bucket{{route="{route}",le="+Inf"}} {int(counts[-2])}')
+            lines.append(f'custbase_request_seconds_count{{route="{route}"}} {int(counts[-2])}')
+            lines.append(f'custbase_request_seconds_sum{{route="{route}"}} {counts[-1]:.6f}')
+        lines.append(f"custbase_in_flight {GUARD_STATE['in_flight']}")
+        return "\n".join(lines) + "\n"
+
+
+METRICS = RouteMetrics()
+GUARD_STATE: dict[str, Any] = {"in_flight": 0, "loop_lag": 0.0, "watcher": None}
+
+
+async def _watch_loop_lag(interval: float = 0.05) -> None:
+    """How late the event loop runs a timer: the wait a request arriving now has in front of it."""
+    import asyncio
+
+    previous = 0.0
+    while True:
+        started = time.perf_counter()
+        await asyncio.sleep(interval)
+        lag = max(0.0, time.perf_counter() - started - interval)
+        # The smaller of two samples: a lone pause (the OS scheduling another process) is not a queue.
+        GUARD_STATE["loop_lag"], previous = min(lag, previous), lag
+
+
+async def _send_json(send, status: int, payload: dict, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    import json
+
+    body = json.dumps(payload).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestGuard:
+    """Pure ASGI middleware answering before any work: unknown path 404, index pages redirected to ``/docs``,
+    non-JSON body 415, body over :data:`MAX_BODY_BYTES` 413 (declared or streamed), over :data:`MAX_IN_FLIGHT`
+    requests 503; it also records the per-route metrics."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        if path in ("/", "/docs.json"):
+            target = b"/docs" if path == "/" else b"/openapi.json"
+            await send({"type": "http.response.start", "status": 307, "headers": [(b"location", target), (b"content-length", b"0")]})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if path not in KNOWN_ROUTES and not path.startswith(DOCS_ASSETS + "/"):
+            await _send_json(send, 404, {"detail": "not found: the routes are POST /score, POST /score_customers, GET /docs"})
+            return
+        started = time.perf_counter()
+        status_seen = {"status": 500}
+
+        async def recording_send(message):
+            if message["type"] == "http.response.start":
+                status_seen["status"] = message["status"]
+            await send(message)
+
+        route = path if path in KNOWN_ROUTES else "docs-assets"
+        try:
+            if path in API_ROUTES and scope.get("method") == "POST":
+                await self._api(scope, receive, recording_send)
+            else:
+                await self.app(scope, receive, recording_send)
+        finally:
+            METRICS.observe(route if route != "docs-assets" else "/docs", status_seen["status"], time.perf_counter() - started)
+
+    async def _api(self, scope, receive, send):
+        headers = dict(scope.get("headers", []))
+        media = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
+        if media != b"application/json":
+            logger.warning("client error 415 on POST %s", scope["path"])
+            await _send_json(send, 415, {"detail": "send the body as application/json"})
+            return
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+            logger.warning("client error 413 on POST %s", scope["path"])
+            await _send_json(send, 413, {"detail": f"body over {MAX_BODY_BYTES:,} bytes: split the request"})
+            return
+        if GUARD_STATE["watcher"] is None:
+            import asyncio
+
+            GUARD_STATE["watcher"] = asyncio.get_running_loop().create_task(_watch_loop_lag())
+        if GUARD_STATE["in_flight"] >= MAX_IN_FLIGHT or GUARD_STATE["loop_lag"] > MAX_LOOP_LAG_S:
+            await _send_json(send, 503, {"detail": "at capacity: retry after 1 s"}, ((b"retry-after", b"1"),))
+            return
+        GUARD_STATE["in_flight"] += 1
+        try:
+            if declared is None:  # chunked: read it here, bounded, then replay it to the app
+                body = b""
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return
+                    body += message.get("body", b"")
+                    if len(body) > MAX_BODY_BYTES:
+                        logger.warning("client error 413 on POST %s", scope["path"])
+                        await _send_json(send, 413, {"detail": f"body over {MAX_BODY_BYTES:,} bytes: split the request"})
+                        return
+                    if not message.get("more_body"):
+                        break
+                replayed = False
+
+                async def replay():
+                    nonlocal replayed
+                    if replayed:
+                        return await receive()
+                    replayed = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+
+                await self.app(scope, replay, send)
+            else:
+                await self.app(scope, receive, send)
+        finally:
+            GUARD_STATE["in_flight"] -= 1
+
+
+@bentoml.service(name="custbase", traffic={"timeout": 30}, workers=1, metrics={"enabled": False})
+@bentoml.asgi_app(app, path="/")
+class CustbaseScoring:
+    """Churn, upgrade and CLV scores with segment, recommended action and reasons."""
+
+    def __init__(self) -> None:
+        models = _models_override or models_from_environment(SPEC.refs() if SPEC else None)
+        app.state.scoring = Scoring(models, SPEC.policy if SPEC else Policy(), OnlineFeatureSnapshot(snapshot_path()))
+        logger.info("serving models %s; online feature snapshot %s", models.versions(), app.state.scoring.snapshot.path)
+
+
+CustbaseScoring.add_asgi_middleware(RequestGuard)
 CustbaseScoring.add_asgi_middleware(ApiKeyMiddleware)

@@ -1,0 +1,431 @@
+"""``make bench`` / ``make bench-full``: speed figures of custbase, each beside its limit measured in the same run.
+
+Needs the demo (``make demo``: a bento and its online feature snapshot). Writes
+``benchmarks/results/bench-<mode>.json`` and PNG plots beside it, and prints the table.
+
+- online: p50 / p95 / p99 and req/s of ``/score_customers`` (one id, action reasons) and ``/score`` (one record) at
+  1, 16 and 64 closed-loop clients and an open-loop fixed rate, beside the HTTP floor (no-op endpoints served by
+  BentoML the same way, same load generator, same run); again right after a 10,000-id request; a fixed-rate
+  run of 60 s (zero errors expected) and a burst past capacity (fast 503s expected);
+- in process: one customer through the scoring function (reasons none / action / all) beside raw
+  ``booster.predict`` of the same one-row matrices, and the snapshot lookup;
+- batch: rows/s of the scoring function on the demo's base (reasons none / action / all) beside raw
+  ``booster.predict`` of the same models on the same matrices with the same thread count.
+
+Every figure is the median of ``--repeats`` runs. Load is loopback only and bounded in time and count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+KEY = "bench-key"
+
+TARGETS = {
+    "one_client_p50_over_floor_ms": 5.0,
+    "sixteen_clients_throughput_vs_floor": 0.7,
+    "sixteen_clients_p99_vs_floor": 2.0,
+    "open_loop_p99_ms": 25.0,
+    "batch_none_vs_raw": 0.5,
+    "batch_action_vs_raw": 0.25,
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``bentoml serve <target>`` on a free loopback port; stopped (its process group) on exit."""
+
+    def __init__(self, target: str, env: dict[str, str], log: Path):
+        self.target, self.env, self.log = target, env, log
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "Server":
+        import httpx
+
+        self._log = open(self.log, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bentoml", "serve", self.target, "--host", "127.0.0.1", "--port", str(self.port)],
+            env={**os.environ, **self.env, "BENTOML_DO_NOT_TRACK": "true"}, cwd=ROOT, stdout=self._log,
+            stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.target} exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        self.__exit__()
+        raise RuntimeError(f"{self.target} did not become ready in 180 s: {self.log.read_text()[-2000:]}")
+
+    def __exit__(self, *exc) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self._log.close()
+
+
+def _median(runs: list[dict]) -> dict:
+    keys = ("p50_ms", "p95_ms", "p99_ms", "req_per_s")
+    out = {k: float(np.median([r[k] for r in runs])) for k in keys}
+    out["errors"] = int(sum(r["errors"] for r in runs))
+    out["requests"] = int(sum(r["requests"] for r in runs))
+    out["statuses"] = {}
+    for r in runs:
+        for s, n in r["statuses"].items():
+            out["statuses"][s] = out["statuses"].get(s, 0) + n
+    out["runs"] = len(runs)
+    return out
+
+
+def _serving_env(snapshot: Path) -> dict[str, str]:
+    from serving.bento import configure_bentoml_home
+    from serving.jobs import latest_bento
+
+    home = configure_bentoml_home()
+    tag, _ = latest_bento()
+    import bentoml
+
+    spec = Path(bentoml.get(tag).path_of("src")) / "bento_spec" / "serving_spec.json"
+    return {"CUSTBASE_SERVING_SPEC": str(spec), "BENTOML_HOME": str(home), "CUSTBASE_SNAPSHOT": str(snapshot),
+            "CUSTBASE_API_KEYS": KEY}, tag
+
+
+def _snapshot_records(snapshot: Path, n: int) -> list[dict]:
+    from serving.snapshot import OnlineFeatureSnapshot
+
+    import sqlite3
+
+    with sqlite3.connect(snapshot) as con:
+        ids = [r[0] for r in con.execute(f"SELECT customer_id FROM customer_features ORDER BY customer_id LIMIT {n}")]
+    found = OnlineFeatureSnapshot(snapshot).lookup_records(ids)
+    return [found[i] for i in ids]
+
+
+def online(snapshot: Path, repeats: int, seconds: float, rate: float, long_seconds: float, logs: Path) -> dict:
+    """Closed- and open-loop figures of the scoring endpoints beside the floor's, from one run."""
+    from benchmarks.loadgen import closed_loop, open_loop
+
+    env, tag = _serving_env(snapshot)
+    records = _snapshot_records(snapshot, 2_000)
+    from serving.service import customer_features_model  # noqa: F401  (import check only)
+
+    ids = [r["customer_id"] for r in records]
+    spec_fields = None
+    with Server("serving.service:CustbaseScoring", env, logs / "service.log") as service, \
+            Server("benchmarks.floor_service:Floor", {}, logs / "floor.log") as floor:
+        import httpx
+
+        schema = httpx.get(f"{service.url}/openapi.json").json()
+        spec_fields = set(schema["components"]["schemas"]["CustomerFeatures"]["properties"])
+        score_bodies = []
+        for r in records[:500]:
+            body = {k: v for k, v in r.items() if k in spec_fields}
+            score_bodies.append(json.dumps({"customers": [body]}).encode())
+        auth = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+
+        def by_id(k, n):
+            return json.dumps({"customer_ids": [ids[(k * 7919 + n) % len(ids)]]}).encode()
+
+        def by_record(k, n):
+            return score_bodies[(k * 7919 + n) % len(score_bodies)]
+
+        endpoints = {
+            "floor_bentoml_api": (f"{floor.url}/noop", by_id),
+            "floor_mounted_app": (f"{floor.url}/noop_app", by_id),
+            "score_customers": (f"{service.url}/score_customers", by_id),
+            "score": (f"{service.url}/score", by_record),
+        }
+        # warm-up
+        for name, (url, make) in endpoints.items():
+            closed_loop(url, make, auth, clients=4, seconds=1.0)
+        results: dict = {"bento": tag, "closed": {}, "open": {}}
+        for clients in (1, 16, 64):
+            for name, (url, make) in endpoints.items():
+                runs = [closed_loop(url, make, auth, clients=clients, seconds=seconds) for _ in range(repeats)]
+                results["closed"].setdefault(name, {})[str(clients)] = _median(runs)
+                print(f"  {name:<20} {clients:>2} clients  p50 {results['closed'][name][str(clients)]['p50_ms']:7.2f} ms  "
+                      f"p99 {results['closed'][name][str(clients)]['p99_ms']:7.2f} ms  "
+                      f"{results['closed'][name][str(clients)]['req_per_s']:7.0f} req/s", flush=True)
+        for name, (url, make) in endpoints.items():
+            runs = [open_loop(url, make, auth, rate=rate, seconds=seconds) for _ in range(repeats)]
+            results["open"][name] = _median(runs)
+            print(f"  {name:<20} open {rate:.0f}/s  p99 {results['open'][name]['p99_ms']:7.2f} ms  errors "
+                  f"{results['open'][name]['errors']}", flush=True)
+
+        # A 10,000-id request, then the one-client figures again.
+        big = json.dumps({"customer_ids": [ids[i % len(ids)] for i in range(10_000)]}).encode()
+        started = time.perf_counter()
+        reply = httpx.post(f"{service.url}/score_customers", content=big, headers=auth, timeout=60)
+        results["big_request"] = {"ids": 10_000, "status": reply.status_code, "ms": (time.perf_counter() - started) * 1000}
+        runs = [closed_loop(f"{service.url}/score_customers", by_id, auth, clients=1, seconds=seconds) for _ in range(repeats)]
+        results["after_big_request"] = {"score_customers_1_client": _median(runs)}
+        runs = [open_loop(f"{service.url}/score_customers", by_id, auth, rate=rate, seconds=seconds) for _ in range(repeats)]
+        results["after_big_request"]["score_customers_open"] = _median(runs)
+
+        # Sustained fixed rate, then a burst far past capacity (fast 503s, no growing queue).
+        results["sustained"] = open_loop(f"{service.url}/score_customers", by_id, auth, rate=rate, seconds=long_seconds)
+        results["sustained"]["target_rate"] = rate
+        burst = open_loop(f"{service.url}/score_customers", lambda k, n: json.dumps({"customer_ids": ids[:1000], "reasons": "all"}).encode(),
+                          auth, rate=400, seconds=3)
+        results["overload_burst"] = burst
+    return results
+
+
+def in_process(snapshot: Path, repeats: int) -> dict:
+    """One customer through the scoring function beside raw predict of the same one-row matrices."""
+    from serving.jobs import bento_models
+    from serving.models import matrix_models
+    from serving.scoring import score_records
+    from serving.snapshot import OnlineFeatureSnapshot
+    from custbase.config import load_config
+
+    models, _ = bento_models()
+    policy = load_config().policy
+    matrices = matrix_models(models)
+    records = _snapshot_records(snapshot, 300)
+    snap = OnlineFeatureSnapshot(snapshot)
+
+    def per_call(func, items) -> float:
+        best = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            for item in items:
+                func(item)
+            best.append((time.perf_counter() - started) / len(items) * 1000)
+        return float(np.median(best))
+
+    for r in records[:20]:
+        score_records([r], models, policy, reasons="all")
+    out = {}
+    for mode in ("none", "action", "all"):
+        out[f"score_one_{mode}_ms"] = per_call(lambda r: score_records([r], models, policy, reasons=mode), records)
+    rows = {m.name: [m.encode_records([r]) for r in records] for m in matrices}
+    out["encode_one_ms"] = per_call(lambda r: [m.encode_records([r]) for m in matrices], records)
+    out["raw_predict_one_ms"] = per_call(lambda i: [m.boosters[0].predict(rows[m.name][i], num_threads=1) for m in matrices],
+                                         range(len(records)))
+    out["raw_contrib_one_ms"] = per_call(lambda i: [m.explained.predict(rows[m.name][i], pred_contrib=True, num_threads=1)
+                                                    for m in matrices], range(len(records)))
+    ids = [r["customer_id"] for r in records]
+    out["snapshot_lookup_one_ms"] = per_call(lambda i: snap.lookup_records([i]), ids)
+    return out
+
+
+def batch(features_path: Path, repeats: int, threads: int) -> dict:
+    """Rows/s of the scoring function on the base beside raw predict on the same matrices, same threads."""
+    from features.feature_set import read_feature_table
+    from serving.batch import select_month
+    from serving.jobs import bento_models
+    from serving.models import matrix_models
+    from serving.scoring import input_columns, score_customers
+    from custbase.config import load_config
+
+    models, _ = bento_models()
+    policy = load_config().policy
+    frame = read_feature_table(features_path)[0]
+    latest = frame["as_of"].max()
+    frame = select_month(frame, latest)
+    frame = frame.loc[:, [c for c in input_columns(models) if c in frame.columns]].reset_index(drop=True)
+    matrices = matrix_models(models)
+    X = {m.name: m.encode_frame(frame) for m in matrices}
+
+    def timed(func) -> float:
+        func()
+        runs = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            func()
+            runs.append(time.perf_counter() - started)
+        return float(np.median(runs))
+
+    n = len(frame)
+    out = {"rows": n, "threads": threads}
+    raw = timed(lambda: [m.predict(X[m.name], threads) for m in matrices])
+    out["raw_predict_rows_per_s"] = n / raw
+    raw_contrib = timed(lambda: [m.contributions(X[m.name], threads) for m in matrices])
+    out["raw_contrib_rows_per_s"] = n / raw_contrib
+    for mode in ("none", "action", "all"):
+        took = timed(lambda: score_customers(frame, models, policy, reasons=mode, num_threads=threads))
+        out[f"score_{mode}_rows_per_s"] = n / took
+        out[f"score_{mode}_vs_raw"] = raw / took
+    return out
+
+
+def _plots(results: dict, out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    closed = results.get("online", {}).get("closed", {})
+    if closed:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        names = list(closed)
+        for ax, metric, label in ((axes[0], "p50_ms", "p50 latency (ms)"), (axes[1], "req_per_s", "requests / s")):
+            width = 0.8 / len(names)
+            for i, name in enumerate(names):
+                xs = np.arange(3) + i * width
+                ax.bar(xs, [closed[name][c][metric] for c in ("1", "16", "64")], width, label=name)
+            ax.set_xticks(np.arange(3) + 0.4 - width / 2, ["1 client", "16 clients", "64 clients"])
+            ax.set_ylabel(label)
+        axes[0].legend(fontsize=8)
+        fig.suptitle(f"Online scoring beside the HTTP floor ({results['mode']} run, {results['started']})")
+        fig.tight_layout()
+        path = out / f"online-{results['mode']}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(str(path.relative_to(ROOT)))
+    b = results.get("batch")
+    if b:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        labels = ["raw predict", "score (none)", "score (action)", "score (all)", "raw pred_contrib"]
+        values = [b["raw_predict_rows_per_s"], b["score_none_rows_per_s"], b["score_action_rows_per_s"],
+                  b["score_all_rows_per_s"], b["raw_contrib_rows_per_s"]]
+        ax.bar(labels, values, color=["grey", "C0", "C1", "C2", "grey"])
+        ax.set_ylabel("rows / s")
+        ax.set_title(f"Batch scoring of {b['rows']:,} customers, {b['threads']} thread(s)")
+        plt.setp(ax.get_xticklabels(), rotation=15)
+        fig.tight_layout()
+        path = out / f"batch-{results['mode']}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(str(path.relative_to(ROOT)))
+    return written
+
+
+def verdicts(results: dict) -> list[tuple[str, float, float, bool]]:
+    """(target, figure, limit, met) for each target the run measured."""
+    out = []
+    closed = results.get("online", {}).get("closed", {})
+    if closed:
+        floor = closed["floor_bentoml_api"]
+        ours = closed["score_customers"]
+        gap = ours["1"]["p50_ms"] - floor["1"]["p50_ms"]
+        out.append(("1 client p50 minus floor p50 (ms)", gap, TARGETS["one_client_p50_over_floor_ms"], gap <= 5.0))
+        ratio = ours["16"]["req_per_s"] / floor["16"]["req_per_s"]
+        out.append(("16 clients req/s / floor req/s", ratio, 0.7, ratio >= 0.7))
+        p99 = ours["16"]["p99_ms"] / floor["16"]["p99_ms"]
+        out.append(("16 clients p99 / floor p99", p99, 2.0, p99 <= 2.0))
+        open_p99 = results["online"]["open"]["score_customers"]["p99_ms"]
+        out.append((f"open loop {results['rate']:.0f} req/s p99 (ms)", open_p99, 25.0, open_p99 <= 25.0))
+        after = results["online"]["after_big_request"]["score_customers_1_client"]["p50_ms"] - floor["1"]["p50_ms"]
+        out.append(("after a 10,000-id request: 1 client p50 minus floor p50 (ms)", after, 5.0, after <= 5.0))
+        errors = sum(r["errors"] for name in ("score_customers", "score") for r in closed[name].values())
+        errors += results["online"]["sustained"]["errors"]
+        out.append(("errors on the scoring endpoints (closed loops + sustained)", errors, 0, errors == 0))
+    b = results.get("batch")
+    if b:
+        out.append(("batch score (no reasons) / raw predict", b["score_none_vs_raw"], 0.5, b["score_none_vs_raw"] >= 0.5))
+        out.append(("batch score (action reasons) / raw predict", b["score_action_vs_raw"], 0.25, b["score_action_vs_raw"] >= 0.25))
+    return out
+
+
+def render(results: dict) -> str:
+    lines = [f"custbase benchmark ({results['mode']}, {results['started']}, {results['machine']})", ""]
+    closed = results.get("online", {}).get("closed", {})
+    if closed:
+        lines.append(f"{'endpoint':<22}{'clients':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'req/s':>8}{'errors':>8}")
+        for clients in ("1", "16", "64"):
+            for name, by in closed.items():
+                r = by[clients]
+                lines.append(f"{name:<22}{clients:>8}{r['p50_ms']:>9.2f}{r['p95_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['req_per_s']:>8.0f}{r['errors']:>8}")
+        for name, r in results["online"]["open"].items():
+            lines.append(f"{name:<22}{'open ' + str(int(results['rate'])) + '/s':>8}{r['p50_ms']:>9.2f}{r['p95_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['req_per_s']:>8.0f}{r['errors']:>8}")
+        big = results["online"]["big_request"]
+        lines.append(f"10,000-id request: HTTP {big['status']} in {big['ms']:.1f} ms; then 1 client p50 "
+                     f"{results['online']['after_big_request']['score_customers_1_client']['p50_ms']:.2f} ms")
+        s = results["online"]["sustained"]
+        lines.append(f"sustained {s['target_rate']:.0f} req/s for {s['seconds']:.0f} s: {s['requests']:,} requests, "
+                     f"{s['errors']} errors, p50 {s['p50_ms']:.2f} ms, p99 {s['p99_ms']:.2f} ms")
+        o = results["online"]["overload_burst"]
+        lines.append(f"burst of 1,000-id 'all' requests at 400/s for 3 s: statuses {o['statuses']}, p99 {o['p99_ms']:.0f} ms")
+        lines.append("")
+    p = results.get("in_process")
+    if p:
+        lines.append("in process, one customer (ms): " + ", ".join(f"{k.removesuffix('_ms')} {v:.3f}" for k, v in p.items()))
+        lines.append("")
+    b = results.get("batch")
+    if b:
+        lines.append(f"batch, {b['rows']:,} customers, {b['threads']} thread(s) (rows/s): raw predict {b['raw_predict_rows_per_s']:,.0f}, "
+                     f"score none {b['score_none_rows_per_s']:,.0f}, action {b['score_action_rows_per_s']:,.0f}, "
+                     f"all {b['score_all_rows_per_s']:,.0f}; raw pred_contrib {b['raw_contrib_rows_per_s']:,.0f}")
+        lines.append("")
+    lines.append(f"{'target':<62}{'figure':>10}{'limit':>8}  met")
+    for name, figure, limit, met in verdicts(results):
+        lines.append(f"{name:<62}{figure:>10.2f}{limit:>8.2f}  {'yes' if met else 'NO'}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--full", action="store_true", help="longer runs, more repeats")
+    parser.add_argument("--snapshot", type=Path, default=None, help="online feature snapshot (default: the config's, else the demo's)")
+    parser.add_argument("--features", type=Path, default=None, help="customer-month table for the batch figures (default: the demo's)")
+    parser.add_argument("--only", choices=["online", "in_process", "batch"], action="append")
+    args = parser.parse_args(argv)
+    from custbase.config import load_config
+
+    config = load_config()
+    demo = ROOT / "data" / "demo"
+    snapshot = args.snapshot or next((p for p in (config.paths.online_snapshot, demo / "online_features.sqlite") if Path(p).exists()), None)
+    features = args.features or next((p for p in (demo / "customer_months.parquet", config.paths.features_path) if Path(p).exists()), None)
+    if snapshot is None or features is None:
+        print("error: no online feature snapshot or customer-month table: run `make demo` first", file=sys.stderr)
+        return 2
+    mode = "full" if args.full else "quick"
+    repeats, seconds, long_seconds = (5, 10.0, 120.0) if args.full else (3, 4.0, 60.0)
+    rate = 150.0
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    logs = RESULTS / "logs"
+    logs.mkdir(exist_ok=True)
+    results: dict = {"mode": mode, "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rate": rate,
+                     "repeats": repeats, "machine": f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}",
+                     "targets": TARGETS}
+    wanted = args.only or ["in_process", "batch", "online"]
+    if "in_process" in wanted:
+        print("in process ...", flush=True)
+        results["in_process"] = in_process(Path(snapshot), repeats)
+    if "batch" in wanted:
+        print("batch ...", flush=True)
+        results["batch"] = batch(Path(features), repeats, threads=1)
+    if "online" in wanted:
+        print("online (servers on free loopback ports) ...", flush=True)
+        results["online"] = online(Path(snapshot), repeats, seconds, rate, long_seconds, logs)
+    results["verdicts"] = [{"target": n, "figure": f, "limit": l, "met": m} for n, f, l, m in verdicts(results)]
+    results["plots"] = _plots(results, RESULTS)
+    path = RESULTS / f"bench-{mode}.json"
+    path.write_text(json.dumps(results, indent=2, default=float))
+    print(render(results))
+    print(f"\nwritten: {path.relative_to(ROOT)}, " + ", ".join(results["plots"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
