@@ -103,9 +103,9 @@ def test_stale_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_pa
 def test_unwritable_out_is_one_line_before_any_work(tmp_path):
     """An --out that cannot be created (here under a file, which binds even for root) fails at once, naming it."""
     from custbase.config import Config
-    from serving.jobs import ServingSetupError, score
+    from serving.jobs import ServingSetupError, score_plan
 
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     with pytest.raises(ServingSetupError, match=r"cannot write to .*a-file.* \(--out\)"):
-        score(Config(), as_of="2025-06", out=blocker / "scores", raw=tmp_path / "nowhere")
+        score_plan(Config(), as_of="2025-06", out=blocker / "scores", raw=tmp_path / "nowhere")
