@@ -13,7 +13,7 @@ from pathlib import Path
 from custbase.config import Config
 from serving.batch import BatchSummary, read_scores, score_base
 from serving.bento import BENTO_NAME, build_bento, configure_bentoml_home
-from serving.campaign import campaign_list, write_campaign_csv
+from serving.campaign import CampaignSummary, campaign_list, write_campaign
 from serving.models import MODEL_NAMES, REGISTERED_NAMES, ScoringModels, load_champions_from_bento
 from serving.spec import SPEC_FILE, ServingSpec
 
@@ -100,10 +100,39 @@ def score(
     )
 
 
-def campaign(config: Config, kind: str, *, budget: int, out: Path, scores_dir: Path | None = None) -> tuple[Path, int]:
-    """Write the ``budget`` customers with the highest expected value of contact to ``out`` (CSV)."""
+def month_features(features_path: Path, as_of) -> "pd.DataFrame":
+    """The customer-month rows of one as_of month from a feature table."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    month = pd.Period(pd.Timestamp(as_of), "M")
+    table = pq.read_table(features_path)
+    frame = table.to_pandas()
+    frame["as_of"] = pd.to_datetime(frame["as_of"]).astype("datetime64[us]")
+    rows = frame.loc[frame["as_of"].dt.to_period("M") == month].reset_index(drop=True)
+    if rows.empty:
+        raise ServingSetupError(f"feature table {features_path} has no rows at as_of {month}: build that month's features")
+    return rows
+
+
+def campaign(config: Config, kind: str, *, out: Path, budget: int | None = None, budget_amount: float | None = None,
+             scores_dir: Path | None = None, features_path: Path | None = None) -> tuple[Path, CampaignSummary]:
+    """Write the ``kind`` campaign list of the scored month (CSV) and its summary (JSON beside it).
+
+    The scores give risk, propensity and CLV; the month's features give the balances the offer cost scales with
+    and, through the champion uplift models when registered, each customer's uplift.
+    """
+    from training.uplift import champion_uplift_bundles, with_uplift
+
     folder = Path(scores_dir or config.paths.scores_dir)
     if not (folder / "_SUCCESS").exists():
         raise ServingSetupError(f"no complete scores in {folder}: run `custbase score` first")
-    chosen = campaign_list(read_scores(folder), kind, budget, config.policy)
-    return write_campaign_csv(chosen, out), len(chosen)
+    scores = read_scores(folder)
+    features = month_features(Path(features_path or config.paths.features_path), scores["as_of"].max())
+    features = with_uplift(features, champion_uplift_bundles(config))
+    extra = [c for c in ("aum_month_end", "retention_uplift", "upgrade_uplift") if c in features.columns]
+    frame = scores.merge(features[["customer_id", *extra]], on="customer_id", how="left")
+    chosen, summary = campaign_list(frame, kind, config.policy, budget=budget, budget_amount=budget_amount,
+                                    currency=config.value_tiers.currency, seed=config.training.seed)
+    path, _ = write_campaign(chosen, summary, out)
+    return path, summary
