@@ -49,6 +49,14 @@ train: $(ENV) ## tune, log and register the three models on data/customer_months
 promote: $(ENV) ## champion/challenger gate for the three models
 	$(CB) promote clv && $(CB) promote churn && $(CB) promote upgrade
 
+.PHONY: uplift
+uplift: $(ENV) ## tune, log, register and gate the retention and upgrade uplift models
+	$(CB) train retention-uplift && $(CB) train upgrade-uplift
+
+.PHONY: backtest
+backtest: $(ENV) ## compare targeting strategies at 2,000 contacts a month (BUDGET=...)
+	$(CB) campaign backtest retention --budget $(or $(BUDGET),2000) && $(CB) campaign backtest upgrade --budget $(or $(BUDGET),2000)
+
 .PHONY: mlflow-ui
 mlflow-ui: $(ENV) ## start the MLflow UI on http://127.0.0.1:5000
 	$(CB) mlflow-ui

@@ -165,7 +165,7 @@ class Policy(BaseModel):
     key_customer_tiers: tuple[str, ...] = Field(("high_net_worth", "private"), description="Tiers always high value.")
     growth_upgrade_probability: float = Field(0.20, ge=0, le=1, description="Upgrade probability for growth potential.")
     # actions
-    retention_contact_cost: float = Field(5.0, ge=0, description="Cost of a relationship-manager retention contact.")
+    retention_contact_cost: float = Field(5.0, ge=0, description="Cost of a retention contact (outbound call or message; an RM visit costs ~50).")
     retention_acceptance_rate: float = Field(0.25, ge=0, le=1, description="Share of would-be churners a retention contact keeps.")
     retention_offer_rate: float = Field(
         0.0003, ge=0, description="Retention offer: a deposit-rate bonus; its cost per acceptor as a share of AUM "

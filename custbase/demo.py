@@ -1,7 +1,8 @@
 """``custbase demo``: the whole main job on a simulated bank, step by step, as a new user would run it.
 
-simulate -> validate -> features + labels -> train clv, churn, upgrade -> promote -> build the bento ->
-score the whole base at the latest month -> retention and upgrade campaign lists.
+simulate -> validate -> features + labels -> train clv, churn, upgrade -> promote -> uplift models of the retention and
+upgrade offers -> build the bento -> score the whole base at the latest month -> retention and upgrade campaign lists
+(by expected incremental value, with a holdout) -> backtest of the targeting strategies against the simulator's truth.
 Every step is the same function the individual CLI commands call; only the paths are the demo's own.
 """
 
@@ -26,6 +27,10 @@ def _step(number: int, total: int, title: str, timings: dict[str, float]):
     typer.echo(f"      ({timings[title]:.1f} s)")
 
 
+#: Contacts per month of the demo's campaigns (a 5,000-customer bank has ~2,500 active customers a month).
+DEMO_BUDGET = 200
+
+
 def demo_config(config: Config, out: Path, customers: int) -> Config:
     """The configuration with the demo's own folders and bank size (MLflow stays in paths.mlruns_dir)."""
     paths = config.paths.model_copy(update={
@@ -46,13 +51,15 @@ def run_demo(config: Config, *, customers: int, trials: int, out: Path) -> dict[
     from features.simulate import simulate_bank
     from features.validate import validate_raw
     from serving import jobs
+    from serving.backtest import run_backtest
     from training.registry import promote
     from training.train import train_model
+    from training.uplift import train_uplift
 
     cfg = demo_config(config, Path(out), customers)
     paths = cfg.paths
     timings: dict[str, float] = {}
-    total = 9
+    total = 11
     with _step(1, total, f"simulate a bank of {customers:,} customers x {cfg.simulation.months} months", timings):
         typer.echo(simulate_bank(cfg.simulation, paths.raw_dir, config=cfg).render())
     with _step(2, total, "validate the raw tables against the contract", timings):
@@ -67,24 +74,30 @@ def run_demo(config: Config, *, customers: int, trials: int, out: Path) -> dict[
         with _step(number, total, f"train and promote the {model} model ({trials} Optuna trials)", timings):
             typer.echo(train_model(model, cfg, features_path=paths.features_path, trials=trials).render())
             typer.echo(promote(model, cfg, features_path=paths.features_path).render())
-    with _step(7, total, "build the bento of the three champions", timings):
+    with _step(7, total, f"train the retention and upgrade uplift models ({trials} Optuna trials)", timings):
+        for name in ("retention-uplift", "upgrade-uplift"):
+            typer.echo(train_uplift(name, cfg, features_path=paths.features_path, raw_dir=paths.raw_dir, trials=trials).render())
+    with _step(8, total, "build the bento of the three champions", timings):
         tag = jobs.build(cfg)
         typer.echo(f"built bento {tag}")
     data_end = _latest_month(paths.features_path)
-    with _step(8, total, f"score the whole base at {data_end}", timings):
+    with _step(9, total, f"score the whole base at {data_end}", timings):
         shutil.rmtree(paths.scores_dir, ignore_errors=True)  # the demo's scores are always fresh
         typer.echo(jobs.score(cfg, as_of=data_end, out=paths.scores_dir, features_path=paths.features_path).render())
-    with _step(9, total, "write the retention and upgrade campaign lists", timings):
+    with _step(10, total, "write the retention and upgrade campaign lists (one offer per customer, 10% holdout)", timings):
         for kind in ("retention", "upgrade"):
-            path, rows = jobs.campaign(cfg, kind, budget=500, out=paths.campaigns_dir / f"{kind}.csv")
-            typer.echo(f"{kind}: {rows:,} customers -> {path}")
+            path, summary = jobs.campaign(cfg, kind, budget=DEMO_BUDGET, out=paths.campaigns_dir / f"{kind}.csv")
+            typer.echo(f"{summary.render()}\n  -> {path}")
+    with _step(11, total, f"backtest the targeting strategies at {DEMO_BUDGET} contacts a month", timings):
+        for kind in ("retention", "upgrade"):
+            typer.echo(run_backtest(kind, cfg, budget=DEMO_BUDGET, features_path=paths.features_path, raw_dir=paths.raw_dir).render())
 
     typer.secho("\nDone.", bold=True, fg=typer.colors.GREEN)
     typer.echo(
         f"  raw tables        {paths.raw_dir}\n"
         f"  customer-months   {paths.features_path}\n"
         f"  scores            {paths.scores_dir}\n"
-        f"  campaign lists    {paths.campaigns_dir}/retention.csv, upgrade.csv\n"
+        f"  campaign lists    {paths.campaigns_dir}/retention.csv, upgrade.csv (+ .summary.json)\n"
         f"  MLflow            make mlflow-ui  (http://127.0.0.1:5000)\n"
         f"  online endpoint   CUSTBASE_API_KEYS=secret custbase serve   then\n"
         f"                    curl -H 'Authorization: Bearer secret' -H 'Content-Type: application/json' \\\n"

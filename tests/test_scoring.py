@@ -60,7 +60,9 @@ def test_reason_codes_are_the_largest_contributions_that_sum_to_the_raw_score(mo
 
 
 def test_actionable_mode_explains_only_customers_with_an_action(models, frame):
-    scores = score_customers(frame, models, Policy(), reasons="actionable")
+    # costly contacts, so that some customers are worth no action
+    policy = Policy(retention_contact_cost=50.0, nurture_contact_cost=5.0, cross_sell_contact_cost=50.0)
+    scores = score_customers(frame, models, policy, reasons="actionable")
     acting = scores["recommended_action"] != "none"
     assert acting.any() and (~acting).any()
     assert all(len(r) > 0 for r in scores.loc[acting, "churn_reasons"])
@@ -80,7 +82,7 @@ def test_unknown_category_scores_as_missing(models, frame):
 
 
 def test_policy_known_answers():
-    policy = Policy()
+    policy = Policy(retention_contact_cost=50.0)  # a relationship-manager call
     rows = pd.DataFrame(
         {
             "churn_probability": [0.5, 0.5, 0.05, 0.05, 0.05, 0.9],
