@@ -79,3 +79,39 @@ def test_contact_rows_take_the_features_of_the_month_before_the_contact():
     rows = contact_rows(frame, contacts, UPLIFT_SPECS["retention-uplift"], Config())
     # customer 1 contacted in March -> February features; customer 2's March contact has no label yet
     assert rows[["customer_id", "aum_month_end", "treated", "outcome"]].values.tolist() == [[1, 20.0, 1, 0.0], [2, 30.0, 0, 0.0]]
+
+
+def test_untreated_pool_leaves_out_customer_months_under_an_offer():
+    from training.uplift import untreated_customer_months
+
+    months = pd.to_datetime(["2025-01-31", "2025-02-28", "2025-03-31", "2025-04-30", "2025-05-31"])
+    frame = pd.DataFrame({
+        "customer_id": np.repeat([1, 2], 5),
+        "as_of": np.tile(months, 2),
+        "is_dormant": 0,
+        "churn_3m": 0.0,
+    })
+    contacts = pd.DataFrame({
+        "customer_id": [1, 2], "timestamp": pd.to_datetime(["2025-02-05", "2025-02-05"]),
+        "campaign_id": "2025-02-retention", "offer": "retention", "treated": [True, False],
+    })
+    pool = untreated_customer_months(frame, contacts, UPLIFT_SPECS["retention-uplift"], Config(), max_rows=100)
+    # customer 1 treated in February (as_of January): January..March are under the offer's effect
+    kept = pool.groupby("customer_id")["as_of"].apply(lambda s: [d.month for d in s]).to_dict()
+    assert kept == {1: [4, 5], 2: [1, 2, 3, 4, 5]}
+    assert (pool["outcome"] == 1.0).all()
+
+
+def test_the_control_arm_can_learn_from_the_untreated_pool():
+    rng = np.random.default_rng(2)
+    n = 2_000
+    X = pd.DataFrame({"a": rng.random(n)})
+    treated = rng.random(n) < 0.5
+    outcome = (rng.random(n) < 0.3).astype(float)
+    hp = {"learner": "t", "control_pool": "all", "num_leaves": 4, "min_child_samples": 50, "learning_rate": 0.1,
+          "rounds": 20, "feature_fraction": 1.0, "lambda_l2": 1.0}
+    pool = (pd.DataFrame({"a": rng.random(5_000)}), np.zeros(5_000))
+    with_pool = fit_uplift(X, treated, outcome, hp, untreated=pool)
+    without = fit_uplift(X, treated, outcome, {**hp, "control_pool": "contacts"}, untreated=pool)
+    # the pool never responds: the control arm's predicted response falls, the uplift rises
+    assert predict_uplift(with_pool, X, 0.5).mean() > predict_uplift(without, X, 0.5).mean() + 0.1

@@ -116,6 +116,32 @@ def contact_rows(frame: pd.DataFrame, contacts: pd.DataFrame, spec: UpliftSpec, 
     return rows.reset_index(drop=True)
 
 
+#: Untreated customer-months sampled for the control arm's outcome model (bounded: fitting time, not accuracy, limits it).
+UNTREATED_SAMPLE_ROWS = 120_000
+
+
+def untreated_customer_months(frame: pd.DataFrame, contacts: pd.DataFrame, spec: UpliftSpec, config: Config, *,
+                              max_rows: int, seed: int = 0) -> pd.DataFrame:
+    """Eligible, labeled customer-months with no treated ``spec.offer`` contact in the next month or the two before
+    it (an offer's effect lasts the contact month and two after), sampled to at most ``max_rows``."""
+    eligible = frame.loc[spec.base.eligible(frame, config), ["customer_id", "as_of"]]
+    offered = contacts.loc[(contacts["offer"].astype("str") == spec.offer) & contacts["treated"].astype(bool)]
+    month = contact_as_of(offered["timestamp"])
+    touched = pd.concat([offered[["customer_id"]].assign(_month=month + lag) for lag in (0, 1, 2)])
+    keys = eligible.assign(_month=as_of_months(eligible["as_of"]))
+    keys = keys.merge(touched.drop_duplicates(), on=["customer_id", "_month"], how="left", indicator=True)
+    index = eligible.index[(keys["_merge"] == "left_only").to_numpy()]
+    if len(index) > max_rows:
+        index = np.random.default_rng(seed).choice(index, size=max_rows, replace=False)
+    rows = frame.loc[np.sort(index)].copy()
+    rows["outcome"] = spec.outcome(rows)
+    return rows.reset_index(drop=True)
+
+
+def _pool(rows: pd.DataFrame, spec: UpliftSpec, features: list[str], categories: dict) -> tuple[pd.DataFrame, np.ndarray]:
+    return prepare_features(rows, features, categories), rows["outcome"].to_numpy(dtype="float64")
+
+
 # --------------------------------------------------------------------------------------------- metrics
 
 
@@ -168,7 +194,8 @@ def uplift_metrics(outcome, treated, uplift) -> dict[str, float]:
 
 #: Each tree hyperparameter's default beside its search range (as in ``training.search``).
 UPLIFT_SEARCH = {
-    "learner": ("t", ("t", "x")),
+    "learner": ("x", ("t", "x")),
+    "control_pool": ("all", ("contacts", "all")),
     "num_leaves": (15, (4, 63)),
     "min_child_samples": (100, (20, 400)),
     "learning_rate": (0.05, (0.01, 0.2)),
@@ -196,14 +223,23 @@ def _fit(X: pd.DataFrame, y: np.ndarray, hp: dict, objective: str, num_threads: 
     return lgb.train(_params(hp, objective, num_threads, seed), data, num_boost_round=int(hp["rounds"]))
 
 
-def fit_uplift(X: pd.DataFrame, treated: np.ndarray, outcome: np.ndarray, hp: dict, *, num_threads: int = 1, seed: int = 0) -> dict[str, lgb.Booster]:
-    """Fit the meta-learner ``hp['learner']`` (``t`` or ``x``); returns its boosters by role."""
+def fit_uplift(X: pd.DataFrame, treated: np.ndarray, outcome: np.ndarray, hp: dict, *, num_threads: int = 1, seed: int = 0,
+               untreated: tuple[pd.DataFrame, np.ndarray] | None = None) -> dict[str, lgb.Booster]:
+    """Fit the meta-learner ``hp['learner']`` (``t`` or ``x``); returns its boosters by role.
+
+    ``untreated`` (features, outcome) are customer-months offered nothing: with ``hp['control_pool'] == 'all'`` they
+    join the control arm's outcome model, which then no longer rests on the few randomized controls alone
+    (randomization within campaigns and a targeting rule on observed features make "no offer" ignorable given x).
+    """
     w = np.asarray(treated, dtype=bool)
     y = np.asarray(outcome, dtype="float64")
     if w.sum() < 10 or (~w).sum() < 10:
         raise ValueError(f"uplift needs both arms: {int(w.sum())} treated and {int((~w).sum())} control rows")
     mu1 = _fit(X.loc[w], y[w], hp, "binary", num_threads, seed)
-    mu0 = _fit(X.loc[~w], y[~w], hp, "binary", num_threads, seed)
+    if hp.get("control_pool") == "all" and untreated is not None and len(untreated[0]):
+        mu0 = _fit(pd.concat([X.loc[~w], untreated[0]]), np.r_[y[~w], untreated[1]], hp, "binary", num_threads, seed)
+    else:
+        mu0 = _fit(X.loc[~w], y[~w], hp, "binary", num_threads, seed)
     boosters = {"treated": mu1, "control": mu0}
     if hp["learner"] == "x":
         d1 = y[w] - mu0.predict(X.loc[w])
@@ -229,7 +265,8 @@ def bundle_uplift(bundle: ModelBundle, frame: pd.DataFrame) -> np.ndarray:
 
 
 def search_uplift(train_X, train_w, train_y, valid_X, valid_w, valid_y, *, trials: int, seed: int, num_threads: int,
-                  storage_url: str | None = None, study_name: str | None = None, on_trial=None, progress: bool = True):
+                  storage_url: str | None = None, study_name: str | None = None, on_trial=None, progress: bool = True,
+                  untreated: tuple[pd.DataFrame, np.ndarray] | None = None):
     """Optuna TPE over the learner and its trees, maximizing the validation Qini; returns (best hp, study)."""
     import optuna
 
@@ -237,7 +274,7 @@ def search_uplift(train_X, train_w, train_y, valid_X, valid_w, valid_y, *, trial
     propensity = float(np.mean(train_w))
 
     def objective(trial: optuna.Trial) -> float:
-        hp = {"learner": trial.suggest_categorical("learner", list(UPLIFT_SEARCH["learner"][1]))}
+        hp = {name: trial.suggest_categorical(name, list(UPLIFT_SEARCH[name][1])) for name in ("learner", "control_pool")}
         for name in ("num_leaves", "min_child_samples", "rounds"):
             lo, hi = UPLIFT_SEARCH[name][1]
             hp[name] = trial.suggest_int(name, lo, hi, log=True)
@@ -246,7 +283,7 @@ def search_uplift(train_X, train_w, train_y, valid_X, valid_w, valid_y, *, trial
             hp[name] = trial.suggest_float(name, lo, hi, log=True)
         lo, hi = UPLIFT_SEARCH["feature_fraction"][1]
         hp["feature_fraction"] = trial.suggest_float("feature_fraction", lo, hi)
-        boosters = fit_uplift(train_X, train_w, train_y, hp, num_threads=num_threads, seed=seed)
+        boosters = fit_uplift(train_X, train_w, train_y, hp, num_threads=num_threads, seed=seed, untreated=untreated)
         return qini_coefficient(valid_y, valid_w, predict_uplift(boosters, valid_X, propensity))
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
@@ -288,11 +325,12 @@ class UpliftResult:
     promoted: bool
     gate_reason: str
     seconds: float
+    control_pool: str = "contacts"
     warnings: list[str] = field(default_factory=list)
 
     def render(self) -> str:
         lines = [
-            f"{self.registered_name} v{self.version} (run {self.run_id}): {self.learner.upper()}-learner, LightGBM base learners",
+            f"{self.registered_name} v{self.version} (run {self.run_id}): {self.learner.upper()}-learner, LightGBM base learners, control arm from {self.control_pool}",
             f"  split: {self.split.render()}",
             f"  rows (randomized contacts): train {self.rows['train']:,}, validation {self.rows['validation']:,}, test {self.rows['test']:,}",
             f"  validation Qini {self.validation_qini:.5f}; test Qini {self.test['qini']:.5f}"
@@ -331,7 +369,9 @@ def train_uplift(name: str, config: Config, *, features_path: Path, raw_dir: Pat
     tracking.configure_tracking(config)
     frame, metadata = read_feature_table(features_path)
     raw_dir = Path(raw_dir or metadata.get("raw_dir") or config.paths.raw_dir)
-    rows = contact_rows(frame, read_contacts(raw_dir), spec, config)
+    contacts = read_contacts(raw_dir)
+    rows = contact_rows(frame, contacts, spec, config)
+    untreated_rows = untreated_customer_months(frame, contacts, spec, config, max_rows=UNTREATED_SAMPLE_ROWS, seed=settings.seed)
     del frame
     if rows.empty:
         raise ValueError(f"no {spec.offer} contacts match a labeled, eligible customer-month of {features_path}")
@@ -348,6 +388,11 @@ def train_uplift(name: str, config: Config, *, features_path: Path, raw_dir: Pat
     w = {k: part["treated"].to_numpy() for k, part in (("train", train), ("valid", valid), ("test", test))}
     y = {k: part["outcome"].to_numpy() for k, part in (("train", train), ("valid", valid), ("test", test))}
     propensity = float(np.mean(w["train"]))
+    before_test = untreated_rows.loc[as_of_months(untreated_rows["as_of"]) <= split.validation_months[-1]]
+    untreated_parts = {
+        "train": _pool(untreated_rows.loc[as_of_months(untreated_rows["as_of"]) <= split.train_months[-1]], spec, features, categories),
+        "fit": _pool(before_test, spec, features, categories),
+    }
     if progress:
         print(f"{spec.name}: {len(rows):,} randomized {spec.offer} contacts with labels; split {split.render()}", flush=True)
 
@@ -360,13 +405,15 @@ def train_uplift(name: str, config: Config, *, features_path: Path, raw_dir: Pat
                     "propensity": propensity, **split.to_params()})
         best, study = search_uplift(X["train"], w["train"], y["train"], X["valid"], w["valid"], y["valid"],
                                     trials=trials or settings.trials, seed=settings.seed, num_threads=settings.num_threads,
-                                    on_trial=run.trial_logger(experiment_id, spec.name), progress=progress)
+                                    on_trial=run.trial_logger(experiment_id, spec.name), progress=progress,
+                                    untreated=untreated_parts["train"])
         hp = {**default_uplift_hyperparameters(), **best}
         run.params({f"hp_{k}": v for k, v in hp.items()})
+        run.params({"rows_untreated_pool": len(untreated_parts["fit"][1])})
         # refit on train + validation with the chosen trees; the test months stay unseen
         fit_X = pd.concat([X["train"], X["valid"]])
         boosters = fit_uplift(fit_X, np.r_[w["train"], w["valid"]], np.r_[y["train"], y["valid"]], hp,
-                              num_threads=settings.num_threads, seed=settings.seed)
+                              num_threads=settings.num_threads, seed=settings.seed, untreated=untreated_parts["fit"])
         uplift_test = predict_uplift(boosters, X["test"], propensity)
         metrics = uplift_metrics(y["test"], w["test"], uplift_test)
         run.metrics(metrics, prefix="test_")
@@ -380,7 +427,8 @@ def train_uplift(name: str, config: Config, *, features_path: Path, raw_dir: Pat
             run.metrics({"oracle_qini": oracle_qini, "qini_ratio_to_oracle": metrics["qini"] / oracle_qini if oracle_qini else float("nan"),
                          "true_uplift_correlation": float(np.corrcoef(uplift_test[ok], truth[ok])[0, 1])})
         bundle = ModelBundle(spec.name, f"uplift_{hp['learner']}", features, categories, boosters, None, {
-            "offer": spec.offer, "propensity": propensity, "learner": hp["learner"], "split": split.to_dict(),
+            "offer": spec.offer, "propensity": propensity, "learner": hp["learner"], "control_pool": hp["control_pool"],
+            "split": split.to_dict(),
             "run_id": run.run_id, "git_commit": commit, "test_months": [str(m) for m in split.test_months],
         })
         model_uri = _log_bundle(bundle, X["test"].head(5))
@@ -396,7 +444,9 @@ def train_uplift(name: str, config: Config, *, features_path: Path, raw_dir: Pat
         run.text(render_model_card(card), "model_card.md")
     return UpliftResult(spec.name, spec.registered_name, version, run.run_id, split, hp["learner"],
                         {"train": len(train), "validation": len(valid), "test": len(test)}, metrics, float(study.best_value),
-                        oracle_qini, promoted, reason, time.perf_counter() - began, warnings)
+                        oracle_qini, promoted, reason, time.perf_counter() - began,
+                        "randomized controls and every untreated customer-month" if hp["control_pool"] == "all" else "randomized controls",
+                        warnings)
 
 
 def _log_bundle(bundle: ModelBundle, rows: pd.DataFrame) -> str:
