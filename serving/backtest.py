@@ -18,9 +18,11 @@ Two figures per strategy:
   value (retention: ``expected_clv_12m``; upgrade: the policy's value gain of the tier) - contact cost - the true
   expected offer cost, from ``ground_truth``;
 - ``estimated_incremental_value`` (any bank): from the randomized contacts (exploration samples when the bank has
-  them, else every randomized campaign) of the chosen customers, the inverse-propensity estimate of the value per
-  contacted customer (outcome x value, minus the offer cost of the treated who accepted), minus the contact cost,
-  times the strategy's contacts. Noisy: few randomized contacts fall in any one list; the standard error is given.
+  them, else every randomized campaign) of the chosen customers, the difference of the inverse-propensity weighted
+  means (Hajek) of treated and control of the value each contact yields (retention: minus the value lost by an
+  exit, so that the 95 % who stay anyway add no noise; upgrade: the value gained by a tier step; minus the offer
+  cost paid to treated acceptors), minus the contact cost, times the strategy's contacts. Noisy: few randomized
+  contacts fall in any one list; the standard error is given.
 """
 
 from __future__ import annotations
@@ -88,20 +90,25 @@ def estimate_from_contacts(chosen_keys: pd.DataFrame, contacts: pd.DataFrame, ki
     """Inverse-propensity estimate of the incremental value per contact among the randomized contacts of the chosen
     customers: (value per contact, its standard error, randomized contacts used).
 
-    ``contacts`` are :func:`training.uplift.contact_rows` with ``_month``, ``value`` (the strategy-independent value
-    of a success), ``offer_paid`` (offer cost paid: accepted treated rows) and ``propensity`` (treated share of the
-    row's campaign).
+    ``contacts`` are :func:`training.uplift.contact_rows` with ``_month``, ``gain`` (the value the row yields:
+    retention ``(outcome - 1) x value``, upgrade ``outcome x value``, minus the offer cost paid by a treated acceptor)
+    and ``propensity`` (treated share of the row's campaign).
     """
     policy = config.policy
     rows = contacts.merge(chosen_keys, on=["customer_id", "_month"], how="inner")
-    if len(rows) < 2:
+    w = rows["treated"].to_numpy(dtype=bool)
+    if w.sum() < 2 or (~w).sum() < 2:
         return float("nan"), float("nan"), len(rows)
-    w = rows["treated"].to_numpy(dtype="float64")
     e = rows["propensity"].to_numpy(dtype="float64")
-    gain = rows["outcome"].to_numpy(dtype="float64") * rows["value"].to_numpy(dtype="float64") - rows["offer_paid"].to_numpy(dtype="float64")
-    per_row = w * gain / e - (1 - w) * gain / (1 - e)
+    gain = rows["gain"].to_numpy(dtype="float64")
+    means, variances = [], []
+    for arm, weight in ((w, 1 / e), (~w, 1 / (1 - e))):
+        g, k = gain[arm], weight[arm] / weight[arm].sum()
+        mean = float((k * g).sum())
+        means.append(mean)
+        variances.append(float((k**2 * (g - mean) ** 2).sum()))
     contact = policy.retention_contact_cost if kind == "retention" else policy.upgrade_contact_cost
-    return float(per_row.mean() - contact), float(per_row.std(ddof=1) / np.sqrt(len(per_row))), len(rows)
+    return means[0] - means[1] - contact, float(np.sqrt(sum(variances))), len(rows)
 
 
 @dataclass
@@ -191,12 +198,14 @@ def run_backtest(kind: str, config: Config, *, budget: int, features_path: Path,
         raise ValueError(f"feature table {features_path} has no labeled {spec.base.label} rows in months {', '.join(months)}")
 
     scores = frame.copy()
-    for model, column in (("churn", "churn_probability"), ("upgrade", "upgrade_probability"), ("clv", "clv_12m_predicted")):
+    needed = (("churn", "churn_probability"), ("clv", "clv_12m_predicted")) if kind == "retention" else (("upgrade", "upgrade_probability"),)
+    for model, column in needed:
         uri = champion_uri(model)
         if uri is None:
             raise ValueError(f"no champion {model} model: train and promote it first (custbase train {model}; custbase promote {model})")
         scores[column] = load_bundle(uri).predict(frame)
-    scores = scores.drop(columns=["clv_12m"]).rename(columns={"clv_12m_predicted": "clv_12m"})
+    if kind == "retention":  # the label column gives way to the CLV model's prediction
+        scores = scores.drop(columns=["clv_12m"]).rename(columns={"clv_12m_predicted": "clv_12m"})
     if kind not in uplift:
         notes.append(f"no champion {spec.name} model: uplift x value falls back to the policy's rule of thumb")
     scores = with_uplift(scores, uplift)
@@ -253,7 +262,8 @@ def _randomized_contacts(frame, raw_dir, spec, kind, scores, config, notes) -> p
     extra = raw[["customer_id", "campaign_id", "propensity", "responded"]]
     rows = rows.merge(extra, on=["customer_id", "campaign_id"], how="left")
     rows["_month"] = rows["as_of"].dt.to_period("M")
-    priced = rows[["customer_id", "_month"]].merge(scores[["customer_id", "_month", "clv_12m", "value_tier", "aum_month_end"]],
+    priced = rows[["customer_id", "_month"]].merge(scores[["customer_id", "_month", "value_tier", "aum_month_end",
+                                                           *(["clv_12m"] if kind == "retention" else [])]],
                                                    on=["customer_id", "_month"], how="left")
     policy = config.policy
     aum = priced["aum_month_end"].fillna(0).to_numpy(dtype="float64")
@@ -263,8 +273,9 @@ def _randomized_contacts(frame, raw_dir, spec, kind, scores, config, notes) -> p
     else:
         value = priced["value_tier"].astype("object").map(policy.upgrade_value_gain).to_numpy(dtype="float64", na_value=np.nan)
         rate = policy.upgrade_offer_rate
-    rows["value"] = np.nan_to_num(value)
-    rows["offer_paid"] = rows["treated"].to_numpy() * rows["responded"].astype("bool").to_numpy() * rate * aum
+    outcome = rows["outcome"].to_numpy(dtype="float64")
+    offer_paid = rows["treated"].to_numpy() * rows["responded"].astype("bool").to_numpy() * rate * aum
+    rows["gain"] = (outcome - 1 if kind == "retention" else outcome) * np.nan_to_num(value) - offer_paid
     return rows
 
 

@@ -38,19 +38,18 @@ def test_strategies_pick_what_they_promise(month):
         choose(month, "psychic", "retention", 1, CONFIG)
 
 
-def test_estimate_from_randomized_contacts_is_the_inverse_propensity_difference():
+def test_estimate_from_randomized_contacts_is_the_weighted_difference_of_arm_means():
     contacts = pd.DataFrame({
         "customer_id": [1, 2, 3, 4, 9],
         "_month": pd.Period("2025-07", "M"),
         "treated": [1, 1, 0, 0, 1],
         "propensity": 0.5,
-        "outcome": [1.0, 1.0, 1.0, 0.0, 1.0],
-        "value": [100.0, 100.0, 100.0, 100.0, 100.0],
-        "offer_paid": [10.0, 0.0, 0.0, 0.0, 0.0],
+        # retention: a stayer yields 0, a leaver minus their value; the treated stayer 1 was paid an offer of 10
+        "gain": [-10.0, 0.0, 0.0, -100.0, -100.0],
     })
     keys = pd.DataFrame({"customer_id": [1, 2, 3, 4], "_month": pd.Period("2025-07", "M")})
     per_contact, se, n = estimate_from_contacts(keys, contacts, "retention", CONFIG)
-    # per row: 2 x 90, 2 x 100, -2 x 100, -0 -> mean 45; minus the contact cost 5
+    # treated mean -5, control mean -50: +45 per contact, minus the contact cost 5
     assert n == 4 and per_contact == pytest.approx(40.0) and se > 0
 
 
