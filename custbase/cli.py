@@ -147,6 +147,36 @@ def train(
 
 
 @app.command()
+def oracle(
+    models: Annotated[Optional[list[str]], typer.Argument(help="Models whose test months to cover (default: clv).")] = None,
+    raw: Annotated[Path, typer.Option(help="Folder of a simulated bank.")] = Path("data/bank"),
+    features: FeaturesOption = None,
+    replications: Annotated[int, typer.Option(help="Monte Carlo continuations per customer and month.")] = 32,
+    config: ConfigOption = None,
+) -> None:
+    """Expected outcomes given each customer's true state, by continuing a simulated bank from the test months.
+
+    Written to RAW/oracle_continuation.parquet; `custbase train clv` then compares the model with it.
+    """
+    from training.oracle import write_continuation_oracle
+
+    cfg = _config(config)
+    chosen = models or ["clv"]
+    for model in chosen:
+        if model not in ("churn", "upgrade", "clv"):
+            _fail(f"unknown model {model!r}; choose among churn, upgrade, clv")
+    try:
+        path, checks, seconds = write_continuation_oracle(raw, features or cfg.paths.features_path, chosen, cfg,
+                                                          replications=replications)
+    except (FileNotFoundError, ValueError) as err:
+        _fail(str(err))
+    typer.echo(f"continuation oracle ({replications} replications) written to {path} in {seconds:.0f} s; on the test rows:")
+    typer.echo(f"  {'model':<8}{'rows':>9}{'label mean':>12}{'ground truth':>14}{'continuation':>14}{'mean s.e.':>12}")
+    for check in checks:
+        typer.echo(check.render())
+
+
+@app.command()
 def promote(model: ModelArg, features: FeaturesOption = None, config: ConfigOption = None) -> None:
     """Move 'champion' to the challenger only if it is better on the newest test months; record why."""
     from training.registry import RegistryError, promote as promote_model

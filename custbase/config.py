@@ -68,15 +68,61 @@ class Revenue(_Frozen):
     cost_to_serve_monthly: float = 8.0
 
 
-class Labels(_Frozen):
-    """Label definitions. A row whose horizon runs past the end of the data gets a null label."""
+class LabelNames(BaseModel):
+    """Column names that carry a horizon, derived from :class:`Labels` by :attr:`Labels.names` (the one place).
 
-    churn_horizon_months: int = 3
+    ``churn``, ``upgrade``, ``clv``: the label columns of the customer-month table; ``*_oracle``: the simulated
+    bank's ground-truth columns for exactly those events. Scores are horizon-free (``churn_probability``,
+    ``upgrade_probability``); the models' horizons are in their metadata and model cards.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    churn: str
+    upgrade: str
+    clv: str
+    churn_oracle: str
+    upgrade_oracle: str
+    clv_oracle: str
+
+    @property
+    def labels(self) -> tuple[str, str, str]:
+        return (self.churn, self.upgrade, self.clv)
+
+
+class Labels(_Frozen):
+    """Label definitions. A row whose horizon runs past the end of the data gets a null label.
+
+    Churn is an exit dated when it starts: a closure at its month, a dormancy exit at the first month of a run
+    of ``dormancy_inactive_months`` (k) quiet months (month-end AUM below ``dormancy_aum_threshold`` and no
+    customer-initiated activity). The churn label at as_of is 1 when an exit is dated in
+    (as_of, as_of + ``churn_horizon_months``], so it needs H + k - 1 months of data after as_of.
+    """
+
+    churn_horizon_months: int = Field(3, ge=1)
     dormancy_aum_threshold: float = 1_000.0
-    dormancy_inactive_months: int = 3
-    upgrade_horizon_months: int = 3
-    clv_horizon_months: int = 12
+    dormancy_inactive_months: int = Field(3, ge=1)
+    upgrade_horizon_months: int = Field(3, ge=1)
+    clv_horizon_months: int = Field(12, ge=1)
     clv_annual_discount_rate: float = 0.10
+
+    @property
+    def names(self) -> LabelNames:
+        """Label, oracle and score column names for these horizons (``churn_3m`` ... with the defaults)."""
+        churn, upgrade, clv = self.churn_horizon_months, self.upgrade_horizon_months, self.clv_horizon_months
+        return LabelNames(
+            churn=f"churn_{churn}m",
+            upgrade=f"upgrade_{upgrade}m",
+            clv=f"clv_{clv}m",
+            churn_oracle=f"churn_probability_{churn}m",
+            upgrade_oracle=f"upgrade_probability_{upgrade}m",
+            clv_oracle=f"expected_clv_{clv}m",
+        )
+
+    @property
+    def churn_future_months(self) -> int:
+        """Months of data after as_of the churn label needs: H, plus k - 1 to see a dormancy run complete."""
+        return self.churn_horizon_months + self.dormancy_inactive_months - 1
 
 
 class Simulation(_Frozen):

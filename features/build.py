@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -18,8 +18,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
-from custbase.config import Config
+from custbase.config import Config, LabelNames, Labels
 from features.definitions import (
+    CHURN_POPULATION_COLUMN,
     MonthRange,
     features_for,
     label_columns,
@@ -36,7 +37,7 @@ ENGINES = ("duckdb", "spark")
 
 @dataclass(frozen=True)
 class BuildSummary:
-    """What one build wrote. Label rates are means over rows with a label (churn: non-dormant rows only)."""
+    """What one build wrote. Label rates are means over rows with a label (churn: the churn population only)."""
 
     rows: int
     customers: int
@@ -50,6 +51,9 @@ class BuildSummary:
     seconds: float
     engine: str
     out_path: Path | None
+    names: LabelNames = Labels().names
+    #: Share of customer-month rows in the churn population (not quiet at as_of), lapsing, and dormant.
+    population_shares: dict[str, float] = field(default_factory=dict)
 
     def render(self) -> str:
         def pct(x: float | None) -> str:
@@ -60,9 +64,11 @@ class BuildSummary:
             f"customer-month table: {self.rows:,} rows, {self.customers:,} customers, as_of {self.as_of_min} .. {self.as_of_max}",
             f"  features: {self.feature_count} columns ({CUSTOMER_MONTH_V1.name} v{CUSTOMER_MONTH_V1.version}), engine {self.engine}, "
             f"{self.seconds:.1f} s",
-            f"  labels: churn_3m {pct(self.churn_rate)} (non-dormant rows), upgrade_3m {pct(self.upgrade_rate)}, "
-            f"mean clv_12m {'n/a' if self.clv_mean is None else f'{self.clv_mean:,.0f}'}",
-            f"  label unavailable (horizon past the data's end, or past a customer's coverage end): {nulls}",
+            f"  labels: {self.names.churn} {pct(self.churn_rate)} (churn population), {self.names.upgrade} {pct(self.upgrade_rate)}, "
+            f"mean {self.names.clv} {'n/a' if self.clv_mean is None else f'{self.clv_mean:,.0f}'}",
+            *([("  rows by status at as_of: " + ", ".join(f"{k} {v:.1%}" for k, v in self.population_shares.items()))]
+              if self.population_shares else []),
+            f"  label null (horizon past the data's end or a customer's coverage end; churn also outside its population): {nulls}",
             *([f"  written to {self.out_path}"] if self.out_path else []),
         ])
 
@@ -128,20 +134,20 @@ def build_customer_months(
         for bucket in tqdm(range(passes), desc="customer slices", unit="slice", disable=not progress or passes == 1, leave=False):
             steps, final = pipeline(config, frozenset(sources), months, bucket=(bucket, passes))
             parts.append(_run_duckdb(config, _scan_views(sources), _months_table(months), steps, final))
-        table = pa.concat_tables([_conform(part, frozenset(sources)) for part in parts])
+        table = pa.concat_tables([_conform(part, frozenset(sources), config) for part in parts])
     else:
         from features.spark import run_steps, spark_session
 
         steps, final = pipeline(config, frozenset(sources), months)
         table = run_steps(spark_session(), sources, _months_table(months), steps, final)
-    table = _conform(table, frozenset(sources))
+    table = _conform(table, frozenset(sources), config)
     stages.update()
     stages.set_postfix_str(f"writing {out_path}")
     metadata = table_metadata(table, config, data_end=data_end, raw_dir=str(raw_dir), engine=engine, tables=frozenset(sources))
     write_feature_table(table, out_path, metadata)
     stages.update()
     stages.close()
-    return summarize(table, seconds=time.perf_counter() - began, engine=engine, out_path=Path(out_path))
+    return summarize(table, seconds=time.perf_counter() - began, engine=engine, out_path=Path(out_path), labels=config.labels)
 
 
 def build_customer_months_frame(
@@ -186,7 +192,7 @@ def build_customer_months_frame(
             table = run_steps(spark_session(), sources, _months_table(months), steps, final)
     else:
         raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
-    frame = _conform(table, present).to_pandas()
+    frame = _conform(table, present, config).to_pandas()
     frame["as_of"] = pd.to_datetime(frame["as_of"]).astype("datetime64[us]")
     return frame
 
@@ -253,10 +259,10 @@ def _months_table(r: MonthRange) -> pa.Table:
     return pa.table({"month_idx": pa.array(indexes, pa.int64()), "as_of": pa.array([month_end(i) for i in indexes], pa.date32())})
 
 
-def _conform(table: pa.Table, tables: frozenset[str]) -> pa.Table:
+def _conform(table: pa.Table, tables: frozenset[str], config: Config) -> pa.Table:
     """The engine's result with the published column order and types, sorted by customer and as_of."""
-    columns = [f.name for f in features_for(Config(), tables)]
-    schema = arrow_schema(columns, label_columns(tables))
+    columns = [f.name for f in features_for(config, tables)]
+    schema = arrow_schema(columns, label_columns(tables, config.labels))
     return table.select(schema.names).cast(schema).sort_by([("customer_id", "ascending"), ("as_of", "ascending")])
 
 
@@ -271,7 +277,8 @@ def table_metadata(table: pa.Table, config: Config, *, data_end: date, raw_dir: 
     return {
         "feature_set": {"name": CUSTOMER_MONTH_V1.name, "version": CUSTOMER_MONTH_V1.version, "columns": columns},
         "categorical_columns": [c for c in CUSTOMER_MONTH_V1.categorical_columns if c in columns],
-        "label_columns": list(label_columns(tables)),
+        "label_columns": list(label_columns(tables, config.labels)),
+        "label_names": config.labels.names.model_dump(),
         "labels": config.labels.model_dump(),
         "value_tiers": list(config.value_tiers.names),
         "data_end": data_end.isoformat(),
@@ -283,30 +290,38 @@ def table_metadata(table: pa.Table, config: Config, *, data_end: date, raw_dir: 
     }
 
 
-def summarize(table: pa.Table, *, seconds: float, engine: str, out_path: Path | None) -> BuildSummary:
-    """Row, customer and label statistics of a built table."""
+def summarize(table: pa.Table, *, seconds: float, engine: str, out_path: Path | None, labels: Labels | None = None) -> BuildSummary:
+    """Row, customer and label statistics of a built table (label names from ``labels``' horizons)."""
+    labels = labels or Labels()
+    names = labels.names
 
-    def mean(column: str, where=None) -> float | None:
+    def mean(column: str) -> float | None:
         if column not in table.column_names:
             return None
-        values = table.column(column) if where is None else table.column(column).filter(where)
-        values = pc.drop_null(values)
+        values = pc.drop_null(table.column(column))
         return float(pc.mean(values).as_py()) if len(values) else None
 
-    labels = [c for c in ("churn_3m", "upgrade_3m", "clv_12m") if c in table.column_names]
-    not_dormant = pc.equal(table.column("is_dormant"), 0) if "is_dormant" in table.column_names else None
+    present = [c for c in names.labels if c in table.column_names]
+    shares = {}
+    if CHURN_POPULATION_COLUMN in table.column_names and len(table):
+        quiet = table.column(CHURN_POPULATION_COLUMN).to_numpy(zero_copy_only=False)
+        k = labels.dormancy_inactive_months
+        shares = {"churn population": float((quiet == 0).mean()), f"lapsing (quiet 1..{k - 1} months)": float(((quiet > 0) & (quiet < k)).mean()),
+                  "dormant": float((quiet >= k).mean())}
     as_of = table.column("as_of")
     return BuildSummary(
         rows=len(table),
         customers=len(pc.unique(table.column("customer_id"))),
         as_of_min=pc.min(as_of).as_py() if len(table) else None,
         as_of_max=pc.max(as_of).as_py() if len(table) else None,
-        feature_count=len(table.column_names) - 2 - len(labels),
-        churn_rate=mean("churn_3m", not_dormant),
-        upgrade_rate=mean("upgrade_3m"),
-        clv_mean=mean("clv_12m"),
-        null_label_share={c: (table.column(c).null_count / len(table) if len(table) else 0.0) for c in labels},
+        feature_count=len(table.column_names) - 2 - len(present),
+        churn_rate=mean(names.churn),
+        upgrade_rate=mean(names.upgrade),
+        clv_mean=mean(names.clv),
+        null_label_share={c: (table.column(c).null_count / len(table) if len(table) else 0.0) for c in present},
         seconds=seconds,
         engine=engine,
         out_path=out_path,
+        names=names,
+        population_shares=shares,
     )

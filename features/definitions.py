@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Literal
 
-from custbase.config import Config
+from custbase.config import Config, Labels
 from features.contract import (
     ASSET_PRODUCTS,
     CHANNELS,
@@ -53,6 +53,8 @@ HISTORY_MONTHS = 24
 WINDOWS: tuple[int, ...] = (1, 3, 6, 12)
 #: Interaction kinds that are the customer's own doing (with customer-initiated transactions: "activity").
 ACTIVITY_INTERACTIONS = ("login", "branch_visit", "call_center")
+#: The feature that decides the churn population: a customer is in it at as_of when this is 0.
+CHURN_POPULATION_COLUMN = "months_quiet"
 
 DType = Literal["int64", "float64", "str"]
 _SPINE = "PARTITION BY customer_id ORDER BY month_idx"
@@ -133,7 +135,7 @@ def month_range(config: Config, *, data_end: date, first_data_month: int, start:
         )
     labels = config.labels
     lookback = max(HISTORY_MONTHS, labels.dormancy_inactive_months, max(WINDOWS))
-    horizon = max(labels.churn_horizon_months, labels.upgrade_horizon_months, labels.clv_horizon_months)
+    horizon = max(labels.churn_future_months, labels.upgrade_horizon_months, labels.clv_horizon_months)
     return MonthRange(first=first_data_month, start=start, end=end, last=last,
                       read_start=max(start - lookback, first_data_month), read_end=min(end + horizon, last))
 
@@ -355,10 +357,14 @@ def _monthly(tables: frozenset[str], config: Config) -> str:
     if "interactions" in tables:
         activity += [col("interactions", c) for c in ("logins", "branch_visits", "call_center_calls")]
     derived = [f"CASE WHEN {' + '.join(activity)} > 0 THEN 1 ELSE 0 END AS active"]
+    # Quiet month: no customer-initiated activity and (with balances) month-end AUM below the dormancy threshold.
+    quiet = [f"{' + '.join(activity)} = 0"]
     revenue = [col("transactions", "txn_amount_fee"), f"-{config.revenue.cost_to_serve_monthly!r}"]
     if "balances" in tables:
+        quiet.append(f"{col('balances', 'aum')} < {config.labels.dormancy_aum_threshold!r}")
         revenue.insert(0, col("balances", "balance_revenue"))
         derived.append(f"{value_tier_rank_sql(col('balances', 'aum'), config)} AS tier_rank")
+    derived.append(f"CASE WHEN {' AND '.join(quiet)} THEN 1 ELSE 0 END AS quiet")
     derived.append(f"({' + '.join(revenue)}) AS net_revenue")
     covered, inside = "", ""
     if "coverage" in tables:
@@ -549,25 +555,38 @@ def revenue(ctx: Context) -> list[Feature]:
             for w in (1, 3, 12)]
 
 
+def months_quiet_sql(ctx: Context) -> str:
+    """Consecutive quiet months ending at the row's month m, counting m, capped at k.
+
+    A month is quiet when the customer did nothing of their own doing in it (no customer-initiated
+    transaction, login, branch visit or call) and, with a balances table, its month-end AUM is below
+    ``labels.dormancy_aum_threshold``. k = ``labels.dormancy_inactive_months``. Reads months m-k+1..m only.
+    """
+    k = ctx.config.labels.dormancy_inactive_months
+    last_busy = trailing("MAX(CASE WHEN quiet = 0 THEN month_idx END)", k)
+    return f"COALESCE(month_idx - {last_busy}, {trailing('COUNT(*)', k)})"
+
+
 def dormancy_sql(ctx: Context) -> str:
     """1 when the customer is dormant at the row's month m, else 0.
 
-    Dormant(m): month-end AUM below ``labels.dormancy_aum_threshold`` (dropped without a balances table) and no
-    customer-initiated activity in each of the k = ``labels.dormancy_inactive_months`` months ending at m (a
-    customer with fewer than k months of tenure is not dormant).
+    Dormant(m): the k = ``labels.dormancy_inactive_months`` months ending at m are all quiet (see
+    :func:`months_quiet_sql`); a customer with fewer than k months on the spine is not dormant.
     """
-    labels = ctx.config.labels
-    k = labels.dormancy_inactive_months
-    conditions = [f"{trailing('COUNT(*)', k)} = {k}", f"{trailing('SUM(active)', k)} = 0"]
-    if "balances" in ctx.tables:
-        conditions.insert(0, f"aum < {labels.dormancy_aum_threshold!r}")
-    return f"CASE WHEN {' AND '.join(conditions)} THEN 1 ELSE 0 END"
+    return f"CASE WHEN {months_quiet_sql(ctx)} >= {ctx.config.labels.dormancy_inactive_months} THEN 1 ELSE 0 END"
 
 
 def dormancy(ctx: Context) -> list[Feature]:
-    return [Feature("is_dormant", "dormant", "int64", "dormancy",
-                    "1 if dormant at as_of: AUM below the dormancy threshold and no customer-initiated activity "
-                    "in the last k months (config.labels).")]
+    k = ctx.config.labels.dormancy_inactive_months
+    return [
+        Feature("is_dormant", "dormant", "int64", "dormancy",
+                "1 if dormant at as_of: AUM below the dormancy threshold and no customer-initiated activity "
+                "in each of the last k months (config.labels)."),
+        Feature(CHURN_POPULATION_COLUMN, months_quiet_sql(ctx), "int64", "dormancy",
+                "Consecutive quiet months up to as_of (no customer-initiated activity and AUM below the dormancy "
+                f"threshold), capped at k = {k}: 0 = still using the bank (the churn population), 1..k-1 = lapsing, "
+                "k = dormant."),
+    ]
 
 
 #: Feature families in output order. Each is one function of the build context.
@@ -593,28 +612,51 @@ def features_for(config: Config, tables: frozenset[str] | set[str]) -> list[Feat
 
 # ----------------------------------------------------------------------------------------------- labels
 
-LABEL_COLUMNS: tuple[str, ...] = ("churn_3m", "upgrade_3m", "clv_12m")
+#: Label columns with the default horizons (``config.labels.names`` gives them for any configuration).
+LABEL_COLUMNS: tuple[str, ...] = Labels().names.labels
 
 
-def label_columns(tables: frozenset[str] | set[str]) -> tuple[str, ...]:
-    """Labels computable from ``tables``: upgrade needs value tiers, so a balances table."""
-    return tuple(c for c in LABEL_COLUMNS if c != "upgrade_3m" or "balances" in tables)
+def label_columns(tables: frozenset[str] | set[str], labels: Labels | None = None) -> tuple[str, ...]:
+    """Labels computable from ``tables``, named for ``labels``' horizons: upgrade needs value tiers, so balances."""
+    names = (labels or Labels()).names
+    return tuple(c for c in names.labels if c != names.upgrade or "balances" in tables)
+
+
+def in_churn_population(frame) -> "pd.Series":
+    """Boolean mask of the rows in the churn population, from data at or before as_of only.
+
+    The one rule training, evaluation, scoring and campaign lists share: the customer is open (every
+    customer-month row is) and not quiet at as_of (``months_quiet == 0``): neither dormant nor lapsing. Tables
+    without ``months_quiet`` (prepared elsewhere) fall back to ``is_dormant == 0``, and to every row without either.
+    """
+    import pandas as pd
+
+    if CHURN_POPULATION_COLUMN in frame.columns:
+        return frame[CHURN_POPULATION_COLUMN].fillna(0).eq(0)
+    if "is_dormant" in frame.columns:
+        return frame["is_dormant"].fillna(0).eq(0)
+    return pd.Series(True, index=frame.index)
 
 
 def label_sql(ctx: Context, r: MonthRange) -> dict[str, str]:
-    """Label expressions over the feature step (one row per customer and active month).
+    """Label expressions over the feature step (one row per customer and open month), named by ``labels.names``.
 
-    ``churn_3m``: 1 if the customer exits within H = ``churn_horizon_months`` months after as_of: a closure dated
-    in (as_of, as_of + H], or dormancy (see :func:`dormancy_sql`) reached at some month-end in (as_of, as_of + H].
-    Computed for every row; the churn population is ``is_dormant == 0``.
-    ``upgrade_3m``: 1 if the value tier at as_of + H (``upgrade_horizon_months``) is above the tier at as_of;
-    0 if the customer closed by then; null for rows already in the top tier.
-    ``clv_12m``: max(0, sum over h = 1..H (``clv_horizon_months``) of net revenue in month as_of + h discounted by
-    (1 + ``clv_annual_discount_rate``) ** (h / 12)); months from the closure month on contribute 0.
-    Every label is null when as_of + H is after the data's last complete month, or (with a ``coverage``
-    table) after the customer's last covered month: the outcome is unobserved there, not "stayed".
+    Churn (``churn_<H>m``, H = ``churn_horizon_months``): 1 if an exit is dated in (as_of, as_of + H]. An exit is
+    dated when it starts: a closure at its month; a dormancy exit at the first month of a run of k =
+    ``dormancy_inactive_months`` quiet months (see :func:`months_quiet_sql`). Seeing that run complete needs
+    H + k - 1 months after as_of; the label is null without them. It is also null outside the churn population
+    (``months_quiet > 0`` at as_of: lapsing or dormant customers, whose run began at or before as_of). Inside it
+    as_of is not quiet, so a run whose k-th month falls in [as_of + k, as_of + H + k - 1] started in
+    (as_of, as_of + H]. A run cut short by a closure counts as the closure.
+    Upgrade (``upgrade_<H>m``): 1 if the value tier at as_of + H (``upgrade_horizon_months``) is above the tier at
+    as_of; 0 if the customer closed by then; null for rows already in the top tier.
+    CLV (``clv_<H>m``): max(0, sum over h = 1..H (``clv_horizon_months``) of net revenue in month as_of + h
+    discounted by (1 + ``clv_annual_discount_rate``) ** (h / 12)); months from the closure month on contribute 0.
+    Every label is null when the months it needs run past the data's last complete month, or (with a
+    ``coverage`` table) past the customer's last covered month: the outcome is unobserved there, not "stayed".
     """
     labels = ctx.config.labels
+    names = labels.names
     out = {}
 
     def beyond(h: int) -> str:
@@ -623,15 +665,15 @@ def label_sql(ctx: Context, r: MonthRange) -> dict[str, str]:
             past_end += f" OR (cover_last_idx IS NOT NULL AND month_idx + {h} > cover_last_idx)"
         return past_end
 
-    h = labels.churn_horizon_months
+    h, k = labels.churn_horizon_months, labels.dormancy_inactive_months
     closed_by = f"(closure_idx IS NOT NULL AND closure_idx <= month_idx + {h})"
-    dormant_ahead = f"COALESCE(MAX(dormant) OVER ({_SPINE} ROWS BETWEEN 1 FOLLOWING AND {h} FOLLOWING), 0) = 1"
-    out["churn_3m"] = (f"CASE WHEN {beyond(h)} THEN CAST(NULL AS DOUBLE) "
-                       f"WHEN {closed_by} OR {dormant_ahead} THEN 1.0 ELSE 0.0 END")
+    run_completes = f"COALESCE(MAX(dormant) OVER ({_SPINE} ROWS BETWEEN {k} FOLLOWING AND {h + k - 1} FOLLOWING), 0) = 1"
+    out[names.churn] = (f"CASE WHEN {CHURN_POPULATION_COLUMN} > 0 OR {beyond(labels.churn_future_months)} "
+                        f"THEN CAST(NULL AS DOUBLE) WHEN {closed_by} OR {run_completes} THEN 1.0 ELSE 0.0 END")
     if "balances" in ctx.tables:
         h = labels.upgrade_horizon_months
         top = len(ctx.config.value_tiers.names) - 1
-        out["upgrade_3m"] = (
+        out[names.upgrade] = (
             f"CASE WHEN {beyond(h)} OR tier_rank >= {top} THEN CAST(NULL AS DOUBLE) "
             f"WHEN closure_idx IS NOT NULL AND closure_idx <= month_idx + {h} THEN 0.0 "
             f"WHEN {following('tier_rank', h)} > tier_rank THEN 1.0 ELSE 0.0 END"
@@ -640,7 +682,7 @@ def label_sql(ctx: Context, r: MonthRange) -> dict[str, str]:
     rate = labels.clv_annual_discount_rate
     # The spine stops before the closure month, so LEAD is null (revenue 0) from then on.
     terms = " + ".join(f"COALESCE({following('net_revenue', i)}, 0) * {(1 + rate) ** (-i / 12)!r}" for i in range(1, h + 1))
-    out["clv_12m"] = f"CASE WHEN {beyond(h)} THEN CAST(NULL AS DOUBLE) ELSE GREATEST(0.0, {terms}) END"
+    out[names.clv] = f"CASE WHEN {beyond(h)} THEN CAST(NULL AS DOUBLE) ELSE GREATEST(0.0, {terms}) END"
     return out
 
 

@@ -27,9 +27,10 @@ How the bank works (one month at a time, vectorised over a chunk of customers)
   month the customer transfers out everything but a residual below
   ``config.labels.dormancy_aum_threshold`` and pays off loans; from the next month on there is no
   customer-initiated activity at all while the account stays open (only interest and fees post).
-  ``exit_month`` is the closure month, or for dormancy the month the label builder's dormancy
-  definition is first met: the last of ``config.labels.dormancy_inactive_months`` inactive months
-  after the drain (so, as in ``churn_3m``, a drained customer still counts as exiting later).
+  ``exit_month`` is dated as the churn label dates it, when the exit starts: the closure month, or for
+  dormancy the first quiet month (no customer-initiated activity, AUM below the threshold), the month
+  after the drain; the label builder sees it once ``config.labels.dormancy_inactive_months`` quiet
+  months have passed.
 - **Upgrades** come from income growth, the ramp-up of new customers and wealth-product adoption.
 - **Campaigns** (as the field sees them): every month a retention, an upgrade and a cross-sell campaign
   aimed by the bank's rule (recent complaints, little activity, value), randomised into treated (80 %)
@@ -52,18 +53,20 @@ How the bank works (one month at a time, vectorised over a chunk of customers)
 - **Revenue** follows the label builder's formula: sum of month-average balance x
   ``config.revenue.annual_rate`` / 12 + fee transactions - ``cost_to_serve_monthly``.
 
-Ground truth (one row per customer and month-end while the account is open, dormant included):
-``churn_hazard`` (probability of starting to leave next month; for a drained customer waiting to
-meet the dormancy definition, 1 if that happens next month), ``churn_probability_3m`` (probability that ``exit_month`` falls in the next 3 months, from
-the true state with engagement projected forward), ``upgrade_probability_3m`` (value tier at
-month + 3 above today's; 0 for the top tier), ``value_tier``, ``expected_net_revenue`` (next month),
-``expected_clv_12m``, ``campaign_effect`` (drop in ``churn_probability_3m`` if given a retention offer
-next month; negative for sleeping dogs), ``upgrade_campaign_effect`` (rise in ``upgrade_probability_3m``
-if given an upgrade offer next month), ``retention_offer_cost`` and ``upgrade_offer_cost`` (expected offer
-cost of such a contact: true acceptance probability x the offer's price for this customer),
-``engagement``, ``exit_month``, ``exit_type``. The true incremental value of a contact is
-``effect x value - contact cost - offer cost`` (value: ``expected_clv_12m`` for retention, the policy's
-``upgrade_value_gain`` of the tier for upgrade).
+Ground truth (one row per customer and month-end while the account is open, dormant included; the
+horizon columns are named by ``config.labels.names``, ``churn_probability_3m`` ... with the defaults):
+``churn_hazard`` (probability of starting to leave next month; for a customer who drained this month,
+1: the dormancy exit is dated next month), ``churn_probability_<H>m`` (probability that ``exit_month``
+falls in the next H = ``churn_horizon_months`` months: exactly the churn label's event, from the true
+state with engagement projected forward; 1 for a customer who drained this month, 0 once the exit is
+past), ``upgrade_probability_<H>m`` (value tier at month + H above today's; 0 for the top tier),
+``value_tier``, ``expected_net_revenue`` (next month), ``expected_clv_<H>m``, ``campaign_effect`` (drop
+in the churn probability if given a retention offer next month), ``upgrade_campaign_effect`` (rise in
+the upgrade probability if given an upgrade offer next month), ``engagement``, ``exit_month``,
+``exit_type``, and ``retention_offer_cost`` and ``upgrade_offer_cost`` (expected offer cost of such a contact:
+true acceptance probability x the offer's price for this customer; ``campaign_effect`` is negative for
+sleeping dogs). The true incremental value of a contact is ``effect x value - contact cost - offer cost``
+(value: the expected CLV for retention, the policy's ``upgrade_value_gain`` of the tier for upgrade).
 
 Determinism: the output depends on the seed, the settings **and the chunk size**: chunk ``k`` draws
 from ``np.random.default_rng([seed, k])``, global events (rate-shock months) from their own stream,
@@ -74,7 +77,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date
 from pathlib import Path
 
@@ -84,7 +87,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from scipy.special import expit, ndtr
 
-from custbase.config import Config, Simulation
+from custbase.config import Config, Labels, Simulation
 from features.contract import (
     ASSET_PRODUCTS,
     CHANNELS,
@@ -205,6 +208,7 @@ class SimulationSummary:
     transactions_per_active_month: float
     seconds: float
     extra: dict[str, float] = field(default_factory=dict)
+    churn_horizon_months: int = 3
 
     @property
     def mean_quarterly_churn_rate(self) -> float:
@@ -221,8 +225,9 @@ class SimulationSummary:
                 f"from {self.start_month}, data end {self.data_end.isoformat()}, {self.seconds:.1f} s",
                 f"rows: {rows}",
                 f"value tiers at data end: {tiers}; top decile holds {self.top_decile_aum_share:.1%} of AUM",
-                f"churn per quarter (mean {self.mean_quarterly_churn_rate:.2%}): {quarters}",
-                f"oracle churn AUC (true 3-month exit probability): {self.oracle_churn_auc:.3f}; "
+                f"churn per quarter on customers still using the bank (mean {self.mean_quarterly_churn_rate:.2%}): {quarters}",
+                f"oracle churn AUC (true probability of an exit dated in the next {self.churn_horizon_months} months): "
+                f"{self.oracle_churn_auc:.3f}; "
                 f"3-month upgrade rate below the top tier: {self.upgrade_rate_3m:.2%}",
                 f"transactions per active customer-month: {self.transactions_per_active_month:.1f}",
             ]
@@ -422,25 +427,30 @@ _WRITTEN_COLUMNS = {
 #: The contract tables the simulated bank writes (every one but ``coverage``: a simulation covers every customer fully).
 SIMULATED_TABLES: tuple[str, ...] = tuple(_WRITTEN_COLUMNS)
 
-GROUND_TRUTH_SCHEMA = pa.schema(
-    [
-        pa.field("customer_id", pa.int64(), nullable=False),
-        pa.field("month", pa.date32(), nullable=False),
-        pa.field("churn_hazard", pa.float64()),
-        pa.field("churn_probability_3m", pa.float64()),
-        pa.field("upgrade_probability_3m", pa.float64()),
-        pa.field("expected_net_revenue", pa.float64()),
-        pa.field("expected_clv_12m", pa.float64()),
-        pa.field("campaign_effect", pa.float64()),
-        pa.field("upgrade_campaign_effect", pa.float64()),
-        pa.field("retention_offer_cost", pa.float64()),
-        pa.field("upgrade_offer_cost", pa.float64()),
-        pa.field("engagement", pa.float64()),
-        pa.field("value_tier", pa.string()),
-        pa.field("exit_month", pa.date32()),
-        pa.field("exit_type", pa.string()),
-    ]
-)
+#: Numeric ground-truth columns, in order, as keys of the monthly truth; the horizon ones are renamed on writing.
+_TRUTH_COLUMNS = ("churn_hazard", "churn_probability", "upgrade_probability", "expected_net_revenue", "expected_clv",
+                  "campaign_effect", "upgrade_campaign_effect", "retention_offer_cost", "upgrade_offer_cost", "engagement")
+
+
+def ground_truth_schema(labels: Labels) -> pa.Schema:
+    """The ground-truth table's schema; the oracle columns are named for ``labels``' horizons (``labels.names``)."""
+    names = labels.names
+    renamed = {"churn_probability": names.churn_oracle, "upgrade_probability": names.upgrade_oracle,
+               "expected_clv": names.clv_oracle}
+    return pa.schema(
+        [
+            pa.field("customer_id", pa.int64(), nullable=False),
+            pa.field("month", pa.date32(), nullable=False),
+            *(pa.field(renamed.get(c, c), pa.float64()) for c in _TRUTH_COLUMNS),
+            pa.field("value_tier", pa.string()),
+            pa.field("exit_month", pa.date32()),
+            pa.field("exit_type", pa.string()),
+        ]
+    )
+
+
+#: The ground-truth schema with the default horizons.
+GROUND_TRUTH_SCHEMA = ground_truth_schema(Labels())
 
 
 def _text(codes: np.ndarray, categories: tuple[str, ...]) -> pa.Array:
@@ -543,6 +553,7 @@ class _Stats:
             top_decile_aum_share=top,
             transactions_per_active_month=self.all_transactions / max(self.active_months, 1),
             seconds=seconds,
+            churn_horizon_months=config.labels.churn_horizon_months,
             extra={
                 "customer_initiated_transactions_per_active_month": self.customer_transactions / max(self.active_months, 1),
                 "churn_rate_3m_payroll": float(self.payroll_exits[1] / max(self.payroll_at_risk[1], 1)),
@@ -760,7 +771,8 @@ def _drain(engagement: np.ndarray) -> np.ndarray:
     return -DRAIN_PER_ENGAGEMENT * np.clip(-engagement - 0.3, 0, 3)
 
 
-def _simulate_chunk(ctx: _Context, chunk: int, first: int, n: int, sink: _Sink, stats: _Stats, bar) -> None:
+def _simulate_chunk(ctx: _Context, chunk: int, first: int, n: int, sink: _Sink, stats: _Stats, bar,
+                    continuation: _Continuation | None = None) -> None:
     rng = np.random.default_rng([ctx.settings.seed, chunk])
     explore_rng = np.random.default_rng([ctx.settings.seed, chunk, 1])
     cal, cfg, months = ctx.calendar, ctx.config, ctx.settings.months
@@ -797,6 +809,13 @@ def _simulate_chunk(ctx: _Context, chunk: int, first: int, n: int, sink: _Sink, 
     txn_id = chunk * 10**12
 
     for t in range(months):
+        if continuation is not None and t == continuation.fork + 1:
+            # from here on every customer continues as `replications` copies with a random stream of their own
+            book, log_aum_history, complaints_history, closed_on = _replicate(
+                continuation.replications, n, book, log_aum_history, complaints_history, closed_on)
+            n *= continuation.replications
+            if continuation.stream is not None:
+                rng = np.random.default_rng([ctx.settings.seed, chunk, _CONTINUATION_STREAM, continuation.stream])
         days = int(cal.days[t])
         moy = int(cal.month_of_year[t])
         shock = float(ctx.shocks[t])
@@ -833,8 +852,8 @@ def _simulate_chunk(ctx: _Context, chunk: int, first: int, n: int, sink: _Sink, 
         book.exit_month[closing] = t
         book.exit_type[closing] = 1
         book.status[draining] = DRAINING
-        # dormancy counts as an exit once the label's definition is met: k inactive months after the drain
-        book.exit_month[draining] = t + cfg.labels.dormancy_inactive_months
+        # a dormancy exit is dated at its first quiet month: the month after the drain (the label's dating)
+        book.exit_month[draining] = t + 1
         book.exit_type[draining] = 2
         closure_day = np.where(closing, 6 + (rng.random(n) * (days - 5)).astype(int), days)
         closed_on[closing] = (cal.month_start_us[t] // 86_400_000_000) + closure_day[closing] - 1
@@ -1036,15 +1055,25 @@ def _simulate_chunk(ctx: _Context, chunk: int, first: int, n: int, sink: _Sink, 
         revenue = (avg * asset_rates).sum(axis=1) + (liability_avg * liability_rates).sum(axis=1) + fees - cfg.revenue.cost_to_serve_monthly
         td_share = _time_deposit_share(book)
         book.hazard_logit = _hazard_logit(book, t, tenure + 1, log_aum_history, complaints_history, td_share, shock, book.engagement)
-        truth = _ground_truth(book, t, cfg, tenure, log_aum_history, complaints_history, td_share, shock, tier_end, bounds,
-                              balance, liability, asset_rates, liability_rates, revenue, months)
-        truth["aum"] = aum_end[truth["customer"]]
-        ground_truth.append(truth)
+        if continuation is None:
+            truth = _ground_truth(book, t, cfg, tenure, log_aum_history, complaints_history, td_share, shock, tier_end, bounds,
+                                  balance, liability, asset_rates, liability_rates, revenue, months)
+            truth["aum"] = aum_end[truth["customer"]]
+            ground_truth.append(truth)
         contacts.append(_contacts_rows(month_contacts, cal, t, rng))
         stats.active_months += na + int(leaving.sum())
         stats.customer_transactions += int(customer_initiated.sum())
         stats.all_transactions += n_tx
         bar.update(1)
+        if continuation is not None and t >= continuation.fork:
+            # what the labels read from the written tables: month-end AUM and net revenue of open customers
+            written_aum = (np.maximum(balance, 0.0) * asset_rows).sum(axis=1)
+            label_revenue = ((np.maximum(avg, 0.0) * asset_rates * asset_rows).sum(axis=1)
+                             + (np.maximum(liability_avg, 0.0) * liability_rates * liability_held).sum(axis=1)
+                             + fees - cfg.revenue.cost_to_serve_monthly)
+            continuation.record(t, open_now, _tier_of(written_aum, bounds), np.where(open_now, label_revenue, 0.0), book.exit_month)
+            if t == continuation.last:
+                return
 
     _write_chunk_end(sink, chunk, book, cal, ground_truth, contacts, closed_on, stats, months, cfg, bounds)
 
@@ -1338,17 +1367,17 @@ def _hazard_logit(book, t, tenure_next, log_aum_history, complaints_history, td_
     )
 
 
-def _exit_probability_3m(h: np.ndarray, closure_p: np.ndarray, inactive_months: int) -> np.ndarray:
-    """P(exit month within the next 3 months) from the next three monthly leaving hazards (columns of h).
+def _exit_probability(h: np.ndarray, closure_p: np.ndarray) -> np.ndarray:
+    """P(an exit dated in the next H months) from the next H monthly leaving hazards (the columns of h).
 
-    A closure exits in the leaving month; a dormancy exits ``inactive_months`` months after the month
-    the customer drains (when the dormancy definition is first met), so it may fall past the horizon.
+    A closure is dated in its leaving month; a dormancy exit at its first quiet month, the month after the
+    drain, so a drain in the horizon's last month exits just after it.
     """
     survive = np.ones(len(h))
     total = np.zeros(len(h))
-    for k in range(3):
-        counts = np.where(k + inactive_months <= 2, 1.0, closure_p)
-        total += survive * h[:, k] * counts
+    horizon = h.shape[1]
+    for k in range(horizon):
+        total += survive * h[:, k] * (closure_p if k == horizon - 1 else 1.0)
         survive = survive * (1 - h[:, k])
     return total
 
@@ -1360,10 +1389,13 @@ def _ground_truth(book, t, cfg, tenure, log_aum_history, complaints_history, td_
     draining = book.status == DRAINING
     open_now = active | draining | (book.status == DORMANT)
     n = len(book.ids)
-    # projected hazards for the next three months: engagement reverts to its baseline, the rest stays
-    hs = np.zeros((n, 3))
-    base = np.zeros((n, 3))
-    for k in range(3):
+    labels = cfg.labels
+    h_churn, h_up = labels.churn_horizon_months, labels.upgrade_horizon_months
+    # projected hazards for the next months: engagement reverts to its baseline, the rest stays
+    projected = max(h_churn, h_up, 3)
+    hs = np.zeros((n, projected))
+    base = np.zeros((n, projected))
+    for k in range(projected):
         e_k = book.baseline + ENGAGEMENT_PERSISTENCE**k * (book.engagement - book.baseline)
         logit = book.hazard_logit + HAZARD["engagement"] * (e_k - book.engagement)
         if k > 0:
@@ -1373,18 +1405,18 @@ def _ground_truth(book, t, cfg, tenure, log_aum_history, complaints_history, td_
         hs[:, k] = np.minimum(base[:, k] * mult, HAZARD_CAP)
     has_loans = (book.mortgage > 0) | (book.loan > 0)
     closure_p = np.clip(CLOSURE_SHARE + 0.2 * (tier_end >= 1) + 0.15 * has_loans + 0.2 * book.closure_bias, 0.05, 0.9)
-    inactive_months = cfg.labels.dormancy_inactive_months
-    p3 = _exit_probability_3m(hs, closure_p, inactive_months)
+    p_exit = _exit_probability(hs[:, :h_churn], closure_p)
     retention_effect = _retention_effect(book, t + 1, complaints_history, td_share)
     treated_hs = np.minimum(base * (1 - retention_effect)[:, None], HAZARD_CAP)
-    effect = p3 - _exit_probability_3m(treated_hs, closure_p, inactive_months)
+    effect = p_exit - _exit_probability(treated_hs[:, :h_churn], closure_p)
+    stays = np.prod(1 - hs[:, :h_up], axis=1)  # no leaving (closure or drain) before the upgrade horizon
 
-    # upgrade: log AUM in three months is normal around its drift; adoption adds a jump
+    # upgrade: log AUM in h_up months is normal around its drift; adoption adds a jump
     kappa = np.where(tenure < 12, WEALTH_REVERSION_NEW, WEALTH_REVERSION)
-    target3 = book.target + 3 * book.growth / 12
-    drift_drain = sum(_drain(book.baseline + ENGAGEMENT_PERSISTENCE ** (k + 1) * (book.engagement - book.baseline)) for k in range(3))
-    la3 = target3 + (book.log_aum - target3) * (1 - kappa) ** 3 + drift_drain
-    sd = np.sqrt(3) * (0.07 + 0.05 * _wealth_share(book))
+    target3 = book.target + h_up * book.growth / 12
+    drift_drain = sum(_drain(book.baseline + ENGAGEMENT_PERSISTENCE ** (k + 1) * (book.engagement - book.baseline)) for k in range(h_up))
+    la3 = target3 + (book.log_aum - target3) * (1 - kappa) ** h_up + drift_drain
+    sd = np.sqrt(h_up) * (0.07 + 0.05 * _wealth_share(book))
     next_bound = np.append(bounds, np.inf)[np.minimum(tier_end + 1, len(bounds))]
     gap = la3 - np.log(next_bound)
     adopt_p = ADOPTION_BASE * np.exp(0.35 * book.income + 0.3 * book.engagement + 5 * book.growth) * np.where((tier_end == 1) | (tier_end == 2), 1.5, 1.0)
@@ -1394,15 +1426,15 @@ def _ground_truth(book, t, cfg, tenure, log_aum_history, complaints_history, td_
 
     wind_mean = np.mean(WINDFALL_JUMP)
     wind_var = (WINDFALL_JUMP[1] - WINDFALL_JUMP[0]) ** 2 / 12
-    p_wind = 1 - (1 - WINDFALL_RATE) ** 3
+    p_wind = 1 - (1 - WINDFALL_RATE) ** h_up
 
     def upgrade_probability(first_month_adopt):
-        # at most one jump of either kind in three months (the chance of two is negligible)
-        pa_ = np.where(can_adopt, 1 - (1 - np.minimum(first_month_adopt, 1)) * (1 - adopt_p) ** 2, 0.0)
+        # at most one jump of either kind within the horizon (the chance of two is small for a few months)
+        pa_ = np.where(can_adopt, 1 - (1 - np.minimum(first_month_adopt, 1)) * (1 - adopt_p) ** (h_up - 1), 0.0)
         without = ndtr(gap / sd)
         with_adoption = ndtr((gap + jump_mean) / np.sqrt(sd**2 + jump_var))
         with_windfall = ndtr((gap + wind_mean) / np.sqrt(sd**2 + wind_var))
-        return (1 - p3) * ((1 - pa_ - p_wind) * without + pa_ * with_adoption + p_wind * with_windfall)
+        return stays * ((1 - pa_ - p_wind) * without + pa_ * with_adoption + p_wind * with_windfall)
 
     up = upgrade_probability(adopt_p)
     up_effect = upgrade_probability(np.maximum(adopt_p + upgrade_effect, 0.0)) - up
@@ -1426,7 +1458,7 @@ def _ground_truth(book, t, cfg, tenure, log_aum_history, complaints_history, td_
     clv = np.zeros(n)
     expected_next = np.zeros(n)
     for k in range(1, cfg.labels.clv_horizon_months + 1):
-        h_k = hs[:, min(k - 1, 2)]
+        h_k = hs[:, min(k - 1, projected - 1)]
         survive = survive * (1 - h_k)
         rev_k = asset_income * np.exp(monthly_drift * min(k, 6)) + liability_income + base_rev
         if k == 1:
@@ -1434,19 +1466,19 @@ def _ground_truth(book, t, cfg, tenure, log_aum_history, complaints_history, td_
         clv += survive * rev_k * disc**k
     clv = np.maximum(clv, 0.0)
 
-    # a drained customer's exit month is already fixed: certain if it falls in the window, 0 once past
+    # a customer who drained this month exits next month (certain); once the exit is past, 0
     waiting = (draining | (book.status == DORMANT)) & (book.exit_month > t)
     churn_hazard = np.where(active, hs[:, 0], np.where(waiting & (book.exit_month == t + 1), 1.0, 0.0))
-    churn_p3 = np.where(active, p3, np.where(waiting & (book.exit_month <= t + 3), 1.0, 0.0))
+    churn_p = np.where(active, p_exit, np.where(waiting & (book.exit_month <= t + h_churn), 1.0, 0.0))
     idx = np.flatnonzero(open_now)
     return {
         "customer": idx,
         "month": np.full(len(idx), t),
         "churn_hazard": churn_hazard[idx],
-        "churn_probability_3m": churn_p3[idx],
-        "upgrade_probability_3m": up[idx],
+        "churn_probability": churn_p[idx],
+        "upgrade_probability": up[idx],
         "expected_net_revenue": np.where(active, expected_next, 0.0)[idx],
-        "expected_clv_12m": np.where(active, clv, 0.0)[idx],
+        "expected_clv": np.where(active, clv, 0.0)[idx],
         "campaign_effect": np.where(active, effect, 0.0)[idx],
         "upgrade_campaign_effect": up_effect[idx],
         "retention_offer_cost": np.where(active, retention_offer_cost, 0.0)[idx],
@@ -1454,13 +1486,16 @@ def _ground_truth(book, t, cfg, tenure, log_aum_history, complaints_history, td_
         "engagement": book.engagement[idx],
         "tier": tier_end[idx],
         "payroll": book.payroll[idx],
-        "at_risk": (active | waiting)[idx],
+        # the churn population: still using the bank this month (active, or draining: it acted this month)
+        "at_risk": (active | draining)[idx],
     }
 
 
 def _write_chunk_end(sink, chunk, book, cal, ground_truth, contacts, closed_on, stats, months, cfg, bounds) -> None:
     """Ground truth (needs each customer's eventual exit), campaign contacts, closures and statistics."""
     names = cfg.value_tiers.names
+    schema = ground_truth_schema(cfg.labels)
+    horizon = cfg.labels.churn_horizon_months
     exit_days = np.where(book.exit_month >= 0, np.append(cal.month_end_days, cal.month_end_days[-1] + 31)[np.minimum(book.exit_month, months)], 0)
     rng_sample = np.random.default_rng([0, chunk])
     tier_history = np.full((months, len(book.ids)), -1)
@@ -1477,22 +1512,24 @@ def _write_chunk_end(sink, chunk, book, cal, ground_truth, contacts, closed_on, 
                 {
                     "customer_id": pa.array(book.ids[idx]),
                     "month": _dates(np.full(len(idx), cal.month_end_days[t])),
-                    **{k: pa.array(truth[k]) for k in GROUND_TRUTH_SCHEMA.names[2:12]},
+                    **{name: pa.array(truth[k]) for name, k in zip(schema.names[2:], _TRUTH_COLUMNS)},
                     "value_tier": _text(truth["tier"], names),
                     "exit_month": _dates(exit_days[idx], mask=~has_exit),
                     "exit_type": _text(book.exit_type[idx], EXIT_TYPES),
                 },
-                schema=GROUND_TRUTH_SCHEMA,
+                schema=schema,
             ),
         )
-        if t + 3 < months:
-            at_risk = truth["at_risk"]
-            exits = has_exit & (exit_month > t) & (exit_month <= t + 3)
-            score = truth["churn_probability_3m"][at_risk]
+        at_risk = truth["at_risk"]
+        if t + horizon < months:
+            exits = has_exit & (exit_month > t) & (exit_month <= t + horizon)
+            score = truth["churn_probability"][at_risk]
             outcome = exits[at_risk]
             keep = rng_sample.random(len(score)) < stats.sample_rate
             stats.scores.append(score[keep].astype(np.float32))
             stats.outcomes.append(outcome[keep])
+        if t + 3 < months:
+            outcome = (has_exit & (exit_month > t) & (exit_month <= t + 3))[at_risk]
             if t % 3 == 0:
                 stats.quarter_at_risk[t] += at_risk.sum()
                 stats.quarter_exits[t] += outcome.sum()
@@ -1535,3 +1572,177 @@ def _write_chunk_end(sink, chunk, book, cal, ground_truth, contacts, closed_on, 
             schema=contract_schema("closures"),
         ),
     )
+
+
+# ==========================================================================================================
+# Monte Carlo continuation: oracles that are true limits
+# ==========================================================================================================
+
+#: Random-stream tag of continuations (kept apart from the chunks' own streams).
+_CONTINUATION_STREAM = 9_000_011
+#: File (in the bank's folder) of the continuation oracle; no feature builder reads it.
+CONTINUATION_ORACLE_FILE = "oracle_continuation.parquet"
+
+
+@dataclass
+class _Continuation:
+    """One continuation of a chunk from the end of month ``fork`` to month ``last``.
+
+    ``replications`` copies of every customer continue from the same true state at the end of ``fork`` with a random
+    stream of their own (``stream``; None keeps the bank's own stream, which with one copy replays the written path).
+    ``record`` keeps what the labels read, per month: open, value-tier rank, net revenue; and the exit months.
+    """
+
+    fork: int
+    last: int
+    replications: int
+    stream: int | None
+    open: dict[int, np.ndarray] = field(default_factory=dict)
+    tier: dict[int, np.ndarray] = field(default_factory=dict)
+    revenue: dict[int, np.ndarray] = field(default_factory=dict)
+    exit_month: np.ndarray | None = None
+
+    def record(self, t: int, open_now: np.ndarray, tier: np.ndarray, revenue: np.ndarray, exit_month: np.ndarray) -> None:
+        self.open[t], self.tier[t], self.revenue[t] = open_now.copy(), tier.copy(), revenue.copy()
+        self.exit_month = exit_month.copy()
+
+
+def _replicate(copies: int, n: int, book: _Book, log_aum_history, complaints_history, closed_on):
+    """``copies`` copies of every customer (copy-major: row r * n + i is copy r of customer i)."""
+    def tile(value):
+        if isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == n:
+            return np.tile(value, (copies,) + (1,) * (value.ndim - 1))
+        return value
+
+    replicated = _Book(**{f.name: tile(getattr(book, f.name)) for f in fields(_Book)})
+    return (replicated, np.tile(log_aum_history, (1, copies)), np.tile(complaints_history, (1, copies)),
+            np.tile(closed_on, copies))
+
+
+class _Discard(_Sink):
+    """A sink that writes nothing (continuations only observe)."""
+
+    def __init__(self):
+        self.rows = {}
+
+    def append(self, table_name: str, table: pa.Table) -> None:
+        pass
+
+    def partition(self, table_name: str, period: str, chunk: int, table: pa.Table) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _NoBar:
+    def update(self, _: int) -> None:
+        pass
+
+    def set_postfix_str(self, _: str) -> None:
+        pass
+
+
+def _continue_chunk(ctx: _Context, chunk: int, first: int, n: int, fork: int, last: int, copies: int,
+                    stream: int | None) -> _Continuation:
+    run = _Continuation(fork=fork, last=last, replications=copies, stream=stream)
+    _simulate_chunk(ctx, chunk, first, n, _Discard(), _Stats(ctx.settings.months, 0.0), _NoBar(), continuation=run)
+    return run
+
+
+def continuation_outcomes(run: _Continuation, n: int, labels: Labels) -> dict[str, np.ndarray]:
+    """Per copy (rows) and customer (columns): the labels' outcomes after ``run.fork``, NaN past the simulated months.
+
+    ``churn``: an exit dated in (fork, fork + H]; ``upgrade``: value tier at fork + H above the tier at fork;
+    ``clv``: max(0, discounted net revenue of months fork + 1 .. fork + H), 0 from the closure month on.
+    """
+    fork, copies = run.fork, run.replications
+    out = {}
+    h = labels.churn_horizon_months
+    if fork + h <= run.last:
+        exit_month = run.exit_month.reshape(copies, n)
+        out["churn"] = ((exit_month > fork) & (exit_month <= fork + h)).astype(float)
+    h = labels.upgrade_horizon_months
+    if fork + h <= run.last:
+        out["upgrade"] = (run.tier[fork + h].reshape(copies, n) > run.tier[fork][None, :]).astype(float)
+    h = labels.clv_horizon_months
+    if fork + h <= run.last:
+        rate = labels.clv_annual_discount_rate
+        value = sum(run.revenue[fork + i].reshape(copies, n) * (1 + rate) ** (-i / 12) for i in range(1, h + 1))
+        out["clv"] = np.maximum(value, 0.0)
+    return out
+
+
+def continuation_oracle(settings: Simulation, config: Config, fork_months: list[int], *, replications: int = 32,
+                        max_rows: int = 400_000, progress: bool = True) -> pa.Table:
+    """The oracle as a true limit: each outcome's expectation given every customer's true state at a month end.
+
+    Replays the simulated bank (same settings, config and seed as written; nothing is written) to the end of each
+    month in ``fork_months`` (indexes from the first simulated month), then continues it ``replications`` times with
+    fresh random streams and averages what the labels would read: P(churn), P(upgrade), E[CLV] over the configured
+    horizons (a horizon past the simulated months gives NaN). The standard error of each mean is in ``<column>_se``,
+    and the mean over the first half of the replications in ``<column>_half``: a metric of the oracle is biased down
+    by its Monte Carlo noise, and comparing the two tells by how much. Copies are simulated ``max_rows // chunk size``
+    at a time to bound memory.
+
+    Returns
+    -------
+    pyarrow.Table
+        ``customer_id``, ``month`` (the fork's month end), the oracle columns named by ``config.labels.names``,
+        their ``_se`` and ``_half`` columns and ``replications``; one row per customer open at the month end.
+    """
+    if replications < 2:
+        raise SimulationError(f"replications must be >= 2 to state a standard error, got {replications}")
+    calendar_ = _Calendar.build(settings.start_month, settings.months)
+    bad = [m for m in fork_months if not 0 <= m < settings.months]
+    if bad:
+        raise SimulationError(f"fork months {bad} are outside the simulated months 0..{settings.months - 1}")
+    ctx = _Context(settings=settings, config=config, calendar=calendar_, shocks=_rate_shocks(settings.seed, calendar_))
+    labels = config.labels
+    names = labels.names
+    columns = {"churn": names.churn_oracle, "upgrade": names.upgrade_oracle, "clv": names.clv_oracle}
+    horizon = max(labels.churn_horizon_months, labels.upgrade_horizon_months, labels.clv_horizon_months)
+    n_chunks = -(-settings.customers // settings.chunk_customers)
+    group = max(1, min(replications, max_rows // max(1, min(settings.customers, settings.chunk_customers))))
+    groups = -(-replications // group)
+    from tqdm.auto import tqdm
+
+    parts = []
+    with tqdm(total=n_chunks * len(fork_months) * groups, desc="oracle continuations", unit="run", disable=not progress) as bar:
+        for chunk in range(n_chunks):
+            first = chunk * settings.chunk_customers
+            n = min(settings.chunk_customers, settings.customers - first)
+            for fork in sorted(set(fork_months)):
+                last = min(fork + horizon, settings.months - 1)
+                sums: dict[str, np.ndarray] = {}
+                squares: dict[str, np.ndarray] = {}
+                halves: dict[str, np.ndarray] = {}
+                done = 0
+                open_at_fork = None
+                for g in range(groups):
+                    copies = min(group, replications - done)
+                    run = _continue_chunk(ctx, chunk, first, n, fork, last, copies, stream=fork * 10_000 + g)
+                    open_at_fork = run.open[fork]
+                    for key, values in continuation_outcomes(run, n, labels).items():
+                        sums[key] = sums.get(key, 0.0) + values.sum(axis=0)
+                        squares[key] = squares.get(key, 0.0) + (values**2).sum(axis=0)
+                        halves[key] = halves.get(key, 0.0) + values[: max(0, replications // 2 - done)].sum(axis=0)
+                    done += copies
+                    bar.update(1)
+                ids = np.arange(first, first + n, dtype=np.int64) + 100_000_001
+                rows = np.flatnonzero(open_at_fork)
+                table = {"customer_id": pa.array(ids[rows]),
+                         "month": _dates(np.full(len(rows), calendar_.month_end_days[fork]))}
+                for key, column in columns.items():
+                    if key in sums:
+                        mean = sums[key] / replications
+                        variance = np.maximum(squares[key] / replications - mean**2, 0.0) * replications / (replications - 1)
+                        table[column] = pa.array(mean[rows])
+                        table[f"{column}_se"] = pa.array(np.sqrt(variance / replications)[rows])
+                        table[f"{column}_half"] = pa.array((halves[key] / (replications // 2))[rows])
+                    else:
+                        for suffix in ("", "_se", "_half"):
+                            table[f"{column}{suffix}"] = pa.nulls(len(rows), pa.float64())
+                table["replications"] = pa.array(np.full(len(rows), replications, np.int64))
+                parts.append(pa.table(table))
+    return pa.concat_tables(parts)

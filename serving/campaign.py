@@ -28,7 +28,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from serving.policy import Policy
+from serving.policy import OUTSIDE_CHURN_POPULATION, Policy
 
 CampaignKind = Literal["retention", "upgrade"]
 KINDS: tuple[str, ...] = ("retention", "upgrade")
@@ -75,6 +75,8 @@ def offer_values(frame: pd.DataFrame, kind: CampaignKind, policy: Policy) -> pd.
         offer = policy.upgrade_offer_take_up * policy.upgrade_offer_rate * aum
     has_model = ~np.isnan(model_uplift)
     uplift = np.where(has_model, model_uplift, rule)
+    if kind == "retention" and "segment" in frame.columns:  # no retention contact outside the churn population
+        value = np.where(frame["segment"].isin(OUTSIDE_CHURN_POPULATION).to_numpy(), np.nan, value)
     return pd.DataFrame(
         {
             "uplift": uplift,

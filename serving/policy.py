@@ -4,6 +4,8 @@ Segment (value x risk matrix, first match wins):
 
 ==========================  ======================================================================
 ``dormant``                 ``is_dormant == 1`` (when the feature exists)
+``lapsing``                 outside the churn population but not dormant: quiet (no activity of their own, AUM
+                            below the dormancy threshold) for 1..k-1 months at as_of (``months_quiet``)
 ``key_customer_at_risk``    high value and ``churn_probability >= at_risk_churn_probability``
 ``low_value_at_risk``       not high value and at risk
 ``growth_potential``        not at risk, not in the top tier, ``upgrade_probability >= growth_upgrade_probability``
@@ -23,6 +25,10 @@ no action's EV exceeds ``min_expected_value``:
   - cross_sell_contact_cost (only below ``cross_sell_max_products`` products, never for dormant customers)
 - ``nurture``:       churn_probability x clv_12m x nurture_acceptance_rate - nurture_contact_cost
   (a cheap digital touch: it wins for moderate value at risk, where an RM call costs more than it saves)
+
+Customers outside the churn population (:func:`features.definitions.in_churn_population`: dormant or lapsing)
+get no ``retain``, ``nurture`` or ``cross_sell``: the churn model was neither trained nor evaluated on them, and
+their exit, if it comes, has already begun. They are their own segments, for a reactivation effort.
 
 Acceptance rates are the share of the modelled outcome the contact changes (a retention call keeps 25% of the
 customers who would have left). Defaults are in the bank's currency (CNY) and are starting points to be
@@ -45,7 +51,10 @@ SEGMENTS: tuple[str, ...] = (
     "stable_core",
     "low_value_stable",
     "dormant",
+    "lapsing",
 )
+#: Segments of customers outside the churn population: no retention contact, whatever their churn score.
+OUTSIDE_CHURN_POPULATION: tuple[str, ...] = ("dormant", "lapsing")
 ACTIONS: tuple[str, ...] = ("retain", "upgrade_offer", "cross_sell", "nurture", "none")
 Action = Literal["retain", "upgrade_offer", "cross_sell", "nurture", "none"]
 
@@ -56,25 +65,32 @@ def _column(frame: pd.DataFrame, name: str, default: float) -> np.ndarray:
     return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
 
 
+def _in_churn_population(scores: pd.DataFrame) -> np.ndarray:
+    # imported here: custbase.config imports this module, and features.definitions imports custbase.config
+    from features.definitions import in_churn_population
+
+    return in_churn_population(scores).to_numpy(dtype=bool)
+
+
 def contact_values(scores: pd.DataFrame, policy: Policy) -> pd.DataFrame:
     """Expected value of each contact for each row (NaN where the action does not apply).
 
     ``scores`` needs ``churn_probability``, ``upgrade_probability``, ``clv_12m``, ``value_tier``, and uses
-    ``product_count`` and ``is_dormant`` when present.
+    ``product_count``, ``is_dormant`` and ``months_quiet`` when present.
     """
     churn = scores["churn_probability"].to_numpy(dtype="float64")
     upgrade = scores["upgrade_probability"].to_numpy(dtype="float64", na_value=np.nan)
     clv = scores["clv_12m"].to_numpy(dtype="float64")
     tier = scores["value_tier"].astype("object")
-    dormant = _column(scores, "is_dormant", 0.0) == 1
+    outside = ~_in_churn_population(scores)
     products = _column(scores, "product_count", 0.0)
 
     gain = tier.map(policy.upgrade_value_gain).to_numpy(dtype="float64", na_value=np.nan)
-    retain = churn * clv * policy.retention_acceptance_rate - policy.retention_contact_cost
+    retain = np.where(outside, np.nan, churn * clv * policy.retention_acceptance_rate - policy.retention_contact_cost)
     upgrade_offer = upgrade * policy.upgrade_acceptance_rate * gain - policy.upgrade_contact_cost
     cross_sell = (1 - churn) * policy.cross_sell_acceptance_rate * policy.cross_sell_clv_uplift * clv - policy.cross_sell_contact_cost
-    cross_sell = np.where(dormant | ~(products < policy.cross_sell_max_products), np.nan, cross_sell)
-    nurture = churn * clv * policy.nurture_acceptance_rate - policy.nurture_contact_cost
+    cross_sell = np.where(outside | ~(products < policy.cross_sell_max_products), np.nan, cross_sell)
+    nurture = np.where(outside, np.nan, churn * clv * policy.nurture_acceptance_rate - policy.nurture_contact_cost)
     return pd.DataFrame(
         {"retain": retain, "upgrade_offer": upgrade_offer, "cross_sell": cross_sell, "nurture": nurture},
         index=scores.index,
@@ -101,11 +117,12 @@ def segment_customers(scores: pd.DataFrame, policy: Policy) -> np.ndarray:
     clv = scores["clv_12m"].to_numpy(dtype="float64")
     tier = scores["value_tier"].astype("object")
     dormant = _column(scores, "is_dormant", 0.0) == 1
+    lapsing = ~dormant & ~_in_churn_population(scores)
     at_risk = churn >= policy.at_risk_churn_probability
     high_value = (clv >= policy.key_customer_clv) | tier.isin(policy.key_customer_tiers).to_numpy()
     growth = (tier != policy.top_value_tier).to_numpy() & (np.nan_to_num(upgrade, nan=-1.0) >= policy.growth_upgrade_probability)
     return np.select(
-        [dormant, at_risk & high_value, at_risk, growth, high_value],
-        ["dormant", "key_customer_at_risk", "low_value_at_risk", "growth_potential", "stable_core"],
+        [dormant, lapsing, at_risk & high_value, at_risk, growth, high_value],
+        ["dormant", "lapsing", "key_customer_at_risk", "low_value_at_risk", "growth_potential", "stable_core"],
         default="low_value_stable",
     ).astype(object)

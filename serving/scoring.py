@@ -38,7 +38,7 @@ REASON_COLUMNS: tuple[str, ...] = ("churn_reasons", "upgrade_reasons", "clv_reas
 #: Columns besides the models' features that scoring reads from the feature frame.
 IDENTITY_COLUMNS: tuple[str, ...] = ("customer_id", "as_of", "value_tier")
 #: Optional policy inputs: used when present.
-POLICY_COLUMNS: tuple[str, ...] = ("is_dormant", "product_count")
+POLICY_COLUMNS: tuple[str, ...] = ("is_dormant", "months_quiet", "product_count")
 
 
 @lru_cache(maxsize=1)
@@ -88,7 +88,8 @@ def score_customers(
     ----------
     features
         One row per customer: ``customer_id``, ``as_of``, ``value_tier``, every feature of the three models, and
-        optionally ``is_dormant`` and ``product_count`` (used by the policy). Not modified.
+        optionally ``is_dormant``, ``months_quiet`` (the churn population) and ``product_count`` (used by the
+        policy). Not modified.
     models
         The churn, upgrade and CLV models.
     policy

@@ -79,6 +79,7 @@ def customer_features_model(spec: ServingSpec | None) -> type[BaseModel]:
         if "value_tier" not in names:
             fields["value_tier"] = (str, Field(..., description="Value tier of the customer at as_of."))
         for name, text in (("is_dormant", "1 if the customer is dormant (policy input)."),
+                           ("months_quiet", "Consecutive quiet months up to as_of; > 0 is outside the churn population (policy input)."),
                            ("product_count", "Products held (policy input).")):
             if name not in names:
                 fields[name] = (Optional[float], Field(None, description=text))

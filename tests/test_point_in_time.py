@@ -116,3 +116,36 @@ def test_a_restricted_build_gives_the_rows_of_a_full_build(config, months):
     expected = full[(full.as_of >= pd.Timestamp(start + "-01")) & (full.as_of <= last)].reset_index(drop=True)
     assert len(part) == len(expected) > 0
     pd.testing.assert_frame_equal(part, expected)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 10_000),
+    months=st.integers(8, 16),
+    position=st.floats(0.0, 1.0),
+    mode=st.sampled_from(["delete", "change", "both"]),
+)
+def test_the_churn_population_is_point_in_time_and_the_label_reads_only_its_window(seed, months, position, mode):
+    """Population: data after as_of never moves it. Label: data after as_of + H + k - 1 never moves it."""
+    from features.definitions import in_churn_population
+
+    labels = CONFIG.labels
+    bank = make_bank(n_customers=10, months=months, seed=seed)
+    month_ends = pd.date_range(pd.Timestamp("2024-01-31"), periods=months, freq="ME")
+    at = min(int(position * months), months - 1)
+    as_of = month_ends[at]
+    assume(bank.tables["transactions"].timestamp.min() < as_of)
+    month = f"{as_of:%Y-%m}"
+    base = build_customer_months_frame(bank.tables, CONFIG, data_end=bank.data_end, start=month, end=month)
+    assert len(base) > 0
+    changed_after_as_of = future_changed(bank.tables, as_of, delete=mode != "change", change=mode != "delete")
+    moved = build_customer_months_frame(changed_after_as_of, CONFIG, data_end=bank.data_end, start=month, end=month)
+    pd.testing.assert_series_equal(in_churn_population(base), in_churn_population(moved))
+    window_end = as_of + pd.offsets.MonthEnd(labels.churn_future_months)
+    label = labels.names.churn
+    changed_after_window = future_changed(bank.tables, window_end, delete=mode != "change", change=mode != "delete")
+    later = build_customer_months_frame(changed_after_window, CONFIG, data_end=bank.data_end, start=month, end=month)
+    pd.testing.assert_series_equal(base[label], later[label])
+    # Outside the population the label is null; inside it no positive was already quiet at as_of.
+    assert base.loc[~in_churn_population(base), label].isna().all()
+    assert (base.loc[base[label] == 1, "months_quiet"] == 0).all()

@@ -105,6 +105,32 @@ def test_policy_known_answers():
     assert actions[4] in ("retain", "none", "nurture") and actions[4] != "upgrade_offer"  # top tier: no upgrade
 
 
+def test_customers_outside_the_churn_population_get_no_retention_contact():
+    """Lapsing (quiet 1..k-1 months) and dormant customers: own segments, no retain / nurture / cross-sell."""
+    from serving.campaign import campaign_list
+
+    policy = Policy()
+    rows = pd.DataFrame(
+        {
+            "customer_id": [1, 2, 3],
+            "as_of": pd.Timestamp("2025-06-30"),
+            "churn_probability": [0.6, 0.6, 0.6],
+            "upgrade_probability": [0.01, 0.01, 0.01],
+            "clv_12m": [20_000.0, 20_000.0, 20_000.0],
+            "value_tier": ["affluent"] * 3,
+            "is_dormant": [0, 0, 1],
+            "months_quiet": [0, 1, 3],
+            "product_count": [2, 2, 2],
+        }
+    )
+    assert segment_customers(rows, policy).tolist() == ["key_customer_at_risk", "lapsing", "dormant"]
+    actions, _ = recommend_actions(rows, policy)
+    assert actions.tolist() == ["retain", "none", "none"]
+    scored = rows.assign(segment=segment_customers(rows, policy), recommended_action=actions,
+                         value_at_risk=rows.churn_probability * rows.clv_12m, churn_reasons=[[]] * 3)
+    assert campaign_list(scored, "retention", 10, policy)["customer_id"].tolist() == [1]
+
+
 def test_action_mode_explains_only_the_model_behind_the_action(models, frame):
     scores = score_customers(frame, models, Policy(), reasons="action")
     for _, row in scores.iterrows():

@@ -276,3 +276,48 @@ def test_oracle_churn_auc_is_realistic(bank, customer_months):
     assert abs(auc - summary.oracle_churn_auc) < 0.02
     # the true probability is calibrated
     assert abs(rows["churn_probability_3m"].mean() - _exits_within_3m(rows).mean()) < 0.01
+
+
+@pytest.fixture(scope="module")
+def labeled_months(bank, tmp_path_factory) -> pd.DataFrame:
+    """The label builder's customer-month table of ``bank`` joined with its ground truth."""
+    from features.build import build_customer_months
+
+    raw, _ = bank
+    out = tmp_path_factory.mktemp("features") / "cm.parquet"
+    build_customer_months(raw, out, CONFIG, validate=False, progress=False)
+    names = CONFIG.labels.names
+    table = pd.read_parquet(out, columns=["customer_id", "as_of", "months_quiet", "months_since_last_activity", names.churn])
+    truth = _read(raw, GROUND_TRUTH_TABLE)[["customer_id", "month", names.churn_oracle, "exit_month", "exit_type"]]
+    truth["as_of"] = pd.to_datetime(truth.pop("month")).astype("datetime64[us]")
+    table["as_of"] = pd.to_datetime(table["as_of"]).astype("datetime64[us]")
+    return table.merge(truth, on=["customer_id", "as_of"], how="left")
+
+
+def test_no_positive_had_started_its_exit_at_as_of_and_the_label_is_the_simulated_event(labeled_months):
+    names = CONFIG.labels.names
+    rows = labeled_months[labeled_months[names.churn].notna()]
+    assert (rows["months_quiet"] == 0).all()
+    exit_month = pd.to_datetime(rows["exit_month"])
+    positives = rows[names.churn] == 1
+    # the simulated exit's first quiet month (or closure month) is after as_of for every positive that has one; the
+    # few without one are quiet runs of customers the simulator did not make leave (they count as exits all the same)
+    known = positives & exit_month.notna()
+    assert (exit_month[known] > rows.loc[known, "as_of"]).all()
+    assert known.sum() > 0.99 * positives.sum()
+    simulated = (exit_month > rows["as_of"]) & (exit_month <= rows["as_of"] + pd.offsets.MonthEnd(CONFIG.labels.churn_horizon_months))
+    assert (simulated == positives).mean() > 0.995
+
+
+def test_the_oracle_is_realistic_against_the_new_label(bank, labeled_months):
+    _, summary = bank
+    names = CONFIG.labels.names
+    rows = labeled_months[labeled_months[names.churn].notna()]
+    assert rows[names.churn_oracle].notna().all()
+    auc = roc_auc_score(rows[names.churn], rows[names.churn_oracle])
+    assert 0.75 <= auc <= 0.92 and abs(auc - summary.oracle_churn_auc) < 0.02
+    assert abs(rows[names.churn_oracle].mean() - rows[names.churn].mean()) < 0.01  # calibrated: the same event
+    assert all(0.02 <= rate <= 0.08 for _, rate in summary.churn_rate_by_quarter[1:])
+    # customers with activity of their own at as_of are still rankable: the oracle is not living off quiet rows
+    active = rows[rows["months_since_last_activity"] == 0]
+    assert roc_auc_score(active[names.churn], active[names.churn_oracle]) > 0.75

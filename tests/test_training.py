@@ -20,6 +20,7 @@ from training.spec import SPECS
 TIER_BOUNDS = (0.0, 50_000.0, 500_000.0, 6_000_000.0)
 TIER_NAMES = ("mass", "affluent", "high_net_worth", "private")
 SYNTHETIC_LABELS = Labels(churn_horizon_months=3, upgrade_horizon_months=3, clv_horizon_months=3)
+NAMES = SYNTHETIC_LABELS.names  # churn_3m, upgrade_3m, clv_3m
 
 
 def _sigmoid(x):
@@ -79,9 +80,9 @@ def synthetic_customer_months(customers: int = 500, months: int = 24, seed: int 
     value = np.clip(net_revenue_12m, 0, None) * (0.4 + 0.35 * product_count) * rng.lognormal(0, 0.3, n) / 4
     clv = np.where(churn | (rng.uniform(size=n) < 0.1), 0.0, value)
     labeled = month_index < months - 3
-    frame["churn_3m"] = np.where(labeled, churn.astype("float64"), np.nan)
-    frame["upgrade_3m"] = np.where(labeled & (tier_rank < len(TIER_NAMES) - 1), upgrade.astype("float64"), np.nan)
-    frame["clv_12m"] = np.where(labeled, clv, np.nan)
+    frame[NAMES.churn] = np.where(labeled, churn.astype("float64"), np.nan)
+    frame[NAMES.upgrade] = np.where(labeled & (tier_rank < len(TIER_NAMES) - 1), upgrade.astype("float64"), np.nan)
+    frame[NAMES.clv] = np.where(labeled, clv, np.nan)
     for column in scramble:
         frame[column] = rng.permutation(frame[column].to_numpy())
     return frame
@@ -92,7 +93,7 @@ def write_feature_table(frame: pd.DataFrame, path: Path, raw_dir: Path | None = 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    labels = ["churn_3m", "upgrade_3m", "clv_12m"]
+    labels = list(NAMES.labels)
     features = [c for c in frame.columns if c not in ("customer_id", "as_of", *labels)]
     metadata = {
         "feature_set": {"name": "synthetic_v1", "version": 1, "columns": features},

@@ -221,6 +221,23 @@ def clv_metrics(y_true, y_pred) -> dict[str, float]:
     }
 
 
+def paired_difference_se(metric, y_true, a, b, *, n_boot: int = 200, seed: int = 0) -> float:
+    """Bootstrap standard error of ``metric(y, a) - metric(y, b)``, the rows resampled with replacement.
+
+    The noise with which two scores of the same rows (a model and its oracle) can be told apart; resamples on
+    which the metric is undefined (NaN) are skipped. NaN when fewer than two resamples give a value.
+    """
+    y, x, z = _as_float_arrays(y_true, a, b, names=("y_true", "a", "b"))
+    rng = np.random.default_rng(seed)
+    differences = []
+    for _ in range(n_boot):
+        rows = rng.integers(0, len(y), len(y))
+        difference = metric(y[rows], x[rows]) - metric(y[rows], z[rows])
+        if not np.isnan(difference):
+            differences.append(difference)
+    return float(np.std(differences, ddof=1)) if len(differences) >= 2 else float("nan")
+
+
 # --------------------------------------------------------------------------------------------- retention
 
 

@@ -116,6 +116,9 @@ def _section_data(card: Mapping) -> list[str]:
         lines.append(f"- **as_of range**: {data.get('as_of_min', '-')} to {data.get('as_of_max', '-')}")
     if data.get("fingerprint"):
         lines.append(f"- **Data fingerprint**: `{data['fingerprint']}`")
+    if data.get("label"):
+        horizon = f" (horizon {data['horizon_months']} months)" if data.get("horizon_months") else ""
+        lines.append(f"- **Label**: `{data['label']}`{horizon}")
     if data.get("population"):
         lines.append(f"- **Population**: {data['population']}")
     return lines + [""]
@@ -129,7 +132,8 @@ def _section_splits(card: Mapping) -> list[str]:
             for name in ("train", "validation", "test") if name in splits]
     lines = ["## Out-of-time splits", ""] + _table(["Split", "as_of months"], rows)
     if splits.get("gap_months") is not None:
-        lines += ["", f"Gap between splits: {splits['gap_months']} months (the label horizon), so no label windows overlap."]
+        lines += ["", f"Gap between splits: {splits['gap_months']} months (the months a label reads after as_of), "
+                      "so no label windows overlap."]
     return lines + [""]
 
 
@@ -162,8 +166,16 @@ def _section_metrics(card: Mapping) -> list[str]:
         notes.append(f"Primary metric: {primary}.")
     if LOWER_IS_BETTER & set(test):
         notes.append("Lower is better for " + ", ".join(sorted(LOWER_IS_BETTER & set(test))) + ".")
-    if oracle:
+    if oracle and metrics.get("oracle_source") == "continuation":
+        notes.append("Oracle: the expected outcome given each customer's true state at as_of, by Monte Carlo "
+                     "continuation of the simulated bank.")
+    elif oracle:
         notes.append("Oracle: the simulated bank's true probabilities / expected values (ground truth).")
+    noise = metrics.get("oracle_noise")
+    if noise and primary:
+        notes.append(f"Model - oracle on {primary}: {noise['model_minus_oracle']:+.4f} (bootstrap standard error "
+                     f"{noise['model_minus_oracle_se']:.4f}" + (f"; oracle extrapolated from {noise['replications']:.0f} "
+                     "Monte Carlo replications" if "replications" in noise else "") + ").")
     return lines + ([""] + [" ".join(notes)] if notes else []) + [""]
 
 

@@ -408,7 +408,7 @@ def train_prepared_table(
     trials, timeout, resume
         As for ``custbase train``: Optuna trials, wall-time budget (s), continue the newest study of the same data.
     """
-    spec = get_spec(model)
+    spec = get_spec(model, config.labels)
     settings = config.training
     began = time.perf_counter()
     raw = read_prepared_table(table)

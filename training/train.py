@@ -81,17 +81,21 @@ class ModelingData:
 
 
 def prepare_modeling_data(frame: pd.DataFrame, metadata: dict, spec: ModelSpec, config: Config) -> ModelingData:
-    """Filter ``frame`` to ``spec``'s eligible labeled rows and split them out of time (``frame`` is not changed)."""
+    """Filter ``frame`` to ``spec``'s eligible labeled rows and split them out of time (``frame`` is not changed).
+
+    The label and oracle names follow the horizons the table was built with (its metadata), whatever ``spec`` says.
+    """
+    labels = labels_of(metadata, config)
+    spec = spec.for_labels(labels)
     if spec.label not in frame.columns:
         raise ValueError(f"the customer-month table ({len(frame)} rows) has no label column {spec.label}; rebuild features")
     eligible = frame.loc[spec.eligible(frame, config)]
     if eligible.empty:
         raise ValueError(f"no eligible labeled rows for the {spec.name} model among {len(frame)} rows (label {spec.label})")
-    labels = labels_of(metadata, config)
     settings = config.training
     split = out_of_time_split(
         as_of_months(eligible["as_of"]).unique(),
-        horizon_months=spec.horizon_months(labels),
+        horizon_months=spec.label_window_months(labels),
         validation_months=settings.validation_months,
         test_months=settings.test_months,
         min_train_months=settings.min_train_months,
@@ -308,6 +312,60 @@ def oracle_predictions(test: pd.DataFrame, spec: ModelSpec, raw_dir: str | Path 
     return None if np.isnan(values).all() else values
 
 
+def oracle_continuation(test: pd.DataFrame, spec: ModelSpec, raw_dir: str | Path | None) -> dict[str, np.ndarray] | None:
+    """The continuation oracle of the ``test`` rows (``custbase oracle``), or None unless it covers every row.
+
+    Reads ``<raw_dir>/oracle_continuation.parquet``: the expected outcome given each customer's true state at as_of,
+    by Monte Carlo continuation of the simulated bank. Returns ``value``, ``se`` (its standard error), ``half`` (the
+    mean of half the replications) and ``replications``, aligned with ``test``.
+    """
+    from features.simulate import CONTINUATION_ORACLE_FILE
+
+    path = Path(raw_dir) / CONTINUATION_ORACLE_FILE if raw_dir else None
+    if path is None or not path.exists():
+        return None
+    import pyarrow.parquet as pq
+
+    column = spec.oracle_column
+    if column not in pq.read_schema(path).names:
+        return None
+    frame = pq.read_table(path, columns=["customer_id", "month", column, f"{column}_se", f"{column}_half", "replications"]).to_pandas()
+    frame = frame.assign(month=as_of_months(frame["month"])).drop_duplicates(["customer_id", "month"], keep="last")
+    keys = test[["customer_id"]].assign(month=as_of_months(test["as_of"]))
+    joined = keys.merge(frame, on=["customer_id", "month"], how="left")
+    if joined[column].isna().any():
+        return None
+    return {"value": joined[column].to_numpy(dtype="float64"), "se": joined[f"{column}_se"].to_numpy(dtype="float64"),
+            "half": joined[f"{column}_half"].to_numpy(dtype="float64"), "replications": joined["replications"].to_numpy()}
+
+
+def _roc_auc_or_nan(y: np.ndarray, score: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, score)) if 0 < y.sum() < len(y) else float("nan")
+
+
+def oracle_noise(spec: ModelSpec, y: np.ndarray, model: np.ndarray, oracle: np.ndarray,
+                 continuation: dict[str, np.ndarray] | None, *, seed: int = 0) -> dict[str, float]:
+    """How far the model may exceed its oracle by chance, on the primary metric.
+
+    ``model_minus_oracle_se``: bootstrap standard error of the paired difference (the test rows' sampling noise).
+    With a continuation oracle also its Monte Carlo noise: the metric with half the replications, and the metric
+    extrapolated to infinitely many (2 x full - half, as the noise's bias falls like 1 / replications); the
+    difference is then taken against the extrapolated metric, the better estimate of the true limit.
+    """
+    metric = _roc_auc_or_nan if spec.kind == "binary" else evaluation.normalized_gini
+    full = float(metric(y, oracle))
+    out = {"metric": full, "model_minus_oracle": float(metric(y, model)) - full,
+           "model_minus_oracle_se": evaluation.paired_difference_se(metric, y, model, oracle, seed=seed)}
+    if continuation is not None:
+        half = float(metric(y, continuation["half"]))
+        out.update(replications=float(continuation["replications"].min()), mean_standard_error=float(continuation["se"].mean()),
+                   metric_half_replications=half, metric_extrapolated=2 * full - half,
+                   model_minus_oracle=float(metric(y, model)) - (2 * full - half))
+    return out
+
+
 @dataclass
 class Evaluation:
     """Test-month figures of the model, its baseline and the oracle, plus the predictions behind them."""
@@ -324,6 +382,16 @@ class Evaluation:
     baseline_retention: dict = field(default_factory=dict)
     #: Churn only: ROC-AUC of model / baseline / oracle on customers with own activity in the as_of month.
     active_slice: dict = field(default_factory=dict)
+    #: The oracle's source and its noise on the primary metric (:func:`oracle_noise`).
+    oracle_source: str = ""
+    oracle_noise: dict = field(default_factory=dict)
+
+    def exceeds_oracle_beyond_noise(self) -> bool:
+        """True when the model beats the oracle by more than twice the difference's standard error."""
+        noise = self.oracle_noise
+        if not noise or np.isnan(noise.get("model_minus_oracle_se", np.nan)):
+            return False
+        return bool(noise["model_minus_oracle"] > 2 * noise["model_minus_oracle_se"])
 
     def beats_baseline(self, spec: ModelSpec) -> bool:
         return bool(self.test[spec.primary_metric] > self.baseline.get(spec.primary_metric, -np.inf))
@@ -341,8 +409,12 @@ def evaluate_model(
     oracle_test: np.ndarray | None = None,
     clv_for_retention: np.ndarray | None = None,
     economics=None,
+    continuation: dict[str, np.ndarray] | None = None,
 ) -> Evaluation:
-    """Score the fitted model, its baseline and the oracle on the test months (and the model on validation)."""
+    """Score the fitted model, its baseline and the oracle on the test months (and the model on validation).
+
+    ``continuation``: the continuation oracle's detail (:func:`oracle_continuation`) when ``oracle_test`` is it.
+    """
     spec = data.spec
     y_test, y_valid = data.y(data.test), data.y(data.validation)
     test_pred = fitted.bundle.predict(data.test)
@@ -365,6 +437,9 @@ def evaluate_model(
         known = ~np.isnan(oracle_test)
         result.oracle = metrics_of(spec, y_test[known], oracle_test[known])
         result.oracle["rows_matched"] = float(known.sum())
+        result.oracle_source = "continuation" if continuation is not None else "ground_truth"
+        if known.all():
+            result.oracle_noise = oracle_noise(spec, y_test, test_pred, oracle_test, continuation)
     if spec.name == "churn" and "months_since_last_activity" in data.test.columns:
         result.active_slice = _active_slice(data.test, y_test, test_pred, baseline_test, oracle_test)
     if spec.name == "churn" and clv_for_retention is not None and economics is not None:
@@ -377,8 +452,9 @@ def _active_slice(test: pd.DataFrame, y: np.ndarray, model: np.ndarray, baseline
                   oracle: np.ndarray | None) -> dict:
     """Churn ROC-AUC on customers who acted themselves in the as_of month.
 
-    A dormancy exit is dated when the inactive run completes, so some positives had already gone quiet at as_of
-    and are easy to rank; this slice shows how well the model finds those who are still active.
+    The churn population already excludes customers quiet at as_of (no activity and AUM below the dormancy
+    threshold); this slice also leaves out those without activity but with money still at the bank, so it shows
+    how well the model finds customers who are visibly still using it.
     """
     from sklearn.metrics import roc_auc_score
 
@@ -441,6 +517,16 @@ class TrainResult:
             oracle = f"{o:>12.4f}" if o is not None else f"{'-':>12}"
             mark = " *" if k == p else ""
             lines.append(f"  {k + mark:<22}{ev.test[k]:>12.4f}{ev.baseline[k]:>12.4f}{oracle}{ratio}")
+        if ev.oracle_noise:
+            n = ev.oracle_noise
+            source = ("Monte Carlo continuation of the simulated bank from each customer's true state, "
+                      f"{n['replications']:.0f} replications (mean standard error {n['mean_standard_error']:,.2f}); {p} "
+                      f"{n['metric']:.4f}, {n['metric_half_replications']:.4f} with half of them, "
+                      f"{n['metric_extrapolated']:.4f} extrapolated" if ev.oracle_source == "continuation"
+                      else "the simulator's ground truth")
+            verdict = "beyond the noise: the oracle is not a limit" if ev.exceeds_oracle_beyond_noise() else "within the noise"
+            lines.append(f"  oracle: {source}; model - oracle {n['model_minus_oracle']:+.4f} "
+                         f"(standard error {n['model_minus_oracle_se']:.4f}, {verdict})")
         if ev.uncalibrated:
             lines.append(
                 f"  calibration on test: Brier {ev.uncalibrated['brier']:.4f} -> {ev.test['brier']:.4f}, "
@@ -502,7 +588,9 @@ def _card(spec, data, fitted, ev, result_fields: dict, fingerprint: dict, config
             "as_of_min": fingerprint["as_of_min"],
             "as_of_max": fingerprint["as_of_max"],
             "fingerprint": fingerprint["content_hash"],
-            "population": spec.label + " labeled, eligible rows",
+            "population": _population_text(spec, data.labels),
+            "label": spec.label,
+            "horizon_months": spec.horizon_months(data.labels),
         },
         "splits": {
             "train": [str(m) for m in data.split.train_months],
@@ -515,6 +603,8 @@ def _card(spec, data, fitted, ev, result_fields: dict, fingerprint: dict, config
             "baseline": ev.baseline,
             "baseline_name": "logistic regression" if spec.kind == "binary" else "net revenue 12m carried forward",
             "oracle": ev.oracle,
+            "oracle_source": ev.oracle_source or None,
+            "oracle_noise": ev.oracle_noise or None,
         },
         "primary_metric": spec.primary_metric,
         "calibration": calibration,
@@ -523,6 +613,16 @@ def _card(spec, data, fitted, ev, result_fields: dict, fingerprint: dict, config
         "hyperparameters": fitted.hyperparameters,
         "limitations": list(data.split.warnings) or None,
     }
+
+
+def _population_text(spec: ModelSpec, labels: Labels) -> str:
+    """The model card's one-line population of ``spec``."""
+    if spec.name == "churn":
+        k = labels.dormancy_inactive_months
+        return (f"{spec.label} labeled rows of customers not quiet at as_of (months_quiet == 0: not lapsing, not dormant); "
+                f"an exit is dated at its closure month or at the first of k = {k} quiet months; "
+                f"horizon {labels.churn_horizon_months} months")
+    return f"{spec.label} labeled, eligible rows; horizon {spec.horizon_months(labels)} months"
 
 
 def _clv_for_retention(test: pd.DataFrame, labels: Labels) -> tuple[np.ndarray, str]:
@@ -562,6 +662,7 @@ def train_model(
     uri = tracking.configure_tracking(config)
     frame, metadata = read_feature_table(features_path)
     data = prepare_modeling_data(frame, metadata, spec, config)
+    spec = data.spec  # label and oracle names of the table's horizons
     del frame
     population = data.population
     fingerprint = tracking.data_fingerprint(population)
@@ -624,18 +725,22 @@ def train_model(
             run.metrics(dict(fitted.bundle.calibrator.cv_brier), prefix="valid_calibration_cv_brier_")
 
         t = time.perf_counter()
-        oracle_test = oracle_predictions(data.test, spec, metadata.get("raw_dir"))
+        continuation = oracle_continuation(data.test, spec, metadata.get("raw_dir")) if spec.kind == "clv" else None
+        oracle_test = continuation["value"] if continuation else oracle_predictions(data.test, spec, metadata.get("raw_dir"))
         clv_source = None
         clv_retention = None
         if spec.name == "churn":
             clv_retention, clv_source = _clv_for_retention(data.test, data.labels)
             run.tags({"retention_clv_source": clv_source})
         ev = evaluate_model(fitted, data, baseline_test=baseline_test, oracle_test=oracle_test,
-                            clv_for_retention=clv_retention, economics=config.retention)
+                            clv_for_retention=clv_retention, economics=config.retention, continuation=continuation)
         run.metrics(ev.test, prefix="test_")
         run.metrics(ev.validation, prefix="valid_")
         run.metrics(ev.baseline, prefix="baseline_")
         run.metrics(ev.oracle, prefix="oracle_")
+        run.metrics(ev.oracle_noise, prefix="oracle_noise_")
+        if ev.oracle_source:
+            run.tags({"oracle_source": ev.oracle_source})
         run.metrics(ev.uncalibrated, prefix="test_uncalibrated_")
         if spec.kind == "binary":
             raw_valid = evaluation.binary_metrics(data.y(data.validation), fitted.validation_raw)

@@ -376,7 +376,7 @@ def train_uplift(name: str, config: Config, *, features_path: Path, raw_dir: Pat
     if rows.empty:
         raise ValueError(f"no {spec.offer} contacts match a labeled, eligible customer-month of {features_path}")
     split = out_of_time_split(
-        as_of_months(rows["as_of"]).unique(), horizon_months=spec.base.horizon_months(config.labels),
+        as_of_months(rows["as_of"]).unique(), horizon_months=spec.base.label_window_months(config.labels),
         validation_months=settings.validation_months, test_months=settings.test_months, min_train_months=settings.min_train_months,
     )
     train, valid, test = split_frame(rows, split)
