@@ -94,9 +94,16 @@ def score(
         build_customer_months(raw, features_path, config, start=as_of, end=as_of,
                               engine="spark" if engine == "spark" else "duckdb")
     models, _ = bento_models()
+    uplift = None
+    if engine == "local":  # the champion uplift models, when registered, price each customer's offer
+        from functools import partial
+
+        from training.uplift import bundle_uplift, champion_uplift_bundles
+
+        uplift = {offer: partial(bundle_uplift, bundle) for offer, bundle in champion_uplift_bundles(config).items()} or None
     return score_base(
         Path(features_path), models, config.policy, out, as_of=as_of, engine=engine, reasons=reasons,
-        snapshot_path=config.paths.online_snapshot,
+        snapshot_path=config.paths.online_snapshot, uplift=uplift,
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
+from typing import Callable, Literal, Mapping
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,9 @@ SCORE_COLUMNS: tuple[str, ...] = (
     "upgrade_probability",
     "clv_12m",
     "value_at_risk",
+    "recommended_offer",
+    "offer_uplift",
+    "offer_incremental_value",
     "churn_reasons",
     "upgrade_reasons",
     "clv_reasons",
@@ -38,7 +41,9 @@ REASON_COLUMNS: tuple[str, ...] = ("churn_reasons", "upgrade_reasons", "clv_reas
 #: Columns besides the models' features that scoring reads from the feature frame.
 IDENTITY_COLUMNS: tuple[str, ...] = ("customer_id", "as_of", "value_tier")
 #: Optional policy inputs: used when present.
-POLICY_COLUMNS: tuple[str, ...] = ("is_dormant", "months_quiet", "product_count")
+POLICY_COLUMNS: tuple[str, ...] = ("is_dormant", "months_quiet", "product_count", "aum_month_end")
+#: Offers a campaign can make; ``uplift`` callables of :func:`score_customers` are keyed by them.
+OFFERS: tuple[str, ...] = ("retention", "upgrade")
 
 
 @lru_cache(maxsize=1)
@@ -81,6 +86,7 @@ def score_customers(
     *,
     reasons: bool | ReasonMode = "all",
     reason_k: int = 3,
+    uplift: Mapping[str, Callable[[pd.DataFrame], np.ndarray]] | None = None,
 ) -> pd.DataFrame:
     """Score customer-month rows: probabilities, CLV, value at risk, segment, action, reasons, model versions.
 
@@ -141,6 +147,7 @@ def score_customers(
         if column in frame.columns:
             scores[column] = frame[column].to_numpy()
     scores["segment"] = segment_customers(scores, policy)
+    scores = _with_best_offer(scores, frame, policy, uplift or {})
     actions, values = recommend_actions(scores, policy)
     scores["recommended_action"] = actions
     scores["expected_value_of_contact"] = values
@@ -164,6 +171,25 @@ def score_customers(
     scores["segment"] = scores["segment"].astype("str")
     scores["recommended_action"] = scores["recommended_action"].astype("str")
     return scores.loc[:, list(SCORE_COLUMNS)]
+
+
+def _with_best_offer(scores: pd.DataFrame, frame: pd.DataFrame, policy: Policy, uplift: Mapping) -> pd.DataFrame:
+    """``scores`` plus the campaign offer worth most (:func:`serving.campaign.best_offers`), its uplift and its
+    expected incremental value (the uplift models' when given, else the policy's rule of thumb)."""
+    from serving.campaign import UPLIFT_COLUMNS, best_offers, offer_values
+
+    unknown = set(uplift) - set(OFFERS)
+    if unknown:
+        raise ValueError(f"uplift is keyed by offer ({', '.join(OFFERS)}), got {sorted(unknown)}")
+    aum = frame["aum_month_end"].to_numpy() if "aum_month_end" in frame.columns else np.zeros(len(frame))  # unknown: no offer cost
+    inputs = scores.assign(aum_month_end=aum, **{UPLIFT_COLUMNS[o]: fn(frame) for o, fn in uplift.items()})
+    best = best_offers(inputs, policy)
+    offer_uplift = np.full(len(scores), np.nan)
+    for offer in OFFERS:
+        chosen = (best["best_offer"] == offer).to_numpy()
+        offer_uplift[chosen] = offer_values(inputs.loc[chosen], offer, policy)["uplift"].to_numpy()
+    return scores.assign(recommended_offer=best["best_offer"].astype("str").to_numpy(), offer_uplift=offer_uplift,
+                         offer_incremental_value=best["best_offer_value"].to_numpy())
 
 
 def input_columns(models: ScoringModels) -> list[str]:

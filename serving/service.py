@@ -102,6 +102,9 @@ class CustomerScore(BaseModel):
     upgrade_probability: Optional[float] = Field(None, description="None for customers already in the top tier.")
     clv_12m: float
     value_at_risk: float = Field(..., description="churn_probability x clv_12m")
+    recommended_offer: str = Field(..., description="Campaign offer worth most: retention, upgrade or none (serving.campaign).")
+    offer_uplift: Optional[float] = Field(None, description="Change in the offer's success probability; None for none.")
+    offer_incremental_value: float = Field(..., description="Expected incremental value of the offer, net of contact and offer costs.")
     churn_reasons: list[str]
     upgrade_reasons: list[str]
     clv_reasons: list[str]
@@ -144,6 +147,9 @@ def _to_scores(frame: pd.DataFrame) -> list[CustomerScore]:
                 upgrade_probability=None if upgrade is None or np.isnan(upgrade) else float(upgrade),
                 clv_12m=float(row["clv_12m"]),
                 value_at_risk=float(row["value_at_risk"]),
+                recommended_offer=str(row["recommended_offer"]),
+                offer_uplift=None if pd.isna(row["offer_uplift"]) else float(row["offer_uplift"]),
+                offer_incremental_value=float(row["offer_incremental_value"]),
                 churn_reasons=list(row["churn_reasons"]),
                 upgrade_reasons=list(row["upgrade_reasons"]),
                 clv_reasons=list(row["clv_reasons"]),
