@@ -280,30 +280,23 @@ campaign_app = typer.Typer(help="Campaign lists by expected incremental value, b
 app.add_typer(campaign_app, name="campaign")
 
 
-@campaign_app.command("retention")
-def campaign_retention(
-    budget: Annotated[Optional[int], typer.Option(help="How many customers the campaign can contact.")] = None,
-    budget_amount: Annotated[Optional[float], typer.Option("--budget-amount", help="Money the campaign can spend (contacts + offers).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="CSV file to write (default: paths.campaigns_dir/retention.csv).")] = None,
-    scores: Annotated[Optional[Path], typer.Option(help="Scores folder (default: paths.scores_dir).")] = None,
-    features: FeaturesOption = None,
-    config: ConfigOption = None,
-) -> None:
-    """Retention list: customers whose best offer is retention, by expected incremental value, with a holdout."""
-    _campaign("retention", budget, budget_amount, out, scores, features, config)
+def _campaign_command(kind: str):
+    def command(
+        budget: Annotated[Optional[int], typer.Option(help="How many customers the campaign can contact.")] = None,
+        budget_amount: Annotated[Optional[float], typer.Option("--budget-amount", help="Money the campaign can spend (contacts + offers).")] = None,
+        out: Annotated[Optional[Path], typer.Option(help="CSV file to write (default: paths.campaigns_dir/<kind>.csv).")] = None,
+        scores: Annotated[Optional[Path], typer.Option(help="Scores folder (default: paths.scores_dir).")] = None,
+        features: FeaturesOption = None,
+        config: ConfigOption = None,
+    ) -> None:
+        _campaign(kind, budget, budget_amount, out, scores, features, config)
+
+    command.__doc__ = f"{kind.capitalize()} list: customers whose best offer is {kind}, by expected incremental value, with a holdout."
+    return command
 
 
-@campaign_app.command("upgrade")
-def campaign_upgrade(
-    budget: Annotated[Optional[int], typer.Option(help="How many customers the campaign can contact.")] = None,
-    budget_amount: Annotated[Optional[float], typer.Option("--budget-amount", help="Money the campaign can spend (contacts + offers).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="CSV file to write (default: paths.campaigns_dir/upgrade.csv).")] = None,
-    scores: Annotated[Optional[Path], typer.Option(help="Scores folder (default: paths.scores_dir).")] = None,
-    features: FeaturesOption = None,
-    config: ConfigOption = None,
-) -> None:
-    """Upgrade list: customers whose best offer is upgrade, by expected incremental value, with a holdout."""
-    _campaign("upgrade", budget, budget_amount, out, scores, features, config)
+for _kind in ("retention", "upgrade"):
+    campaign_app.command(_kind)(_campaign_command(_kind))
 
 
 def _campaign(kind, budget, budget_amount, out, scores, features, config) -> None:
