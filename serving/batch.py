@@ -338,7 +338,7 @@ def score_base(
 
     if pending:
         if engine == "local":
-            _score_local(frame, keys, pending, models, policy, out_dir, column, mode, reason_k, chunk_rows, progress)
+            _score_local(frame, keys, pending, models, policy, out_dir, column, mode, reason_k, chunk_rows, progress, uplift)
         elif engine == "spark":
             from serving.spark_batch import score_partitions_spark
 
@@ -358,7 +358,7 @@ def score_base(
     return summary
 
 
-def _score_local(frame, keys, pending, models, policy, out_dir, column, mode, reason_k, chunk_rows, progress) -> None:
+def _score_local(frame, keys, pending, models, policy, out_dir, column, mode, reason_k, chunk_rows, progress, uplift=None) -> None:
     total = int(keys.isin(pending).sum())
     with tqdm(total=total, unit="customer", desc="scoring", disable=not progress) as bar:
         for key in pending:
