@@ -45,6 +45,10 @@ features: $(ENV) ## build customer-month features and labels from data/bank
 train: $(ENV) ## tune, log and register the three models on data/customer_months.parquet
 	$(CB) train clv && $(CB) train churn && $(CB) train upgrade
 
+.PHONY: oracle
+oracle: $(ENV) ## Monte Carlo continuation oracle for the CLV test months of data/bank (a true limit for `train clv`)
+	$(CB) oracle clv --raw data/bank --features data/customer_months.parquet
+
 .PHONY: promote
 promote: $(ENV) ## champion/challenger gate for the three models
 	$(CB) promote clv && $(CB) promote churn && $(CB) promote upgrade

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from custbase.config import load_config
+from features.definitions import in_churn_population
 from features.feature_set import read_feature_table
 from serving.batch import read_scores
 
@@ -38,7 +39,7 @@ print(by_tier.loc[list(config.value_tiers.names), ["customer_share", "aum_share"
 # ## Churn and upgrade rates by month (labels are null where the horizon runs past the data)
 
 # %%
-eligible = months[months["is_dormant"] == 0]
+eligible = months[in_churn_population(months)]  # not quiet at as_of: the churn label's population
 rates = pd.DataFrame({
     "churn_3m": eligible.groupby("as_of")["churn_3m"].mean(),
     "upgrade_3m": months.groupby("as_of")["upgrade_3m"].mean(),

@@ -187,3 +187,13 @@ def tables_from_rows(**rows: list[dict]) -> dict[str, pd.DataFrame]:
             frame[column] = pd.to_datetime(frame[column]).astype("datetime64[us]")
         out[name] = frame
     return out
+
+
+def simulated_customer_months(folder: Path, config, **settings) -> tuple[Path, Path]:
+    """A simulated bank in ``folder/bank`` (``settings`` override ``config.simulation``) and its customer-month table."""
+    from features.build import build_customer_months
+    from features.simulate import simulate_bank
+
+    simulate_bank(config.simulation.model_copy(update=settings), folder / "bank", config=config, progress=False)
+    build_customer_months(folder / "bank", folder / "cm.parquet", config, validate=False, progress=False)
+    return folder / "bank", folder / "cm.parquet"

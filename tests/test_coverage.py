@@ -56,12 +56,14 @@ def test_labels_are_null_when_the_horizon_runs_past_coverage_end(config):
     out = out.set_index(["customer_id", "as_of"])
     churn = out["churn_3m"].unstack(0)
     churn.index = churn.index.strftime("%Y-%m")
-    # 3-month horizon: customer 1 (covered to June) has labels for Jan-Mar only, customer 2 (to July) for Mar-Apr.
-    assert churn[1].dropna().index.tolist() == MONTHS[:3]
-    assert churn[2].dropna().index.tolist() == ["2024-03", "2024-04"]
-    assert churn[3].dropna().index.tolist() == MONTHS[:9]  # the data's end
+    # Churn reads 3 + 3 - 1 = 5 months after as_of: customer 1 (covered to June) has a label for January only,
+    # customer 2 (covered March to July) none, customer 3 up to July (5 months before the data's end).
+    assert churn[1].dropna().index.tolist() == MONTHS[:1]
+    assert churn[2].dropna().empty
+    assert churn[3].dropna().index.tolist() == MONTHS[:7]
     assert (churn[1].dropna() == 0).all()
     upgrade, clv = out["upgrade_3m"].unstack(0), out["clv_12m"].unstack(0)
+    # 3-month upgrade horizon: customer 1 labelled Jan-Mar, customer 2 Mar-Apr.
     assert upgrade[1].notna().sum() == 3 and upgrade[2].notna().sum() == 2
     assert clv[1].isna().all() and clv[2].isna().all()  # a 12-month horizon never fits
 

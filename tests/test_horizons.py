@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from raw_factory import simulated_customer_months
 
 from custbase.config import Config, Labels
-from features.build import build_customer_months
 from features.contract import GROUND_TRUTH_TABLE
 from features.feature_set import read_feature_table
-from features.simulate import simulate_bank
 from training.spec import get_spec
 from training.train import metrics_of, oracle_predictions, prepare_modeling_data
 
@@ -32,11 +31,7 @@ def test_names_derive_from_the_horizons_and_default_to_todays():
 
 @pytest.fixture(scope="module")
 def bank_6m(tmp_path_factory):
-    root = tmp_path_factory.mktemp("horizons")
-    settings = CONFIG.simulation.model_copy(update={"customers": 2_500, "months": 30, "seed": 4})
-    simulate_bank(settings, root / "bank", config=CONFIG, progress=False)
-    build_customer_months(root / "bank", root / "cm.parquet", CONFIG, validate=False, progress=False)
-    return root / "bank", root / "cm.parquet"
+    return simulated_customer_months(tmp_path_factory.mktemp("horizons"), CONFIG, customers=2_500, months=30, seed=4)
 
 
 def test_every_name_says_the_configured_horizon(bank_6m):

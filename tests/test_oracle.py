@@ -7,11 +7,11 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
+from raw_factory import simulated_customer_months
 
 from custbase.config import Config
-from features.build import build_customer_months
 from features.feature_set import read_feature_table
-from features.simulate import _Calendar, _Context, _continue_chunk, _rate_shocks, continuation_outcomes, simulate_bank
+from features.simulate import _Calendar, _Context, _continue_chunk, _rate_shocks, continuation_outcomes
 from training.evaluation import normalized_gini
 from training.oracle import write_continuation_oracle
 from training.spec import get_spec
@@ -23,10 +23,8 @@ SETTINGS = CONFIG.simulation.model_copy(update={"customers": 2_000, "months": 36
 
 @pytest.fixture(scope="module")
 def bank(tmp_path_factory):
-    root = tmp_path_factory.mktemp("oracle")
-    simulate_bank(SETTINGS, root / "bank", config=CONFIG, progress=False)
-    build_customer_months(root / "bank", root / "cm.parquet", CONFIG, validate=False, progress=False)
-    return root / "bank", root / "cm.parquet"
+    return simulated_customer_months(tmp_path_factory.mktemp("oracle"), CONFIG, customers=SETTINGS.customers,
+                                     months=SETTINGS.months, seed=SETTINGS.seed)
 
 
 def test_a_continuation_on_the_banks_own_stream_replays_every_label(bank):
