@@ -115,3 +115,10 @@ def test_the_control_arm_can_learn_from_the_untreated_pool():
     without = fit_uplift(X, treated, outcome, {**hp, "control_pool": "contacts"}, untreated=pool)
     # the pool never responds: the control arm's predicted response falls, the uplift rises
     assert predict_uplift(with_pool, X, 0.5).mean() > predict_uplift(without, X, 0.5).mean() + 0.1
+
+
+def test_the_blend_leans_on_the_treated_arm_when_the_control_arm_has_the_untreated_pool():
+    from training.uplift import blend_weight
+
+    assert blend_weight({"control_pool": "contacts"}, 600, 400, 10_000) == pytest.approx(0.6)
+    assert blend_weight({"control_pool": "all"}, 600, 400, 10_000) == pytest.approx(600 / 11_000)

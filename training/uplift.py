@@ -249,8 +249,18 @@ def fit_uplift(X: pd.DataFrame, treated: np.ndarray, outcome: np.ndarray, hp: di
     return boosters
 
 
+def blend_weight(hp: dict, treated: int, control: int, untreated: int) -> float:
+    """The X-learner's weight of the control-arm effect model: the treated share of the rows the arms learned from.
+
+    With the untreated pool in the control arm, the treated arm is the scarce one, so the effect learned on the
+    treated rows (against the well-estimated control response) gets most of the weight (Kuenzel et al. 2019).
+    """
+    pool = untreated if hp.get("control_pool") == "all" else 0
+    return treated / max(treated + control + pool, 1)
+
+
 def predict_uplift(boosters: dict[str, lgb.Booster], X: pd.DataFrame, propensity: float) -> np.ndarray:
-    """Uplift of each row of the prepared matrix ``X``."""
+    """Uplift of each row of the prepared matrix ``X`` (``propensity``: :func:`blend_weight`, used by the X-learner)."""
     if "effect_treated" in boosters:
         return propensity * boosters["effect_control"].predict(X) + (1 - propensity) * boosters["effect_treated"].predict(X)
     return boosters["treated"].predict(X) - boosters["control"].predict(X)
@@ -271,7 +281,8 @@ def search_uplift(train_X, train_w, train_y, valid_X, valid_w, valid_y, *, trial
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    propensity = float(np.mean(train_w))
+    n_untreated = len(untreated[1]) if untreated is not None else 0
+    counts = (int(np.sum(train_w)), int(len(train_w) - np.sum(train_w)), n_untreated)
 
     def objective(trial: optuna.Trial) -> float:
         hp = {name: trial.suggest_categorical(name, list(UPLIFT_SEARCH[name][1])) for name in ("learner", "control_pool")}
@@ -284,7 +295,7 @@ def search_uplift(train_X, train_w, train_y, valid_X, valid_w, valid_y, *, trial
         lo, hi = UPLIFT_SEARCH["feature_fraction"][1]
         hp["feature_fraction"] = trial.suggest_float("feature_fraction", lo, hi)
         boosters = fit_uplift(train_X, train_w, train_y, hp, num_threads=num_threads, seed=seed, untreated=untreated)
-        return qini_coefficient(valid_y, valid_w, predict_uplift(boosters, valid_X, propensity))
+        return qini_coefficient(valid_y, valid_w, predict_uplift(boosters, valid_X, blend_weight(hp, *counts)))
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
                                 storage=storage_url, study_name=study_name, load_if_exists=bool(storage_url))
@@ -414,6 +425,8 @@ def train_uplift(name: str, config: Config, *, features_path: Path, raw_dir: Pat
         fit_X = pd.concat([X["train"], X["valid"]])
         boosters = fit_uplift(fit_X, np.r_[w["train"], w["valid"]], np.r_[y["train"], y["valid"]], hp,
                               num_threads=settings.num_threads, seed=settings.seed, untreated=untreated_parts["fit"])
+        fit_w = np.r_[w["train"], w["valid"]]
+        propensity = blend_weight(hp, int(fit_w.sum()), int(len(fit_w) - fit_w.sum()), len(untreated_parts["fit"][1]))
         uplift_test = predict_uplift(boosters, X["test"], propensity)
         metrics = uplift_metrics(y["test"], w["test"], uplift_test)
         run.metrics(metrics, prefix="test_")
@@ -482,7 +495,11 @@ def _gate(spec: UpliftSpec, version: str, metrics: dict, split: OutOfTimeSplit, 
             champion = {"qini": float(tags["test_qini"]), "ate_abs_error": float(tags["test_ate_abs_error"])}
         else:
             champion = None
-    promoted, reason = registry.decide(spec.gate_spec(), metrics, champion, config.promotion)
+    # Qini is a per-row area of the order of 1e-3: the configured margin is read as a relative improvement
+    promotion = config.promotion
+    if champion is not None:
+        promotion = promotion.model_copy(update={"margin": promotion.margin * abs(champion["qini"])})
+    promoted, reason = registry.decide(spec.gate_spec(), metrics, champion, promotion)
     if champion_version and champion is None:
         promoted, reason = True, f"champion v{champion_version} was tested on other months than {months}: the newer data wins"
     if promoted:
