@@ -13,7 +13,7 @@ CB := $(RUN) custbase
 CFG = $(if $(CONFIG),--config $(CONFIG))
 # parameters of `make campaign` and `make serve`
 KIND ?= retention
-BUDGET ?= 500
+BUDGET ?= 200
 PORT ?= 3000
 
 $(ENV): pyproject.toml uv.lock
@@ -64,6 +64,14 @@ promote: $(ENV) ## champion/challenger gate for the three models
 models: $(ENV) ## each model's champion, challenger, history, model card and figures
 	$(CB) models $(CFG)
 
+.PHONY: uplift
+uplift: $(ENV) ## tune, log, register and gate the retention and upgrade uplift models
+	$(CB) train retention-uplift && $(CB) train upgrade-uplift
+
+.PHONY: backtest
+backtest: $(ENV) ## compare targeting strategies at 2,000 contacts a month (BUDGET=...)
+	$(CB) campaign backtest retention --budget $(or $(BUDGET),2000) && $(CB) campaign backtest upgrade --budget $(or $(BUDGET),2000)
+
 .PHONY: mlflow-ui
 mlflow-ui: $(ENV) ## start the MLflow UI on http://127.0.0.1:5000
 	$(CB) mlflow-ui $(CFG)
@@ -77,7 +85,7 @@ score: $(ENV) ## score the whole base at the latest month of data/customer_month
 	$(CB) score $(CFG)
 
 .PHONY: campaign
-campaign: $(ENV) ## write a campaign list from data/scores (KIND=retention|upgrade BUDGET=500) to data/campaigns/
+campaign: $(ENV) ## write a campaign list from data/scores (KIND=retention|upgrade BUDGET=200) to data/campaigns/
 	$(CB) campaign $(KIND) --budget $(BUDGET) $(CFG)
 
 .PHONY: serve

@@ -208,12 +208,22 @@ def features(
 
 
 ModelArg = Annotated[ModelName, typer.Argument(help="churn, upgrade or clv.", show_default=False)]
+
+
+class TrainableModel(str, Enum):
+    """What ``custbase train`` tunes: the three models and the two offers' uplift models (``training.uplift``)."""
+
+    churn = "churn"
+    upgrade = "upgrade"
+    clv = "clv"
+    retention_uplift = "retention-uplift"
+    upgrade_uplift = "upgrade-uplift"
 FeaturesOption = Annotated[Optional[Path], typer.Option("--features", help="Customer-month table (default: paths.features_path).")]
 
 
 @app.command()
 def train(
-    model: ModelArg,
+    model: Annotated[TrainableModel, typer.Argument(help="churn, upgrade, clv, retention-uplift or upgrade-uplift.", show_default=False)],
     features: FeaturesOption = None,
     trials: Annotated[Optional[int], typer.Option(min=1, help="Optuna trials to run (default: training.trials).")] = None,
     timeout: Annotated[Optional[float], typer.Option(help="Tuning budget in seconds.")] = None,
@@ -224,12 +234,22 @@ def train(
     as_of_column: Annotated[Optional[str], typer.Option("--as-of", help="With --table: the as_of column (omit for one snapshot).")] = None,
     positive: Annotated[Optional[str], typer.Option(help="With --table: the target value that means 1 (e.g. 'Attrited Customer').")] = None,
     sep: Annotated[Optional[str], typer.Option(help="With --table: CSV separator (default: sniffed from the file).")] = None,
+    raw: Annotated[Optional[Path], typer.Option(help="Uplift models: raw tables with campaign_contacts (default: the table's source).")] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Tune, evaluate and log a model in MLflow; register it with alias 'challenger'."""
+    """Tune, evaluate and log a model in MLflow; register it with alias 'challenger' (uplift models: gated to champion)."""
     if table is not None and not target:
         _fail("--table needs --target COLUMN")
     cfg = _config(config)
+    if model.value.endswith("-uplift"):
+        from training.uplift import train_uplift
+
+        try:
+            result = train_uplift(model.value, cfg, features_path=_features_path(features, cfg), raw_dir=raw, trials=trials)
+        except (FileNotFoundError, ValueError) as err:
+            _fail(str(err))
+        typer.echo(result.render())
+        return
     if table is not None:
         _existing(table, "--table", "give the path of a parquet or CSV file")
     else:
@@ -422,29 +442,86 @@ def score(
     typer.echo(summary.render())
 
 
-class CampaignKind(str, Enum):
-    retention = "retention"
-    upgrade = "upgrade"
+campaign_app = typer.Typer(help="Campaign lists by expected incremental value, backtests against the truth, read-outs.",
+                            no_args_is_help=True)
+app.add_typer(campaign_app, name="campaign")
 
 
-@app.command()
-def campaign(
-    kind: Annotated[CampaignKind, typer.Argument(help="retention or upgrade.", show_default=False)],
-    budget: Annotated[int, typer.Option(min=1, help="How many customers the campaign can contact.")],
-    out: Annotated[Optional[Path], typer.Option(help="CSV file to write (default: paths.campaigns_dir/KIND.csv).")] = None,
-    scores: Annotated[Optional[Path], typer.Option(help="Scores folder (default: paths.scores_dir).")] = None,
-    config: ConfigOption = None,
-) -> None:
-    """Write the customers with the highest expected value of contact, with their reasons, to a CSV file."""
-    cfg = _config(config)
+def _campaign_command(kind: str):
+    def command(
+        budget: Annotated[Optional[int], typer.Option(help="How many customers the campaign can contact.")] = None,
+        budget_amount: Annotated[Optional[float], typer.Option("--budget-amount", help="Money the campaign can spend (contacts + offers).")] = None,
+        out: Annotated[Optional[Path], typer.Option(help="CSV file to write (default: paths.campaigns_dir/<kind>.csv).")] = None,
+        scores: Annotated[Optional[Path], typer.Option(help="Scores folder (default: paths.scores_dir).")] = None,
+        features: FeaturesOption = None,
+        config: ConfigOption = None,
+    ) -> None:
+        _campaign(kind, budget, budget_amount, out, scores, features, config)
+
+    command.__doc__ = f"{kind.capitalize()} list: customers whose best offer is {kind}, by expected incremental value, with a holdout."
+    return command
+
+
+for _kind in ("retention", "upgrade"):
+    campaign_app.command(_kind)(_campaign_command(_kind))
+
+
+def _campaign(kind, budget, budget_amount, out, scores, features, config) -> None:
     from serving.jobs import ServingSetupError, campaign as write_campaign
 
+    if (budget is None) == (budget_amount is None):
+        _fail("give exactly one of --budget N (contacts) or --budget-amount X (money)")
+    cfg = _config(config)
     try:
-        path, rows = write_campaign(cfg, kind.value, budget=budget, out=out or cfg.paths.campaigns_dir / f"{kind.value}.csv",
-                                    scores_dir=scores)
-    except ServingSetupError as err:
+        path, summary = write_campaign(cfg, kind, budget=budget, budget_amount=budget_amount,
+                                       out=out or cfg.paths.campaigns_dir / f"{kind}.csv", scores_dir=scores, features_path=features)
+    except (ServingSetupError, ValueError, FileNotFoundError) as err:
         _fail(str(err))
-    typer.echo(f"{kind.value} campaign: {rows:,} customers -> {path}")
+    typer.echo(f"{summary.render()}\n  -> {path} (summary {path.with_suffix('.summary.json')})")
+
+
+@campaign_app.command("backtest")
+def campaign_backtest(
+    kind: Annotated[str, typer.Argument(help="retention or upgrade.")],
+    budget: Annotated[int, typer.Option(help="Contacts per month every strategy may make.")],
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the strategies' figures to this JSON file.")] = None,
+    features: FeaturesOption = None,
+    raw: Annotated[Optional[Path], typer.Option(help="Raw tables (contacts, ground truth); default: the table's source.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Random, risk top-N, risk x value, uplift x value and (simulated bank) the oracle at the same budget."""
+    from serving.backtest import run_backtest, write_backtest_json
+
+    cfg = _config(config)
+    try:
+        result = run_backtest(kind, cfg, budget=budget, features_path=features or cfg.paths.features_path, raw_dir=raw)
+    except (FileNotFoundError, ValueError) as err:
+        _fail(str(err))
+    typer.echo(result.render())
+    if json_path:
+        typer.echo(f"  -> {write_backtest_json(result, json_path)}")
+
+
+@campaign_app.command("readout")
+def campaign_readout(
+    campaign_id: Annotated[str, typer.Option("--campaign", help="campaign_id in campaign_contacts.")],
+    features: FeaturesOption = None,
+    raw: Annotated[Optional[Path], typer.Option(help="Raw tables with campaign_contacts (default: paths.raw_dir).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Treated against holdout: response, churn and value by tier, with 95% confidence intervals."""
+    from features.feature_set import read_feature_table
+    from serving.readout import campaign_readout as readout
+    from training.uplift import read_contacts
+
+    cfg = _config(config)
+    try:
+        frame, metadata = read_feature_table(features or cfg.paths.features_path)
+        contacts = read_contacts(Path(raw or metadata.get("raw_dir") or cfg.paths.raw_dir))
+        result = readout(campaign_id, contacts, frame, currency=cfg.value_tiers.currency)
+    except (FileNotFoundError, ValueError) as err:
+        _fail(str(err))
+    typer.echo(result.render())
 
 
 @app.command()

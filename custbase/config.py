@@ -14,7 +14,6 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from serving.policy import Policy
 
 
 class _Frozen(BaseModel):
@@ -211,15 +210,58 @@ class Promotion(_Frozen):
 
 
 class RetentionEconomics(_Frozen):
-    """Economics of a retention campaign, used by the expected-maximum-profit measure for churn.
+    """Economics of a retention campaign as the expected-maximum-profit measure of churn training reads them.
 
-    Each contacted customer costs ``contact_cost``; a would-be churner who accepts the offer (probability
-    ``acceptance_rate``) stays, keeps their CLV and costs ``incentive_cost``.
+    Not configured on its own: :attr:`Config.retention` derives it from the one campaign policy
+    (:class:`Policy`), so training, serving and campaigns use the same contact cost and acceptance rate.
     """
 
     contact_cost: float = 5.0
-    incentive_cost: float = 50.0
-    acceptance_rate: float = 0.3
+    incentive_cost: float = 0.0
+    acceptance_rate: float = 0.25
+
+
+class Policy(BaseModel):
+    """Thresholds, contact costs, acceptance rates and value gains of the segmentation and action policy."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    top_value_tier: str = Field("private", description="Tier with no upgrade; must equal config.value_tiers.top.")
+    # segmentation
+    at_risk_churn_probability: float = Field(0.30, ge=0, le=1, description="Churn probability from which a customer is at risk.")
+    key_customer_clv: float = Field(5_000.0, ge=0, description="12-month CLV from which a customer is high value.")
+    key_customer_tiers: tuple[str, ...] = Field(("high_net_worth", "private"), description="Tiers always high value.")
+    growth_upgrade_probability: float = Field(0.20, ge=0, le=1, description="Upgrade probability for growth potential.")
+    # actions
+    retention_contact_cost: float = Field(5.0, ge=0, description="Cost of a retention contact (outbound call or message; an RM visit costs ~50).")
+    retention_acceptance_rate: float = Field(0.25, ge=0, le=1, description="Share of would-be churners a retention contact keeps.")
+    retention_offer_rate: float = Field(
+        0.0003, ge=0, description="Retention offer: a deposit-rate bonus; its cost per acceptor as a share of AUM "
+        "(+0.12% a year for 3 months ~ 0.03%). Every acceptor is paid, including those who would have stayed.")
+    retention_offer_take_up: float = Field(0.3, ge=0, le=1, description="Planning share of contacted customers who accept the retention offer.")
+    upgrade_contact_cost: float = Field(30.0, ge=0, description="Cost of an upgrade offer.")
+    upgrade_offer_rate: float = Field(
+        0.002, ge=0, description="Upgrade offer: a bonus on the new wealth product; its cost per acceptor as a share of AUM.")
+    upgrade_offer_take_up: float = Field(0.1, ge=0, le=1, description="Planning share of contacted customers who accept the upgrade offer.")
+    holdout_share: float = Field(0.10, ge=0, lt=1, description="Share of every campaign list kept as a randomized holdout (not contacted).")
+    upgrade_acceptance_rate: float = Field(0.5, ge=0, le=1, description="Share of the upgrade propensity an offer turns into a tier step.")
+    upgrade_value_gain: dict[str, float] = Field(
+        default_factory=lambda: {"mass": 1_500.0, "affluent": 6_000.0, "high_net_worth": 30_000.0},
+        description="Extra net revenue over the horizon from one tier step up, by current tier.",
+    )
+    cross_sell_contact_cost: float = Field(10.0, ge=0, description="Cost of a cross-sell contact.")
+    cross_sell_acceptance_rate: float = Field(0.05, ge=0, le=1, description="Share of contacted customers who open a product.")
+    cross_sell_clv_uplift: float = Field(0.15, ge=0, description="CLV increase (fraction) from one more product.")
+    cross_sell_max_products: int = Field(3, ge=0, description="Cross-sell only to customers holding fewer products.")
+    nurture_contact_cost: float = Field(0.5, ge=0, description="Cost of a digital nurture message.")
+    nurture_acceptance_rate: float = Field(0.01, ge=0, le=1, description="Share of would-be churners a nurture message keeps.")
+    min_expected_value: float = Field(0.0, description="An action is recommended only when its EV exceeds this.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "Policy":
+        if self.top_value_tier in self.upgrade_value_gain:
+            raise ValueError(f"upgrade_value_gain must not name the top tier {self.top_value_tier!r}: it has no upgrade")
+        return self
 
 
 class Monitoring(_Frozen):
@@ -262,10 +304,18 @@ class Config(_Frozen):
     paths: Paths = Paths()
     training: Training = Training()
     promotion: Promotion = Promotion()
-    retention: RetentionEconomics = RetentionEconomics()
     policy: Policy = Policy()
     monitoring: Monitoring = Monitoring()
     fairness: Fairness = Fairness()
+
+    @property
+    def retention(self) -> RetentionEconomics:
+        """Retention economics for churn training's profit measure, derived from :attr:`policy` (one source)."""
+        return RetentionEconomics(
+            contact_cost=self.policy.retention_contact_cost,
+            incentive_cost=0.0,  # the rate bonus scales with balances; campaigns and backtests price it per customer
+            acceptance_rate=self.policy.retention_acceptance_rate,
+        )
 
     @model_validator(mode="after")
     def _policy_matches_tiers(self) -> "Config":

@@ -1,7 +1,9 @@
 """``custbase demo``: the whole main job on a simulated bank, step by step, as a new user would run it.
 
-simulate -> validate -> features + labels -> train clv, churn, upgrade -> promote -> build the bento ->
-score the whole base at the latest month -> retention and upgrade campaign lists.
+simulate -> validate -> features + labels -> train clv, churn, upgrade -> promote -> uplift models of the retention and
+upgrade offers -> build the bento -> score the whole base at the latest month -> retention and upgrade campaign lists
+(by expected incremental value, with a holdout) -> backtest of the targeting strategies against the simulator's truth
+-> backtest of the matured months and the HTML base report.
 Every step is the same function the individual CLI commands call, on the same configured paths (``paths``:
 data/bank, data/customer_months.parquet, data/scores, ...), so the Makefile targets the demo prints at the end
 (``make train``, ``make score``, ``make campaign``, ``make serve``, ...) go on from where it stopped.
@@ -22,7 +24,8 @@ import typer
 from custbase import hints
 from custbase.config import Config
 
-CAMPAIGN_BUDGET = 500
+#: Contacts per month of the demo's campaigns (a 5,000-customer bank has ~2,500 active customers a month).
+CAMPAIGN_BUDGET = 200
 MODELS = ("clv", "churn", "upgrade")  # CLV first: churn's retention-profit measure values customers with the CLV champion
 
 
@@ -71,13 +74,15 @@ def run_demo(config: Config, *, customers: int, trials: int, config_file: Path |
     from features.simulate import simulate_bank
     from features.validate import validate_raw
     from serving import jobs
+    from serving.backtest import run_backtest
     from training.registry import promote
     from training.train import train_model
+    from training.uplift import train_uplift
 
     cfg = demo_config(config, customers)
     paths = cfg.paths
     timings: dict[str, float] = {}
-    total = 10
+    total = 12
     typer.echo(f"The demo writes the raw tables to {paths.raw_dir}, customer-months to {paths.features_path}, scores to "
                f"{paths.scores_dir}, campaign lists to {paths.campaigns_dir}, the online snapshot to "
                f"{paths.online_snapshot}, models to {paths.mlruns_dir}/ and the bento to bentoml_home/ "
@@ -97,7 +102,10 @@ def run_demo(config: Config, *, customers: int, trials: int, config_file: Path |
             results[model] = train_model(model, cfg, features_path=paths.features_path, trials=trials, reuse=True)
             typer.echo(results[model].render())
             typer.echo(promote(model, cfg, features_path=paths.features_path).render())
-    with _step(7, total, "build the bento of the three champions", timings):
+    with _step(7, total, f"train the retention and upgrade uplift models ({trials} Optuna trials)", timings):
+        for name in ("retention-uplift", "upgrade-uplift"):
+            typer.echo(train_uplift(name, cfg, features_path=paths.features_path, raw_dir=paths.raw_dir, trials=trials).render())
+    with _step(8, total, "build the bento of the three champions", timings):
         _, stand_ins = jobs.pinned_champions(cfg, challenger_if_no_champion=True)
         for model in stand_ins:
             typer.secho(
@@ -107,15 +115,19 @@ def run_demo(config: Config, *, customers: int, trials: int, config_file: Path |
         tag = jobs.build(cfg, challenger_if_no_champion=True)
         typer.echo(f"built bento {tag}")
     plan = jobs.score_plan(cfg, features_path=paths.features_path)
-    with _step(8, total, f"score the whole base at {plan.as_of}", timings):
+    with _step(9, total, f"score the whole base at {plan.as_of}", timings):
         shutil.rmtree(plan.out, ignore_errors=True)  # the demo's scores are always fresh
         typer.echo(plan.render())
         typer.echo(jobs.score(cfg, plan).render())
-    with _step(9, total, "write the retention and upgrade campaign lists", timings):
+    with _step(10, total, "write the retention and upgrade campaign lists (one offer per customer, 10% holdout)", timings):
         for kind in ("retention", "upgrade"):
-            path, rows = jobs.campaign(cfg, kind, budget=CAMPAIGN_BUDGET, out=paths.campaigns_dir / f"{kind}.csv")
-            typer.echo(f"{kind}: {rows:,} customers -> {path}")
-    with _step(10, total, "backtest the matured months and write the base report", timings):
+            path, summary = jobs.campaign(cfg, kind, budget=CAMPAIGN_BUDGET, out=paths.campaigns_dir / f"{kind}.csv")
+            typer.echo(f"{summary.render()}\n  -> {path}")
+    with _step(11, total, f"backtest the targeting strategies at {CAMPAIGN_BUDGET} contacts a month", timings):
+        for kind in ("retention", "upgrade"):
+            typer.echo(run_backtest(kind, cfg, budget=CAMPAIGN_BUDGET, features_path=paths.features_path,
+                                    raw_dir=paths.raw_dir).render())
+    with _step(12, total, "backtest the matured months and write the base report", timings):
         from serving.monitoring import backtest, render_backtest
         from serving.report import write_base_report
 
@@ -130,7 +142,7 @@ def run_demo(config: Config, *, customers: int, trials: int, config_file: Path |
         f"  raw tables        {paths.raw_dir}\n"
         f"  customer-months   {paths.features_path}\n"
         f"  scores            {plan.out}   (online snapshot {paths.online_snapshot})\n"
-        f"  campaign lists    {paths.campaigns_dir}/retention.csv, upgrade.csv\n"
+        f"  campaign lists    {paths.campaigns_dir}/retention.csv, upgrade.csv (+ .summary.json)\n"
         f"  MLflow            {paths.mlruns_dir}/   browse with `{hints.make('mlflow-ui')}` (http://127.0.0.1:5000)"
     )
     typer.echo("  model cards and evaluation figures (also in the MLflow UI, as each run's description and artifacts):")

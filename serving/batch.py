@@ -59,6 +59,9 @@ SCORE_SCHEMA = pa.schema(
         ("upgrade_probability", pa.float64()),
         ("clv_12m", pa.float64()),
         ("value_at_risk", pa.float64()),
+        ("recommended_offer", pa.string()),
+        ("offer_uplift", pa.float64()),
+        ("offer_incremental_value", pa.float64()),
         ("churn_reasons", pa.list_(pa.string())),
         ("upgrade_reasons", pa.list_(pa.string())),
         ("clv_reasons", pa.list_(pa.string())),
@@ -270,6 +273,7 @@ def score_base(
     chunk_rows: int = 20_000,
     snapshot_path: Path | None = None,
     spark=None,
+    uplift=None,
 ) -> BatchSummary:
     """Score every active customer at ``as_of`` and write partitioned parquet to ``out_dir``.
 
@@ -293,6 +297,9 @@ def score_base(
         existing session).
     snapshot_path
         The online feature snapshot to refresh once the run succeeds; not refreshed when None.
+    uplift
+        Offer -> uplift function of a feature frame (:func:`serving.scoring.score_customers`), local engine only;
+        without it the offer columns use the policy's rule of thumb.
 
     Raises
     ------
@@ -331,7 +338,7 @@ def score_base(
 
     if pending:
         if engine == "local":
-            _score_local(frame, keys, pending, models, policy, out_dir, column, mode, reason_k, chunk_rows, progress)
+            _score_local(frame, keys, pending, models, policy, out_dir, column, mode, reason_k, chunk_rows, progress, uplift)
         elif engine == "spark":
             from serving.spark_batch import score_partitions_spark
 
@@ -351,7 +358,7 @@ def score_base(
     return summary
 
 
-def _score_local(frame, keys, pending, models, policy, out_dir, column, mode, reason_k, chunk_rows, progress) -> None:
+def _score_local(frame, keys, pending, models, policy, out_dir, column, mode, reason_k, chunk_rows, progress, uplift=None) -> None:
     total = int(keys.isin(pending).sum())
     with tqdm(total=total, unit="customer", desc="scoring", disable=not progress) as bar:
         for key in pending:
@@ -359,7 +366,7 @@ def _score_local(frame, keys, pending, models, policy, out_dir, column, mode, re
             parts = []
             for start in range(0, len(rows), chunk_rows):
                 chunk = rows.iloc[start : start + chunk_rows]
-                parts.append(score_customers(chunk, models, policy, reasons=mode, reason_k=reason_k))
+                parts.append(score_customers(chunk, models, policy, reasons=mode, reason_k=reason_k, uplift=uplift))
                 bar.update(len(chunk))
             _write_partition(pd.concat(parts, ignore_index=True), out_dir, column, key)
             bar.set_postfix_str(f"{column}={key} written")

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from serving.batch import BatchSummary
     from serving.models import ScoringModels
     from serving.spec import ServingSpec
+    from serving.campaign import CampaignSummary
 
 # The serving modules (bentoml, pandas, lightgbm) are imported inside the jobs, after the checks that need none
 # of them: a missing bento or missing scores is reported at once.
@@ -188,9 +189,16 @@ def score(config: Config, plan: ScorePlan, *, engine: str = "local", reasons: st
     from serving.batch import score_base
 
     models, _ = bento_models()
+    uplift = None
+    if engine == "local":  # the champion uplift models, when registered, price each customer's offer
+        from functools import partial
+
+        from training.uplift import bundle_uplift, champion_uplift_bundles
+
+        uplift = {offer: partial(bundle_uplift, bundle) for offer, bundle in champion_uplift_bundles(config).items()} or None
     summary = score_base(
         plan.features_path, models, config.policy, plan.out, as_of=plan.as_of, engine=engine, reasons=reasons,
-        snapshot_path=plan.snapshot,
+        snapshot_path=plan.snapshot, uplift=uplift,
     )
     from serving.monitoring import monitor_scoring_run
 
@@ -209,13 +217,42 @@ def _check_writable(folder: Path, what: str) -> None:
         raise ServingSetupError(f"cannot write to {folder} ({what}): {err.strerror or err}; choose a writable folder") from None
 
 
-def campaign(config: Config, kind: str, *, budget: int, out: Path, scores_dir: Path | None = None) -> tuple[Path, int]:
-    """Write the ``budget`` customers with the highest expected value of contact to ``out`` (CSV)."""
+def month_features(features_path: Path, as_of) -> "pd.DataFrame":
+    """The customer-month rows of one as_of month from a feature table."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    month = pd.Period(pd.Timestamp(as_of), "M")
+    table = pq.read_table(features_path)
+    frame = table.to_pandas()
+    frame["as_of"] = pd.to_datetime(frame["as_of"]).astype("datetime64[us]")
+    rows = frame.loc[frame["as_of"].dt.to_period("M") == month].reset_index(drop=True)
+    if rows.empty:
+        raise ServingSetupError(f"feature table {features_path} has no rows at as_of {month}: build that month's features")
+    return rows
+
+
+def campaign(config: Config, kind: str, *, out: Path, budget: int | None = None, budget_amount: float | None = None,
+             scores_dir: Path | None = None, features_path: Path | None = None) -> tuple[Path, CampaignSummary]:
+    """Write the ``kind`` campaign list of the scored month (CSV) and its summary (JSON beside it).
+
+    The scores give risk, propensity and CLV; the month's features give the balances the offer cost scales with
+    and, through the champion uplift models when registered, each customer's uplift.
+    """
+    from training.uplift import champion_uplift_bundles, with_uplift
+
     folder = Path(scores_dir or config.paths.scores_dir)
     if not (folder / "_SUCCESS").exists():
         raise ServingSetupError(f"no complete scores in {folder}: score the base first with `{hints.make('score')}`")
     from serving.batch import read_scores
-    from serving.campaign import campaign_list, write_campaign_csv
+    from serving.campaign import campaign_list, write_campaign
 
-    chosen = campaign_list(read_scores(folder), kind, budget, config.policy)
-    return write_campaign_csv(chosen, out), len(chosen)
+    scores = read_scores(folder)
+    features = month_features(Path(features_path or config.paths.features_path), scores["as_of"].max())
+    features = with_uplift(features, champion_uplift_bundles(config))
+    extra = [c for c in ("aum_month_end", "retention_uplift", "upgrade_uplift") if c in features.columns]
+    frame = scores.merge(features[["customer_id", *extra]], on="customer_id", how="left")
+    chosen, summary = campaign_list(frame, kind, config.policy, budget=budget, budget_amount=budget_amount,
+                                    currency=config.value_tiers.currency, seed=config.training.seed)
+    path, _ = write_campaign(chosen, summary, out)
+    return path, summary

@@ -39,14 +39,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from custbase.config import Policy  # declared with the configuration; re-exported here
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-# numpy and pandas are imported inside the functions: the configuration (custbase.config) embeds Policy, and
-# loading it must stay light for the CLI's argument and path checks.
+# numpy and pandas are imported inside the functions: the CLI imports this module for its argument checks,
+# which must stay light.
 
 SEGMENTS: tuple[str, ...] = (
     "key_customer_at_risk",
@@ -61,41 +61,6 @@ SEGMENTS: tuple[str, ...] = (
 OUTSIDE_CHURN_POPULATION: tuple[str, ...] = ("dormant", "lapsing")
 ACTIONS: tuple[str, ...] = ("retain", "upgrade_offer", "cross_sell", "nurture", "none")
 Action = Literal["retain", "upgrade_offer", "cross_sell", "nurture", "none"]
-
-
-class Policy(BaseModel):
-    """Thresholds, contact costs, acceptance rates and value gains of the segmentation and action policy."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    top_value_tier: str = Field("private", description="Tier with no upgrade; must equal config.value_tiers.top.")
-    # segmentation
-    at_risk_churn_probability: float = Field(0.30, ge=0, le=1, description="Churn probability from which a customer is at risk.")
-    key_customer_clv: float = Field(5_000.0, ge=0, description="12-month CLV from which a customer is high value.")
-    key_customer_tiers: tuple[str, ...] = Field(("high_net_worth", "private"), description="Tiers always high value.")
-    growth_upgrade_probability: float = Field(0.20, ge=0, le=1, description="Upgrade probability for growth potential.")
-    # actions
-    retention_contact_cost: float = Field(50.0, ge=0, description="Cost of a relationship-manager retention contact.")
-    retention_acceptance_rate: float = Field(0.25, ge=0, le=1, description="Share of would-be churners a retention contact keeps.")
-    upgrade_contact_cost: float = Field(30.0, ge=0, description="Cost of an upgrade offer.")
-    upgrade_acceptance_rate: float = Field(0.5, ge=0, le=1, description="Share of the upgrade propensity an offer turns into a tier step.")
-    upgrade_value_gain: dict[str, float] = Field(
-        default_factory=lambda: {"mass": 1_500.0, "affluent": 6_000.0, "high_net_worth": 30_000.0},
-        description="Extra net revenue over the horizon from one tier step up, by current tier.",
-    )
-    cross_sell_contact_cost: float = Field(10.0, ge=0, description="Cost of a cross-sell contact.")
-    cross_sell_acceptance_rate: float = Field(0.05, ge=0, le=1, description="Share of contacted customers who open a product.")
-    cross_sell_clv_uplift: float = Field(0.15, ge=0, description="CLV increase (fraction) from one more product.")
-    cross_sell_max_products: int = Field(3, ge=0, description="Cross-sell only to customers holding fewer products.")
-    nurture_contact_cost: float = Field(0.5, ge=0, description="Cost of a digital nurture message.")
-    nurture_acceptance_rate: float = Field(0.01, ge=0, le=1, description="Share of would-be churners a nurture message keeps.")
-    min_expected_value: float = Field(0.0, description="An action is recommended only when its EV exceeds this.")
-
-    @model_validator(mode="after")
-    def _check(self) -> "Policy":
-        if self.top_value_tier in self.upgrade_value_gain:
-            raise ValueError(f"upgrade_value_gain must not name the top tier {self.top_value_tier!r}: it has no upgrade")
-        return self
 
 
 def _floats(scores, name: str) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,9 @@ SCORE_COLUMNS: tuple[str, ...] = (
     "upgrade_probability",
     "clv_12m",
     "value_at_risk",
+    "recommended_offer",
+    "offer_uplift",
+    "offer_incremental_value",
     "churn_reasons",
     "upgrade_reasons",
     "clv_reasons",
@@ -39,7 +42,9 @@ REASON_COLUMNS: tuple[str, ...] = ("churn_reasons", "upgrade_reasons", "clv_reas
 #: Columns besides the models' features that scoring reads from the feature frame.
 IDENTITY_COLUMNS: tuple[str, ...] = ("customer_id", "as_of", "value_tier")
 #: Optional policy inputs: used when present.
-POLICY_COLUMNS: tuple[str, ...] = ("is_dormant", "months_quiet", "product_count")
+POLICY_COLUMNS: tuple[str, ...] = ("is_dormant", "months_quiet", "product_count", "aum_month_end")
+#: Offers a campaign can make; ``uplift`` callables of :func:`score_customers` are keyed by them.
+OFFERS: tuple[str, ...] = ("retention", "upgrade")
 
 
 @lru_cache(maxsize=1)
@@ -119,8 +124,13 @@ def _score(
     mode: ReasonMode,
     reason_k: int,
     num_threads: int,
+    uplift: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """The scoring rule on arrays: every column of :data:`SCORE_COLUMNS`, one value per row."""
+    """The scoring rule on arrays: every column of :data:`SCORE_COLUMNS`, one value per row.
+
+    ``uplift`` holds each offer's modelled uplift per row (keyed by :data:`OFFERS`); without it the policy's rule of
+    thumb stands in (:func:`serving.campaign.offer_values`).
+    """
     n = len(customer_id)
     top = value_tier == policy.top_value_tier
     churn = np.clip(models.churn.predict(X["churn"], num_threads), 0.0, 1.0)
@@ -133,6 +143,7 @@ def _score(
               "clv_12m": clv, "value_at_risk": churn * clv, **policy_inputs}
     segments = np.asarray(segment_customers(scores, policy), dtype=object)
     actions, values = recommend_actions(scores, policy)
+    offer, offer_uplift, offer_value = _best_offer({**scores, "segment": segments}, policy, uplift or {})
 
     if mode == "none":
         explained = np.zeros(0, dtype=int)
@@ -156,6 +167,9 @@ def _score(
         "upgrade_probability": upgrade,
         "clv_12m": clv,
         "value_at_risk": churn * clv,
+        "recommended_offer": offer,
+        "offer_uplift": offer_uplift,
+        "offer_incremental_value": offer_value,
         **{f"{m.name}_reasons": _explain(m, X[m.name], per_model[m.name], reason_k, num_threads) for m in models},
         **{f"{m.name}_model_version": [m.version] * n for m in models},
     }
@@ -169,6 +183,7 @@ def score_customers(
     reasons: bool | ReasonMode = "all",
     reason_k: int = 3,
     num_threads: int = 1,
+    uplift: Mapping[str, Callable[[pd.DataFrame], np.ndarray]] | None = None,
 ) -> pd.DataFrame:
     """Score customer-month rows: probabilities, CLV, value at risk, segment, action, reasons, model versions.
 
@@ -191,6 +206,9 @@ def score_customers(
         Reasons per model and row.
     num_threads
         LightGBM threads (0: all cores).
+    uplift
+        Per offer (:data:`OFFERS`), a function of the feature frame giving each row's modelled uplift (the champion
+        uplift models in batch scoring); without it the offer's value uses the policy's rule of thumb.
 
     Returns
     -------
@@ -211,7 +229,8 @@ def score_customers(
                      for c in POLICY_COLUMNS if c in frame.columns}
     columns = _score(frame["customer_id"].to_numpy(dtype="int64"),
                      pd.to_datetime(frame["as_of"]).astype("datetime64[us]").to_numpy(),
-                     tier, policy_inputs, X, matrices, policy, mode, reason_k, num_threads)
+                     tier, policy_inputs, X, matrices, policy, mode, reason_k, num_threads,
+                     uplift={offer: predict(frame) for offer, predict in (uplift or {}).items()})
     columns["value_tier"] = np.array([str(t) for t in tier.tolist()], dtype=object)
     return pd.DataFrame(columns).loc[:, list(SCORE_COLUMNS)].astype({"segment": "str", "recommended_action": "str", "value_tier": "str"})
 
@@ -245,14 +264,41 @@ def score_records(
     out = []
     for i in range(len(records)):
         row = {name: columns[name][i] for name in SCORE_COLUMNS}
-        for name in ("expected_value_of_contact", "churn_probability", "clv_12m", "value_at_risk"):
+        for name in ("expected_value_of_contact", "churn_probability", "clv_12m", "value_at_risk", "offer_incremental_value"):
             row[name] = float(row[name])
-        upgrade = float(row["upgrade_probability"])
-        row["upgrade_probability"] = None if np.isnan(upgrade) else upgrade
+        for name in ("upgrade_probability", "offer_uplift"):  # NaN: not applicable (top tier, no offer)
+            value = float(row[name])
+            row[name] = None if np.isnan(value) else value
+        row["recommended_offer"] = str(row["recommended_offer"])
         row["customer_id"] = int(row["customer_id"])
         row["segment"], row["recommended_action"] = str(row["segment"]), str(row["recommended_action"])
         out.append(row)
     return out
+
+
+def _best_offer(scores: Mapping[str, np.ndarray], policy: Policy,
+                uplift: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's campaign offer worth most (:func:`serving.campaign.best_offers`), its uplift and its expected
+    incremental value (the uplift models' when given, else the policy's rule of thumb)."""
+    from serving.campaign import UPLIFT_COLUMNS, best_offers, offer_values
+
+    unknown = set(uplift) - set(OFFERS)
+    if unknown:
+        raise ValueError(f"uplift is keyed by offer ({', '.join(OFFERS)}), got {sorted(unknown)}")
+    n = len(scores["churn_probability"])
+    inputs = pd.DataFrame({
+        **{k: scores[k] for k in ("churn_probability", "upgrade_probability", "clv_12m", "value_tier", "segment")},
+        "aum_month_end": scores.get("aum_month_end", np.zeros(n)),  # unknown balances: no offer cost
+        **{UPLIFT_COLUMNS[o]: np.asarray(values, dtype="float64") for o, values in uplift.items()},
+    })
+    best = best_offers(inputs, policy)
+    chosen_offer = best["best_offer"].to_numpy(dtype=object)
+    offer_uplift = np.full(n, np.nan)
+    for offer in OFFERS:
+        chosen = chosen_offer == offer
+        if chosen.any():
+            offer_uplift[chosen] = offer_values(inputs.loc[chosen], offer, policy)["uplift"].to_numpy()
+    return chosen_offer.astype(str), offer_uplift, best["best_offer_value"].to_numpy(dtype="float64")
 
 
 def input_columns(models: ScoringModels) -> list[str]:

@@ -163,6 +163,9 @@ class CustomerScore(BaseModel):
     upgrade_probability: Optional[float] = Field(None, description="None for customers already in the top tier.")
     clv_12m: float
     value_at_risk: float = Field(..., description="churn_probability x clv_12m")
+    recommended_offer: str = Field(..., description="Campaign offer worth most: retention, upgrade or none (serving.campaign).")
+    offer_uplift: Optional[float] = Field(None, description="Change in the offer's success probability; None for none.")
+    offer_incremental_value: float = Field(..., description="Expected incremental value of the offer, net of contact and offer costs.")
     churn_reasons: list[str]
     upgrade_reasons: list[str]
     clv_reasons: list[str]
@@ -254,6 +257,7 @@ def _api_score(row: dict[str, Any]) -> dict[str, Any]:
     """A score row of :func:`serving.scoring.score_records` as the JSON of :class:`CustomerScore`."""
     out = {k: row[k] for k in ("customer_id", "value_tier", "segment", "recommended_action", "expected_value_of_contact",
                                "churn_probability", "upgrade_probability", "clv_12m", "value_at_risk",
+                               "recommended_offer", "offer_uplift", "offer_incremental_value",
                                "churn_reasons", "upgrade_reasons", "clv_reasons")}
     out["as_of"] = _as_of_text(row["as_of"])
     out["model_versions"] = {n: str(row[f"{n}_model_version"]) for n in ("churn", "upgrade", "clv")}

@@ -42,7 +42,8 @@ def score_schema(partition_column: str):
         "upgrade_reasons": T.ArrayType(T.StringType()),
         "clv_reasons": T.ArrayType(T.StringType()),
     }
-    doubles = {"expected_value_of_contact", "churn_probability", "upgrade_probability", "clv_12m", "value_at_risk"}
+    doubles = {"expected_value_of_contact", "churn_probability", "upgrade_probability", "clv_12m", "value_at_risk",
+               "offer_uplift", "offer_incremental_value"}
     columns = [T.StructField(c, fields.get(c, T.DoubleType() if c in doubles else T.StringType()), True) for c in SCORE_COLUMNS]
     if partition_column not in SCORE_COLUMNS:
         columns.append(T.StructField(partition_column, T.StringType(), False))

@@ -105,3 +105,19 @@ def test_spark_engine_gives_the_local_output(models, base, tmp_path, spark):
     on_spark = score_base(base, models, Policy(), tmp_path / "spark", progress=False, reasons="all", engine="spark", spark=spark)
     assert on_spark.rows_written == local.rows_written == 300
     pd.testing.assert_frame_equal(read_scores(tmp_path / "spark"), read_scores(tmp_path / "local"))
+
+
+def test_campaign_job_writes_a_list_and_its_summary_from_scores_and_features(models, base, tmp_path):
+    from custbase.config import Config
+    from serving.jobs import campaign
+
+    score_base(base, models, Policy(), tmp_path / "scores", progress=False)
+    features = tmp_path / "features.parquet"
+    base.to_parquet(features)
+    config = Config().model_copy(update={"paths": Config().paths.model_copy(update={"mlruns_dir": tmp_path / "mlruns"})})
+    path, summary = campaign(config, "retention", budget=20, out=tmp_path / "retention.csv",
+                             scores_dir=tmp_path / "scores", features_path=features)
+    listed = pd.read_csv(path)
+    assert len(listed) == summary.rows and summary.contacts <= 20 and listed["customer_id"].is_unique
+    assert listed["reasons"].notna().all() and (listed["offer"] == "retention").all()
+    assert path.with_suffix(".summary.json").exists()

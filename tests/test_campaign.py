@@ -1,11 +1,13 @@
-"""Campaign lists: ordering by expected value of contact, budget, eligibility."""
+"""Campaign lists by expected incremental value: one offer per customer, no negative value, budgets, holdout, reasons."""
+
+import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from serving.campaign import campaign_list, write_campaign_csv
-from serving.policy import Policy
+from custbase.config import Policy
+from serving.campaign import best_offers, campaign_list, offer_values, select_within_budget, write_campaign
 
 
 @pytest.fixture
@@ -16,37 +18,86 @@ def scores():
             "as_of": pd.Timestamp("2025-06-30"),
             "value_tier": ["mass", "affluent", "private", "mass", "affluent"],
             "segment": ["low_value_at_risk", "key_customer_at_risk", "stable_core", "low_value_stable", "growth_potential"],
-            "recommended_action": ["nurture", "retain", "none", "none", "upgrade_offer"],
             "churn_probability": [0.4, 0.6, 0.1, 0.01, 0.2],
             "upgrade_probability": [0.3, 0.05, np.nan, 0.01, 0.6],
             "clv_12m": [1_000.0, 8_000.0, 50_000.0, 300.0, 8_000.0],
+            "aum_month_end": [10_000.0, 200_000.0, 8_000_000.0, 2_000.0, 300_000.0],
+            "retention_uplift": [0.02, 0.05, -0.01, 0.0, 0.01],
+            "upgrade_uplift": [0.01, 0.0, np.nan, 0.0, 0.08],
             "churn_reasons": [["a"], ["b", "c"], ["d"], [], ["e"]],
             "upgrade_reasons": [["u1"], [], [], [], ["u5", "u6"]],
         }
-    ).assign(value_at_risk=lambda f: f.churn_probability * f.clv_12m)
+    )
 
 
-def test_retention_list_is_ordered_by_expected_value_and_cut_at_the_budget(scores):
-    policy = Policy()
-    out = campaign_list(scores, "retention", 2, policy)
-    # EV = p x clv x 0.25 - 50: customer 2: 1,150; 3: 1,200; 5: 350; 1: 50; 4: < 0
-    assert out["customer_id"].tolist() == [3, 2]
-    assert out["rank"].tolist() == [1, 2]
-    assert out["campaign_expected_value"].tolist() == pytest.approx([1_200.0, 1_150.0])
-    assert out["reasons"].tolist() == ["d", "b; c"]
-    assert campaign_list(scores, "retention", 10, policy)["customer_id"].tolist() == [3, 2, 5, 1]
+POLICY = Policy(retention_contact_cost=5.0, retention_offer_rate=0.0003, retention_offer_take_up=0.5,
+                upgrade_contact_cost=30.0, upgrade_offer_rate=0.002, upgrade_offer_take_up=0.1, holdout_share=0.0)
 
 
-def test_upgrade_list_skips_the_top_tier_and_unprofitable_contacts(scores, tmp_path):
-    out = campaign_list(scores, "upgrade", 10, Policy())
-    # EV = p x 0.5 x gain - 30: customer 5: 1,770; 1: 0.3 x 0.5 x 1,500 - 30 = 195; 2: 0.05 x 0.5 x 6,000 - 30 = 120
-    assert out["customer_id"].tolist() == [5, 1, 2]
-    assert out["reasons"].iloc[0] == "u5; u6"
-    path = write_campaign_csv(out, tmp_path / "upgrade.csv")
+def test_values_are_uplift_times_value_minus_contact_and_offer_costs(scores):
+    retention = offer_values(scores, "retention", POLICY)
+    # customer 2: 0.05 x 8,000 - 5 - 0.5 x 0.0003 x 200,000 = 400 - 5 - 30 = 365
+    assert retention.loc[1, "expected_incremental_value"] == pytest.approx(365.0)
+    # customer 3 is a sleeping dog: negative uplift, negative value
+    assert retention.loc[2, "expected_incremental_value"] < 0
+    upgrade = offer_values(scores, "upgrade", POLICY)
+    # customer 5: 0.08 x 6,000 - 30 - 0.1 x 0.002 x 300,000 = 480 - 30 - 60 = 390; the top tier has no upgrade
+    assert upgrade.loc[4, "expected_incremental_value"] == pytest.approx(390.0)
+    assert np.isnan(upgrade.loc[2, "expected_incremental_value"])
+    assert (retention["uplift_source"] == "model").all()
+
+
+def test_without_an_uplift_model_the_rule_of_thumb_stands_in_and_says_so(scores):
+    values = offer_values(scores.drop(columns=["retention_uplift"]), "retention", POLICY)
+    assert values.loc[0, "uplift"] == pytest.approx(0.4 * POLICY.retention_acceptance_rate)
+    assert (values["uplift_source"] == "rule").all()
+
+
+def test_each_customer_gets_at_most_its_best_offer_and_never_a_negative_one(scores):
+    best = best_offers(scores, POLICY)
+    # customer 1: retention 0.02 x 1,000 - 5 - 1.5 = 13.5 beats upgrade 0.01 x 1,500 - 30 - 2 < 0
+    assert best["best_offer"].tolist() == ["retention", "retention", "none", "none", "upgrade"]
+    retention, _ = campaign_list(scores, "retention", POLICY, budget=10)
+    upgrade, _ = campaign_list(scores, "upgrade", POLICY, budget=10)
+    assert not set(retention["customer_id"]) & set(upgrade["customer_id"])
+    assert retention["customer_id"].tolist() == [2, 1]
+    assert (retention["expected_incremental_value"] > 0).all()
+
+
+def test_count_budget_holdout_reasons_and_money(scores):
+    many = pd.concat([scores.assign(customer_id=scores["customer_id"] + 10 * i) for i in range(40)], ignore_index=True)
+    policy = POLICY.model_copy(update={"holdout_share": 0.1})
+    out, summary = campaign_list(many, "retention", policy, budget=45, currency="CNY", seed=1)
+    assert len(out) == 50 and out["holdout"].sum() == 5 and summary.contacts == 45
+    assert out["customer_id"].is_unique
+    assert out["reasons"].str.len().min() > 0 and out["reasons"].str.contains("CNY").all()
+    assert (out["currency"] == "CNY").all()
+    assert (out["expected_incremental_value"] == out["expected_incremental_value"].round(2)).all()
+    assert summary.why_shorter == ""
+    short, summary = campaign_list(many, "retention", policy, budget=1_000)
+    assert len(short) == 80 and "positive expected incremental value" in summary.why_shorter
+
+
+def test_money_budget_keeps_the_expected_cost_of_contacts_within_it():
+    value = np.array([100.0, 90.0, 50.0, -5.0, 30.0])
+    cost = np.array([50.0, 10.0, 10.0, 1.0, 100.0])
+    chosen, short = select_within_budget(value, cost, budget_amount=70.0)
+    # value per cost: 9, 5, 2, (negative), 0.3 -> 10 + 10 + 50 = 70 fits, the 100-cost one does not
+    assert chosen.tolist() == [1, 2, 0] and short == ""
+    with pytest.raises(ValueError, match="exactly one"):
+        select_within_budget(value, cost, budget=3, budget_amount=1.0)
+
+
+def test_written_list_and_summary(scores, tmp_path):
+    out, summary = campaign_list(scores, "upgrade", POLICY, budget=10)
+    path, summary_path = write_campaign(out, summary, tmp_path / "upgrade.csv")
     back = pd.read_csv(path)
-    assert back["customer_id"].tolist() == [5, 1, 2] and back["as_of"].iloc[0] == "2025-06-30"
+    assert back["customer_id"].tolist() == [5] and back["as_of"].iloc[0] == "2025-06-30"
+    written = json.loads(summary_path.read_text())
+    assert written["contacts"] == 1 and written["kind"] == "upgrade"
+    assert "ROI" in summary.render()
 
 
 def test_bad_kind_is_refused(scores):
     with pytest.raises(ValueError, match="retention"):
-        campaign_list(scores, "winback", 5, Policy())
+        campaign_list(scores, "winback", POLICY, budget=5)

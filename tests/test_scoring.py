@@ -60,7 +60,9 @@ def test_reason_codes_are_the_largest_contributions_that_sum_to_the_raw_score(mo
 
 
 def test_actionable_mode_explains_only_customers_with_an_action(models, frame):
-    scores = score_customers(frame, models, Policy(), reasons="actionable")
+    # costly contacts, so that some customers are worth no action
+    policy = Policy(retention_contact_cost=50.0, nurture_contact_cost=5.0, cross_sell_contact_cost=50.0)
+    scores = score_customers(frame, models, policy, reasons="actionable")
     acting = scores["recommended_action"] != "none"
     assert acting.any() and (~acting).any()
     assert all(len(r) > 0 for r in scores.loc[acting, "churn_reasons"])
@@ -80,7 +82,7 @@ def test_unknown_category_scores_as_missing(models, frame):
 
 
 def test_policy_known_answers():
-    policy = Policy()
+    policy = Policy(retention_contact_cost=50.0)  # a relationship-manager call
     rows = pd.DataFrame(
         {
             "churn_probability": [0.5, 0.5, 0.05, 0.05, 0.05, 0.9],
@@ -126,7 +128,8 @@ def test_customers_outside_the_churn_population_get_no_retention_contact():
     assert actions.tolist() == ["retain", "none", "none"]
     scored = rows.assign(segment=segment_customers(rows, policy), recommended_action=actions,
                          value_at_risk=rows.churn_probability * rows.clv_12m, churn_reasons=[[]] * 3)
-    assert campaign_list(scored, "retention", 10, policy)["customer_id"].tolist() == [1]
+    listed, _ = campaign_list(scored.assign(aum_month_end=0.0), "retention", policy, budget=10)
+    assert listed["customer_id"].tolist() == [1]
 
 
 def test_action_mode_explains_only_the_model_behind_the_action(models, frame):
@@ -135,3 +138,16 @@ def test_action_mode_explains_only_the_model_behind_the_action(models, frame):
         expected = {"retain": "churn", "nurture": "churn", "upgrade_offer": "upgrade", "cross_sell": "clv"}.get(row.recommended_action)
         for name in ("churn", "upgrade", "clv"):
             assert (len(row[f"{name}_reasons"]) > 0) == (name == expected), (row.recommended_action, name)
+
+
+def test_scores_carry_the_best_offer_its_uplift_and_incremental_value(models, frame):
+    plain = score_customers(frame, models, Policy(), reasons="none")
+    assert set(plain["recommended_offer"]) <= {"retention", "upgrade", "none"}
+    none = plain["recommended_offer"] == "none"
+    assert (plain.loc[none, "offer_incremental_value"] == 0).all() and plain.loc[none, "offer_uplift"].isna().all()
+    assert (plain.loc[~none, "offer_incremental_value"] > 0).all()
+    # an uplift model that says every retention contact backfires takes retention off the table
+    backfire = score_customers(frame, models, Policy(), reasons="none", uplift={"retention": lambda f: np.full(len(f), -0.5)})
+    assert "retention" not in set(backfire["recommended_offer"])
+    with pytest.raises(ValueError, match="keyed by offer"):
+        score_customers(frame, models, Policy(), reasons="none", uplift={"winback": lambda f: np.zeros(len(f))})

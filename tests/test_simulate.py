@@ -235,10 +235,27 @@ def test_campaigns_have_a_randomised_control_group_and_work_on_average(bank):
     raw, _ = bank
     contacts = _read(raw, "campaign_contacts")
     assert set(contacts["offer"]) == {"retention", "upgrade", "cross_sell"}
-    control = 1 - contacts["treated"].mean()
-    assert 0.1 < control < 0.3
+    exploration = contacts["campaign_id"].str.endswith("-exploration")
+    assert 0.1 < 1 - contacts.loc[~exploration, "treated"].mean() < 0.3
+    assert 0.4 < 1 - contacts.loc[exploration, "treated"].mean() < 0.6
+    assert set(contacts.loc[exploration, "offer"]) == {"retention", "upgrade"}
+    assert not contacts.duplicated(["customer_id", "campaign_id"]).any()
     upgrade = contacts[contacts["offer"] == "upgrade"]
     assert upgrade.loc[upgrade["treated"], "responded"].mean() > upgrade.loc[~upgrade["treated"], "responded"].mean()
+
+
+def test_retention_response_is_heterogeneous_and_only_weakly_tied_to_risk(bank, customer_months):
+    truth = customer_months[customer_months["expected_clv_12m"] > 0]
+    effect = truth["campaign_effect"]
+    # persuadables and sleeping dogs both exist
+    assert (effect > 0.01).mean() > 0.01 and (effect < 0).mean() > 0.05
+    # the riskiest customers are not the best targets (Ascarza 2018)
+    risky = truth["churn_probability_3m"] >= truth["churn_probability_3m"].quantile(0.95)
+    assert effect[risky].mean() < 2 * effect[~risky].abs().mean() + 0.02
+    assert abs(np.corrcoef(truth["churn_probability_3m"], effect)[0, 1]) < 0.5
+    # every acceptor is paid: the expected offer cost grows with the balance it is paid on
+    assert (truth["retention_offer_cost"] >= 0).all() and truth["retention_offer_cost"].max() > 0
+    assert (truth["upgrade_offer_cost"] >= 0).all()
 
 
 def test_seasonality_year_end_bonus(bank):
