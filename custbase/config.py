@@ -125,7 +125,7 @@ class Labels(_Frozen):
 
     @property
     def names(self) -> LabelNames:
-        """Label, oracle and score column names for these horizons (``churn_3m`` ... with the defaults)."""
+        """Label and oracle column names for these horizons (``churn_3m`` ... with the defaults)."""
         churn, upgrade, clv = self.churn_horizon_months, self.upgrade_horizon_months, self.clv_horizon_months
         return LabelNames(
             churn=f"churn_{churn}m",

@@ -636,7 +636,10 @@ class TrainResult:
                       f"{n['metric']:.4f}, {n['metric_half_replications']:.4f} with half of them, "
                       f"{n['metric_extrapolated']:.4f} extrapolated" if ev.oracle_source == "continuation"
                       else "the simulator's ground truth")
-            verdict = "beyond the noise: the oracle is not a limit" if ev.exceeds_oracle_beyond_noise() else "within the noise"
+            verdict = "within the noise"
+            if ev.exceeds_oracle_beyond_noise():
+                verdict = "beyond the noise: the oracle is not a limit" + (
+                    "; `custbase oracle clv` computes one" if self.model == "clv" and ev.oracle_source != "continuation" else "")
             lines.append(f"  oracle: {source}; model - oracle {n['model_minus_oracle']:+.4f} "
                          f"(standard error {n['model_minus_oracle_se']:.4f}, {verdict})")
         for name, figures in ev.other_baselines.items():
