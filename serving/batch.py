@@ -270,6 +270,7 @@ def score_base(
     chunk_rows: int = 20_000,
     snapshot_path: Path | None = None,
     spark=None,
+    num_threads: int = 0,
 ) -> BatchSummary:
     """Score every active customer at ``as_of`` and write partitioned parquet to ``out_dir``.
 
@@ -293,6 +294,8 @@ def score_base(
         existing session).
     snapshot_path
         The online feature snapshot to refresh once the run succeeds; not refreshed when None.
+    num_threads
+        LightGBM threads of the local engine (0: all cores).
 
     Raises
     ------
@@ -331,7 +334,7 @@ def score_base(
 
     if pending:
         if engine == "local":
-            _score_local(frame, keys, pending, models, policy, out_dir, column, mode, reason_k, chunk_rows, progress)
+            _score_local(frame, keys, pending, models, policy, out_dir, column, mode, reason_k, chunk_rows, progress, num_threads)
         elif engine == "spark":
             from serving.spark_batch import score_partitions_spark
 
@@ -351,7 +354,7 @@ def score_base(
     return summary
 
 
-def _score_local(frame, keys, pending, models, policy, out_dir, column, mode, reason_k, chunk_rows, progress) -> None:
+def _score_local(frame, keys, pending, models, policy, out_dir, column, mode, reason_k, chunk_rows, progress, num_threads) -> None:
     total = int(keys.isin(pending).sum())
     with tqdm(total=total, unit="customer", desc="scoring", disable=not progress) as bar:
         for key in pending:
@@ -359,7 +362,7 @@ def _score_local(frame, keys, pending, models, policy, out_dir, column, mode, re
             parts = []
             for start in range(0, len(rows), chunk_rows):
                 chunk = rows.iloc[start : start + chunk_rows]
-                parts.append(score_customers(chunk, models, policy, reasons=mode, reason_k=reason_k))
+                parts.append(score_customers(chunk, models, policy, reasons=mode, reason_k=reason_k, num_threads=num_threads))
                 bar.update(len(chunk))
             _write_partition(pd.concat(parts, ignore_index=True), out_dir, column, key)
             bar.set_postfix_str(f"{column}={key} written")
