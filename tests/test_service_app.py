@@ -250,7 +250,7 @@ def test_snapshot_reader_sees_a_refresh_at_once(tmp_path):
 
 
 @pytest.mark.slow
-def test_online_path_equals_batch_output_on_the_demo_bank():
+def test_online_path_equals_batch_output_on_the_demo_bank(monkeypatch):
     """The service's per-request path reproduces the demo's batch scores (action reasons) for every customer."""
     from pathlib import Path
 
@@ -261,9 +261,7 @@ def test_online_path_equals_batch_output_on_the_demo_bank():
     scores_dir, snapshot = root / "data" / "demo" / "scores", root / "data" / "demo" / "online_features.sqlite"
     if not (scores_dir / "_SUCCESS").exists() or not snapshot.exists():
         pytest.skip("run `make demo` first: the test compares against its batch output")
-    import os
-
-    os.environ.setdefault("BENTOML_HOME", str(root / "bentoml_home"))
+    monkeypatch.setenv("BENTOML_HOME", str(root / "bentoml_home"))  # not a store an earlier test pointed BentoML at
     batch = read_scores(scores_dir)
     run = json.loads((scores_dir / "_run.json").read_text())
     models, _ = bento_models()
