@@ -10,7 +10,9 @@ Needs the demo (``make demo``: a bento and its online feature snapshot). Writes
 - in process: one customer through the scoring function (reasons none / action / all) beside raw
   ``booster.predict`` of the same one-row matrices, and the snapshot lookup;
 - batch: rows/s of the scoring function on the demo's base (reasons none / action / all) beside raw
-  ``booster.predict`` of the same models on the same matrices with the same thread count.
+  ``booster.predict`` of the same models on the same matrices with the same thread count;
+- scale: time and peak memory of ``custbase simulate`` (36 months), ``features`` (latest month) and ``score`` at
+  10k customers (``--full``: 10k, 100k and 1M), each in its own folder under ``data/bench/`` with its own config.
 
 Every figure is the median of ``--repeats`` runs. Load is loopback only and bounded in time and count.
 """
@@ -277,6 +279,49 @@ def batch(features_path: Path, repeats: int, threads: int) -> dict:
     return out
 
 
+def _timed_command(args: list[str], log: Path) -> dict:
+    """Wall time and peak memory (max RSS of the process, GNU time) of one CLI command."""
+    started = time.perf_counter()
+    with open(log, "w") as out:
+        done = subprocess.run(["/usr/bin/time", "-v", *args], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    text = log.read_text()
+    rss = next((int(line.split(":")[1]) for line in text.splitlines() if "Maximum resident set size" in line), 0)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[:3])} failed: {text[-1500:]}")
+    return {"seconds": time.perf_counter() - started, "peak_gib": rss / 1024**2}
+
+
+def scale(sizes: list[int], work: Path, logs: Path) -> dict:
+    """Time and peak memory of simulate (36 months), features of the latest month and scoring it, per bank size."""
+    import shutil
+
+    cli = [sys.executable, "-m", "custbase.cli"]
+    out = {}
+    for n in sizes:
+        folder = work / f"scale-{n}"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        config = folder / "custbase.yaml"
+        config.write_text(f"paths:\n  data_dir: {folder}\n  online_snapshot: {folder / 'online_features.sqlite'}\n")
+        steps = {
+            "simulate": [*cli, "simulate", "--customers", str(n), "--months", "36", "--start", "2023-01", "--seed", "11",
+                         "--out", str(folder / "bank"), "--config", str(config)],
+            "features_latest_month": [*cli, "features", "--raw", str(folder / "bank"), "--out", str(folder / "cm.parquet"),
+                                      "--from", "2025-12", "--to", "2025-12", "--config", str(config)],
+            "score_action_reasons": [*cli, "score", "--as-of", "2025-12", "--features", str(folder / "cm.parquet"),
+                                     "--out", str(folder / "scores"), "--config", str(config)],
+        }
+        out[str(n)] = {}
+        for step, args in steps.items():
+            out[str(n)][step] = _timed_command(args, logs / f"scale-{n}-{step}.log")
+            print(f"  {n:>9,} customers  {step:<22} {out[str(n)][step]['seconds']:8.1f} s  "
+                  f"{out[str(n)][step]['peak_gib']:5.2f} GiB", flush=True)
+        manifest = json.loads((folder / "scores" / "_manifest.json").read_text())
+        out[str(n)]["active_customers_scored"] = manifest["customers"]
+        shutil.rmtree(folder / "bank", ignore_errors=True)
+    return out
+
+
 def _plots(results: dict, out: Path) -> list[str]:
     import matplotlib
 
@@ -317,6 +362,24 @@ def _plots(results: dict, out: Path) -> list[str]:
         fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(str(path.relative_to(ROOT)))
+    sc = results.get("scale")
+    if sc:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        sizes = sorted(int(k) for k in sc)
+        for step in ("simulate", "features_latest_month", "score_action_reasons"):
+            axes[0].plot(sizes, [sc[str(n)][step]["seconds"] for n in sizes], marker="o", label=step)
+            axes[1].plot(sizes, [sc[str(n)][step]["peak_gib"] for n in sizes], marker="o", label=step)
+        for ax, label in ((axes[0], "seconds"), (axes[1], "peak memory (GiB)")):
+            ax.set_xscale("log")
+            ax.set_xlabel("customers")
+            ax.set_ylabel(label)
+        axes[0].legend(fontsize=8)
+        fig.suptitle("Scale: simulate 36 months, features of the latest month, scoring it")
+        fig.tight_layout()
+        path = out / f"scale-{results['mode']}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(str(path.relative_to(ROOT)))
     return written
 
 
@@ -340,6 +403,12 @@ def verdicts(results: dict) -> list[tuple[str, float, float, bool]]:
         errors = sum(r["errors"] for name in ("score_customers", "score") for r in closed[name].values())
         errors += results["online"]["sustained"]["errors"]
         out.append(("errors on the scoring endpoints (closed loops + sustained)", errors, 0, errors == 0))
+    sc = results.get("scale", {}).get("1000000")
+    if sc:
+        total = sc["features_latest_month"]["seconds"] + sc["score_action_reasons"]["seconds"]
+        peak = max(sc["features_latest_month"]["peak_gib"], sc["score_action_reasons"]["peak_gib"])
+        out.append(("1M customers: latest-month features + scoring (s)", total, 600.0, total <= 600))
+        out.append(("1M customers: peak memory of those steps (GiB)", peak, 8.0, peak <= 8.0))
     b = results.get("batch")
     if b:
         out.append(("batch score (no reasons) / raw predict", b["score_none_vs_raw"], 0.5, b["score_none_vs_raw"] >= 0.5))
@@ -377,9 +446,54 @@ def render(results: dict) -> str:
                      f"score none {b['score_none_rows_per_s']:,.0f}, action {b['score_action_rows_per_s']:,.0f}, "
                      f"all {b['score_all_rows_per_s']:,.0f}; raw pred_contrib {b['raw_contrib_rows_per_s']:,.0f}")
         lines.append("")
+    sc = results.get("scale")
+    if sc:
+        lines.append("scale (seconds / peak GiB):")
+        for n, steps in sc.items():
+            lines.append(f"  {int(n):>9,} customers: " + ", ".join(
+                f"{k} {v['seconds']:.0f} s / {v['peak_gib']:.2f} GiB" for k, v in steps.items() if isinstance(v, dict)))
+        lines.append("")
     lines.append(f"{'target':<62}{'figure':>10}{'limit':>8}  met")
     for name, figure, limit, met in verdicts(results):
         lines.append(f"{name:<62}{figure:>10.2f}{limit:>8.2f}  {'yes' if met else 'NO'}")
+    return "\n".join(lines)
+
+
+def markdown(results: dict) -> str:
+    """The README's performance table: each online figure beside the floor's, each target beside its figure."""
+    lines = []
+    closed = results.get("online", {}).get("closed", {})
+    if closed:
+        lines += ["| endpoint (one customer per request) | clients | p50 ms | p99 ms | req/s | errors |", "|---|---|---|---|---|---|"]
+        for clients in ("1", "16", "64"):
+            for name, by in closed.items():
+                r = by[clients]
+                lines.append(f"| {name} | {clients} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['req_per_s']:.0f} | {r['errors']} |")
+        for name, r in results["online"]["open"].items():
+            lines.append(f"| {name} | open loop {results['rate']:.0f}/s | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['req_per_s']:.0f} | {r['errors']} |")
+        lines.append("")
+    p = results.get("in_process")
+    if p:
+        lines += ["| in process, one customer | ms |", "|---|---|"]
+        lines += [f"| {k.removesuffix('_ms').replace('_', ' ')} | {v:.3f} |" for k, v in p.items()]
+        lines.append("")
+    b = results.get("batch")
+    if b:
+        lines += [f"| batch, {b['rows']:,} customers, {b['threads']} thread | rows/s | vs raw predict |", "|---|---|---|",
+                  f"| raw `booster.predict`, 3 models | {b['raw_predict_rows_per_s']:,.0f} | 1 |"]
+        for mode in ("none", "action", "all"):
+            lines.append(f"| scoring, reasons {mode} | {b[f'score_{mode}_rows_per_s']:,.0f} | {b[f'score_{mode}_vs_raw']:.2f} |")
+        lines.append(f"| raw `pred_contrib`, 3 models | {b['raw_contrib_rows_per_s']:,.0f} | |")
+        lines.append("")
+    sc = results.get("scale")
+    if sc:
+        lines += ["| customers | simulate 36 months | features, latest month | score it (action reasons) |", "|---|---|---|---|"]
+        for n, steps in sc.items():
+            cells = [f"{steps[k]['seconds']:.0f} s, {steps[k]['peak_gib']:.2f} GiB" for k in ("simulate", "features_latest_month", "score_action_reasons")]
+            lines.append(f"| {int(n):,} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["| target | figure | limit | met |", "|---|---|---|---|"]
+    lines += [f"| {n} | {f:.2f} | {l:g} | {'yes' if m else '**no**'} |" for n, f, l, m in verdicts(results)]
     return "\n".join(lines)
 
 
@@ -388,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="longer runs, more repeats")
     parser.add_argument("--snapshot", type=Path, default=None, help="online feature snapshot (default: the config's, else the demo's)")
     parser.add_argument("--features", type=Path, default=None, help="customer-month table for the batch figures (default: the demo's)")
-    parser.add_argument("--only", choices=["online", "in_process", "batch"], action="append")
+    parser.add_argument("--only", choices=["online", "in_process", "batch", "scale"], action="append")
     args = parser.parse_args(argv)
     from custbase.config import load_config
 
@@ -408,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"mode": mode, "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rate": rate,
                      "repeats": repeats, "machine": f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}",
                      "targets": TARGETS}
-    wanted = args.only or ["in_process", "batch", "online"]
+    wanted = args.only or ["in_process", "batch", "online", "scale"]
     if "in_process" in wanted:
         print("in process ...", flush=True)
         results["in_process"] = in_process(Path(snapshot), repeats)
@@ -418,10 +532,15 @@ def main(argv: list[str] | None = None) -> int:
     if "online" in wanted:
         print("online (servers on free loopback ports) ...", flush=True)
         results["online"] = online(Path(snapshot), repeats, seconds, rate, long_seconds, logs)
+    if "scale" in wanted:
+        sizes = [10_000, 100_000, 1_000_000] if args.full else [10_000]
+        print(f"scale ({', '.join(f'{n:,}' for n in sizes)} customers) ...", flush=True)
+        results["scale"] = scale(sizes, ROOT / "data" / "bench", logs)
     results["verdicts"] = [{"target": n, "figure": f, "limit": l, "met": m} for n, f, l, m in verdicts(results)]
     results["plots"] = _plots(results, RESULTS)
     path = RESULTS / f"bench-{mode}.json"
     path.write_text(json.dumps(results, indent=2, default=float))
+    (RESULTS / f"bench-{mode}.md").write_text(f"custbase benchmark ({mode}, {results['started']}, {results['machine']})\n\n" + markdown(results) + "\n")
     print(render(results))
     print(f"\nwritten: {path.relative_to(ROOT)}, " + ", ".join(results["plots"]))
     return 0

@@ -274,6 +274,7 @@ def score_base(
     snapshot_path: Path | None = None,
     spark=None,
     uplift=None,
+    num_threads: int = 0,
 ) -> BatchSummary:
     """Score every active customer at ``as_of`` and write partitioned parquet to ``out_dir``.
 
@@ -300,6 +301,8 @@ def score_base(
     uplift
         Offer -> uplift function of a feature frame (:func:`serving.scoring.score_customers`), local engine only;
         without it the offer columns use the policy's rule of thumb.
+    num_threads
+        LightGBM threads of the local engine (0: all cores).
 
     Raises
     ------
@@ -338,7 +341,8 @@ def score_base(
 
     if pending:
         if engine == "local":
-            _score_local(frame, keys, pending, models, policy, out_dir, column, mode, reason_k, chunk_rows, progress, uplift)
+            _score_local(frame, keys, pending, models, policy, out_dir, column, mode, reason_k, chunk_rows, progress, num_threads,
+                         uplift)
         elif engine == "spark":
             from serving.spark_batch import score_partitions_spark
 
@@ -358,7 +362,8 @@ def score_base(
     return summary
 
 
-def _score_local(frame, keys, pending, models, policy, out_dir, column, mode, reason_k, chunk_rows, progress, uplift=None) -> None:
+def _score_local(frame, keys, pending, models, policy, out_dir, column, mode, reason_k, chunk_rows, progress, num_threads,
+                 uplift=None) -> None:
     total = int(keys.isin(pending).sum())
     with tqdm(total=total, unit="customer", desc="scoring", disable=not progress) as bar:
         for key in pending:
@@ -366,7 +371,8 @@ def _score_local(frame, keys, pending, models, policy, out_dir, column, mode, re
             parts = []
             for start in range(0, len(rows), chunk_rows):
                 chunk = rows.iloc[start : start + chunk_rows]
-                parts.append(score_customers(chunk, models, policy, reasons=mode, reason_k=reason_k, uplift=uplift))
+                parts.append(score_customers(chunk, models, policy, reasons=mode, reason_k=reason_k, num_threads=num_threads,
+                                             uplift=uplift))
                 bar.update(len(chunk))
             _write_partition(pd.concat(parts, ignore_index=True), out_dir, column, key)
             bar.set_postfix_str(f"{column}={key} written")

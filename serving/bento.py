@@ -34,7 +34,15 @@ def configure_bentoml_home(home: Path | None = None) -> Path:
         (path / folder).mkdir(parents=True, exist_ok=True)
     from bentoml._internal.configuration.containers import BentoMLContainer
 
-    BentoMLContainer.bentoml_home.set(str(path))
+    if BentoMLContainer.bentoml_home.get() != str(path):
+        BentoMLContainer.bentoml_home.set(str(path))
+        # The stores are memoised from the first home: forget them so they follow the new one in this process.
+        from simple_di import providers
+
+        for name in ("bento_store_dir", "model_store_dir", "env_store_dir", "bento_store", "model_store"):
+            provider = getattr(BentoMLContainer, name, None)
+            if isinstance(provider, providers.SingletonFactory):
+                provider._cache = providers.sentinel
     return path
 
 

@@ -58,7 +58,7 @@ INLINE_ITEMS = 16
 #: Work of large requests admitted at once (items; x3 with all reasons; one largest request always fits); more gets 503.
 MAX_PENDING_UNITS = int(os.environ.get("CUSTBASE_MAX_PENDING_ITEMS", str(4 * MAX_ITEMS)))
 #: Event-loop lag beyond which new requests get a fast 503: the queue in front of a busy loop stays short.
-MAX_LOOP_LAG_S = float(os.environ.get("CUSTBASE_MAX_LOOP_LAG_S", "0.5"))
+MAX_LOOP_LAG_S = float(os.environ.get("CUSTBASE_MAX_LOOP_LAG_S", "1.0"))
 #: Largest id accepted: exact in JSON numbers everywhere (2**53 - 1), far above any bank's ids.
 CUSTOMER_ID_MAX = 2**53 - 1
 API_ROUTES: tuple[str, ...] = ("/score", "/score_customers")
@@ -255,10 +255,8 @@ def _as_of_text(value: Any) -> Optional[str]:
 
 def _api_score(row: dict[str, Any]) -> dict[str, Any]:
     """A score row of :func:`serving.scoring.score_records` as the JSON of :class:`CustomerScore`."""
-    out = {k: row[k] for k in ("customer_id", "value_tier", "segment", "recommended_action", "expected_value_of_contact",
-                               "churn_probability", "upgrade_probability", "clv_12m", "value_at_risk",
-                               "recommended_offer", "offer_uplift", "offer_incremental_value",
-                               "churn_reasons", "upgrade_reasons", "clv_reasons")}
+    # Every field of CustomerScore that is a score column is copied as is: a new score column needs only its field.
+    out = {k: row[k] for k in CustomerScore.model_fields if k in row}
     out["as_of"] = _as_of_text(row["as_of"])
     out["model_versions"] = {n: str(row[f"{n}_model_version"]) for n in ("churn", "upgrade", "clv")}
     return out
