@@ -45,7 +45,7 @@ class _Group(TyperGroup):
                 raise
             typer.secho(message, fg=typer.colors.RED, err=True)
             sys.exit(err.exit_code)
-        except click.exceptions.Abort:
+        except typer.Abort:
             if not standalone_mode:
                 raise
             typer.echo("aborted", err=True)

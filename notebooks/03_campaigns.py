@@ -38,14 +38,14 @@ data = data_dir()
 # %%
 lists = {kind: pd.read_csv(data / "campaigns" / f"{kind}.csv") for kind in ("retention", "upgrade")
          if (data / "campaigns" / f"{kind}.csv").exists()}
-summary = pd.DataFrame({kind: {"customers": len(frame), "expected_value": frame["campaign_expected_value"].sum(),
+summary = pd.DataFrame({kind: {"customers": len(frame), "expected_value": frame["expected_incremental_value"].sum(),
                                "value_at_risk": frame["value_at_risk"].sum()} for kind, frame in lists.items()}).T
 display(summary.round(0))
 if lists:
     fig, axes = plt.subplots(1, len(lists), figsize=(5 * len(lists), 3), squeeze=False)
     for ax, (kind, frame) in zip(axes[0], lists.items()):
-        ax.plot(frame["rank"], frame["campaign_expected_value"].cumsum())
-        ax.set(title=f"{kind}: cumulative expected value", xlabel="customers contacted (best first)")
+        ax.plot(frame["rank"], frame["expected_incremental_value"].cumsum())
+        ax.set(title=f"{kind}: cumulative expected incremental value", xlabel="customers contacted (best first)")
     plt.show()
 
 # %% [markdown]

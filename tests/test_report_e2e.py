@@ -74,8 +74,7 @@ def bank(tmp_path_factory):
     from features.build import build_customer_months
     from features.feature_set import read_feature_metadata
     from features.simulate import simulate_bank
-    from serving.batch import read_scores
-    from serving.campaign import campaign_list, write_campaign_csv
+    from serving.jobs import campaign
     from serving.monitoring import backtest
     from serving.report import write_base_report
     from training.registry import promote
@@ -95,9 +94,8 @@ def bank(tmp_path_factory):
         models = champion_models(config)
         as_of = str(read_feature_metadata(paths.features_path)["as_of_max"])[:7]
         drift = score_and_monitor(config, paths.features_path, as_of, paths.scores_dir, models)
-        scores = read_scores(paths.scores_dir)
         for kind in ("retention", "upgrade"):
-            write_campaign_csv(campaign_list(scores, kind, 50, config.policy), paths.campaigns_dir / f"{kind}.csv")
+            campaign(config, kind, budget=50, out=paths.campaigns_dir / f"{kind}.csv")
         table, _ = backtest(config, features_path=paths.features_path, out_dir=paths.data_dir / "monitoring")
         page = write_base_report(config, as_of=None, out=paths.data_dir / "report" / "base_report.html",
                                  features_path=paths.features_path, scores_dir=paths.scores_dir)

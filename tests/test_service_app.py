@@ -71,7 +71,7 @@ def test_records_path_equals_frame_path(tiny, reasons):
             continue
         online = [r[column] for r in rows]
         batch = frame[column].tolist()
-        if column == "upgrade_probability":
+        if column in ("upgrade_probability", "offer_uplift"):  # NaN (not applicable) is None in JSON
             batch = [None if np.isnan(v) else v for v in batch]
         assert online == batch, column  # identical, not approximately equal
     if reasons != "none":

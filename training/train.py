@@ -110,7 +110,9 @@ def prepare_modeling_data(frame: pd.DataFrame, metadata: dict, spec: ModelSpec, 
     labels = labels_of(metadata, config)
     declared = [c for c in metadata.get("label_columns") or [] if c.startswith("clv_") and c in frame.columns]
     # The CLV label the table declares (tables written before labels were named after their horizon say clv_12m).
-    spec = replace(spec, label=declared[0]) if spec.kind == "clv" and declared else spec.for_labels(labels)
+    spec = spec.for_labels(labels)
+    if spec.kind == "clv" and declared and declared[0] != spec.label:
+        spec = replace(spec, label=declared[0])
     if spec.label not in frame.columns:
         present = [c for c in frame.columns if c in (metadata.get("label_columns") or LABEL_COLUMNS) or c.startswith("clv_")]
         raise ValueError(f"the customer-month table ({len(frame)} rows) has no label column {spec.label} "
