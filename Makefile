@@ -62,7 +62,7 @@ serve: $(ENV) ## start the online endpoint (set CUSTBASE_API_KEYS first)
 	$(CB) serve
 
 .PHONY: bench
-bench: $(ENV) ## speed figures beside their limits, same run (~10 min, after make demo) -> benchmarks/results/
+bench: $(ENV) ## speed figures beside their limits, same run (10-15 min, after make demo) -> benchmarks/results/
 	$(RUN) python -m benchmarks.run
 
 .PHONY: bench-full
