@@ -105,7 +105,7 @@ notebooks: $(ENV) ## execute every notebook under notebooks/ on the demo's outpu
 	$(CB) notebooks
 
 .PHONY: bench
-bench: $(ENV) ## speed figures beside their limits, same run (~10 min, after make demo) -> benchmarks/results/
+bench: $(ENV) ## speed figures beside their limits, same run (10-15 min, after make demo) -> benchmarks/results/
 	$(RUN) python -m benchmarks.run
 
 .PHONY: bench-full
