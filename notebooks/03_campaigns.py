@@ -39,7 +39,7 @@ data = data_dir()
 lists = {kind: pd.read_csv(data / "campaigns" / f"{kind}.csv") for kind in ("retention", "upgrade")
          if (data / "campaigns" / f"{kind}.csv").exists()}
 summary = pd.DataFrame({kind: {"customers": len(frame), "expected_value": frame["expected_incremental_value"].sum(),
-                               "value_at_risk": frame["value_at_risk"].sum()} for kind, frame in lists.items()}).T
+                               "holdout": int(frame["holdout"].sum())} for kind, frame in lists.items()}).T
 display(summary.round(0))
 if lists:
     fig, axes = plt.subplots(1, len(lists), figsize=(5 * len(lists), 3), squeeze=False)

@@ -377,13 +377,16 @@ def section_campaigns(campaigns: dict[str, pd.DataFrame]) -> Section:
         return Section("campaigns", "Campaign lists", "No campaign lists yet: run `custbase campaign retention|upgrade`.")
     rows = []
     for kind, frame in campaigns.items():
-        rows.append({"campaign": kind, "customers": len(frame), "expected_value": frame["expected_incremental_value"].sum(),
-                     "mean_value": frame["expected_incremental_value"].mean(),
-                     "value_at_risk": frame["value_at_risk"].sum(),
+        contacted = ~frame["holdout"].astype(bool) if "holdout" in frame.columns else pd.Series(True, index=frame.index)
+        rows.append({"campaign": kind, "customers": len(frame), "contacts": int(contacted.sum()),
+                     "holdout": int((~contacted).sum()),
+                     "expected_value": frame.loc[contacted, "expected_incremental_value"].sum(),
+                     "mean_value": frame.loc[contacted, "expected_incremental_value"].mean(),
+                     "expected_cost": (frame.loc[contacted, "contact_cost"] + frame.loc[contacted, "offer_cost"]).sum(),
                      **{f"tier_{t}": int(n) for t, n in frame["value_tier"].value_counts().items()}})
     table = pd.DataFrame(rows).set_index("campaign").fillna(0)
     best = table["expected_value"].idxmax()
-    reading = ("; ".join(f"{k}: {int(r.customers):,} customers, expected incremental value {r.expected_value:,.0f}" for k, r in table.iterrows())
+    reading = ("; ".join(f"{k}: {int(r.contacts):,} contacts and {int(r.holdout):,} held out, expected incremental value {r.expected_value:,.0f}" for k, r in table.iterrows())
                + f"; the {best} list is worth most.")
     return Section("campaigns", "Campaign lists", reading, table=_fmt_table(table))
 

@@ -56,7 +56,7 @@ def champion_models(config: Config):
     from serving.models import BundleModel, ScoringModels
     from training.model_bundle import load_bundle
 
-    uris = pinned_champions(config)
+    uris, _ = pinned_champions(config)
     return ScoringModels(**{name: BundleModel(load_bundle(uri), version=uri.rsplit("/", 1)[1], model_uri=uri)
                             for name, uri in uris.items()})
 
