@@ -39,7 +39,7 @@ def project_config():
 
     root = project_dir()
     config = load_config(root / "custbase.yaml" if (root / "custbase.yaml").exists() else None)
-    paths = {k: (v if Path(v).is_absolute() else root / v) for k, v in config.paths.model_dump().items()}
+    paths = {k: (v if v is None or Path(v).is_absolute() else root / v) for k, v in config.paths.model_dump().items()}
     return config.model_copy(update={"paths": config.paths.model_copy(update=paths)})
 
 
