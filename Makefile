@@ -68,9 +68,9 @@ models: $(ENV) ## each model's champion, challenger, history, model card and fig
 uplift: $(ENV) ## tune, log, register and gate the retention and upgrade uplift models
 	$(CB) train retention-uplift && $(CB) train upgrade-uplift
 
-.PHONY: backtest
-backtest: $(ENV) ## compare targeting strategies at 2,000 contacts a month (BUDGET=...)
-	$(CB) campaign backtest retention --budget $(or $(BUDGET),2000) && $(CB) campaign backtest upgrade --budget $(or $(BUDGET),2000)
+.PHONY: campaign-backtest
+campaign-backtest: $(ENV) ## compare targeting strategies against the truth at BUDGET contacts a month (default 200)
+	$(CB) campaign backtest retention --budget $(BUDGET) $(CFG) && $(CB) campaign backtest upgrade --budget $(BUDGET) $(CFG)
 
 .PHONY: mlflow-ui
 mlflow-ui: $(ENV) ## start the MLflow UI on http://127.0.0.1:5000
@@ -96,8 +96,8 @@ serve: $(ENV) ## start the online endpoint on PORT=3000 (CUSTBASE_API_KEYS=secre
 report: $(ENV) ## write the HTML base report of the demo's data (after `make demo`) and print its path
 	$(CB) report base
 
-.PHONY: backtest
-backtest: $(ENV) ## score the demo's matured months with the champions of their time: realized vs predicted
+.PHONY: monitor-backtest
+monitor-backtest: $(ENV) ## score the matured months with the champions of their time: realized vs predicted
 	$(CB) monitor backtest
 
 .PHONY: notebooks
