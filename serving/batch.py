@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from features.feature_set import read_feature_table
 from serving.models import ScoringModels
 from serving.policy import Policy
-from serving.scoring import REASON_COLUMNS, SCORE_COLUMNS, ReasonMode, _reason_mode, input_columns, score_customers
+from serving.scoring import IDENTITY_COLUMNS, REASON_COLUMNS, SCORE_COLUMNS, ReasonMode, _reason_mode, input_columns, score_customers
 from serving.snapshot import write_snapshot
 
 PartitionBy = Literal["value_tier", "bucket"]
@@ -321,6 +321,12 @@ def score_base(
         dup = frame.loc[frame["customer_id"].duplicated(), "customer_id"]
         raise ValueError(f"{len(dup)} customer_id(s) appear twice at as_of {month.date()} (e.g. {dup.head(5).tolist()}): "
                          "the customer-month table must hold one row per active customer")
+    missing = [c for c in dict.fromkeys([*IDENTITY_COLUMNS, *models.feature_names()]) if c not in frame.columns]
+    if missing:
+        hint = (" (value tiers and balance features come from the balances table: build the features from raw data "
+                "with a balances table, or train the models on features built without it)" if "value_tier" in missing else "")
+        raise ValueError(f"the customer-month table at {month.date()} lacks {len(missing)} column(s) the models need: "
+                         f"{', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}{hint}")
     frame = frame.loc[:, [c for c in input_columns(models) if c in frame.columns]].reset_index(drop=True)
     keys = partition_keys(frame, partition_by, buckets)
     column = str(keys.name)

@@ -121,3 +121,10 @@ def test_campaign_job_writes_a_list_and_its_summary_from_scores_and_features(mod
     assert len(listed) == summary.rows and summary.contacts <= 20 and listed["customer_id"].is_unique
     assert listed["reasons"].notna().all() and (listed["offer"] == "retention").all()
     assert path.with_suffix(".summary.json").exists()
+
+
+def test_a_table_without_balance_columns_is_one_message_naming_them(models, base, tmp_path):
+    """Features built from raw data without a balances table lack value_tier: the run says so before any work."""
+    with pytest.raises(ValueError, match=r"lacks \d+ column\(s\) the models need: value_tier.*balances table"):
+        score_base(base.drop(columns=["value_tier"]), models, Policy(), tmp_path / "scores", as_of=base["as_of"].max())
+    assert not (tmp_path / "scores").exists()
