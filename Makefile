@@ -102,7 +102,7 @@ monitor-backtest: $(ENV) ## score the matured months with the champions of their
 
 .PHONY: notebooks
 notebooks: $(ENV) ## execute every notebook under notebooks/ on the demo's outputs (after `make demo`)
-	$(CB) notebooks
+	$(CB) notebooks $(CFG)
 
 .PHONY: bench
 bench: $(ENV) ## speed figures beside their limits, same run (10-15 min, after make demo) -> benchmarks/results/

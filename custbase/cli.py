@@ -593,6 +593,7 @@ def monitor_backtest(
     from serving.monitoring import backtest, render_backtest
 
     cfg = _data_config(_config(config), data)
+    _tracking_store(cfg)
     features = cfg.paths.features_path
     try:
         table, figure = backtest(cfg, features_path=features,
@@ -607,8 +608,10 @@ def monitor_backtest(
 def notebooks(
     data: Annotated[Optional[Path], typer.Option("--data", help="Data folder laid out like the demo's (default: paths.data_dir).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Folder for the executed notebooks (default: <data>/notebooks).")] = None,
+    config: ConfigOption = None,
 ) -> None:
     """Execute every notebook under notebooks/ on DATA; write the executed copies with their outputs."""
+    data = Path(data or _config(config).paths.data_dir)
     try:
         from custbase.notebooks import run_notebooks
     except ImportError as err:
@@ -619,9 +622,6 @@ def notebooks(
         _fail(str(err))
     for run in runs:
         typer.echo(f"{run.name}: {run.cells} cells, {run.images} figures, {run.seconds:.1f} s -> {run.path}")
-
-
-import_app = typer.Typer(help="Bring your own data into the raw-data contract.", no_args_is_help=True)
 
 
 import_app = typer.Typer(help="Bring your own data into the raw-data contract.", no_args_is_help=True, rich_markup_mode=None)

@@ -62,6 +62,11 @@ def _one_line_error(code: int, stderr: str) -> str:
         (["score"], ["data/customer_months.parquet does not exist"]),
         (["score", "--raw", "data/bank"], ["--raw needs --as-of"]),
         (["demo", "--trials", "0"], ["--trials", "greater than or equal to 1"]),
+        (["notebooks"], ["data folder data does not exist", "make demo"]),
+        (["report", "base"], ["data/customer_months.parquet does not exist"]),
+        (["monitor", "backtest"], ["no models yet"]),
+        (["campaign", "backtest", "retention", "--budget", "10"], ["data/customer_months.parquet does not exist"]),
+        (["train", "retention-uplift"], ["data/customer_months.parquet does not exist"]),
     ],
 )
 def test_a_mistake_is_one_line_exit_2_and_creates_nothing(run, tmp_path, args, names):
