@@ -257,8 +257,11 @@ def test_online_path_equals_batch_output_on_the_demo_bank(monkeypatch):
     from serving.batch import read_scores
     from serving.jobs import bento_models
 
+    from custbase.config import load_config
+
     root = Path(__file__).parents[1]
-    scores_dir, snapshot = root / "data" / "demo" / "scores", root / "data" / "demo" / "online_features.sqlite"
+    paths = load_config().paths  # where `make demo` wrote them
+    scores_dir, snapshot = root / paths.scores_dir, root / paths.online_snapshot
     if not (scores_dir / "_SUCCESS").exists() or not snapshot.exists():
         pytest.skip("run `make demo` first: the test compares against its batch output")
     monkeypatch.setenv("BENTOML_HOME", str(root / "bentoml_home"))  # not a store an earlier test pointed BentoML at
@@ -267,7 +270,6 @@ def test_online_path_equals_batch_output_on_the_demo_bank(monkeypatch):
     models, _ = bento_models()
     if models.versions() != run["model_versions"]:
         pytest.skip("the newest bento holds other model versions than the demo's scores")
-    from custbase.config import load_config
 
     found = OnlineFeatureSnapshot(snapshot).lookup_records(batch["customer_id"].tolist())
     rows = score_records([found[i] for i in batch["customer_id"]], models, load_config().policy, reasons=run["reasons"])
