@@ -42,18 +42,19 @@ def test_berka_import_features_train_and_score(tmp_path):
     assert validate_raw(raw, config).ok
     assert (raw / "coverage.parquet").exists()
 
-    # The dense 1993-94 slice: coverage ends 1994-03-31, so churn labels exist for as_of 1993-01 .. 1993-12.
+    # The dense 1993-94 slice: coverage ends 1994-03-31, and a churn label reads H + k - 1 = 5 months after as_of
+    # (an exit is dated at the first of its k quiet months), so churn labels exist for as_of 1993-01 .. 1993-10.
     built = build_customer_months(raw, tmp_path / "months.parquet", config, end="1994-03", progress=False)
     assert built.customers == 1_229
     assert str(built.as_of_max) == "1994-03-31"
     frame, _ = read_feature_table(tmp_path / "months.parquet")
     churn = frame.loc[frame.is_dormant == 0, "churn_3m"].dropna()
-    assert frame.loc[frame.churn_3m.notna(), "as_of"].max().strftime("%Y-%m") == "1993-12"
+    assert frame.loc[frame.churn_3m.notna(), "as_of"].max().strftime("%Y-%m") == "1993-10"
     assert 0.01 < churn.mean() < 0.10  # berka.yaml's dormancy thresholds give positives, but few
 
     result = train_model("churn", config, features_path=tmp_path / "months.parquet", trials=2, progress=False)
     assert result.version == "1"
-    assert [str(m) for m in result.split.test_months] == ["1993-11", "1993-12"]
+    assert [str(m) for m in result.split.test_months] == ["1993-09", "1993-10"]
     assert result.evaluation.test["roc_auc"] > 0.8
 
     # Score the latest month with the registered bundle, through the serving model wrapper.
