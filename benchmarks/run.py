@@ -328,7 +328,15 @@ def _plots(results: dict, out: Path) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    written = []
+    written: list[str] = []
+
+    def save(fig, name: str) -> None:
+        path = out / f"{name}-{results['mode']}.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(str(path.relative_to(ROOT)))
+
     closed = results.get("online", {}).get("closed", {})
     if closed:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -342,11 +350,7 @@ def _plots(results: dict, out: Path) -> list[str]:
             ax.set_ylabel(label)
         axes[0].legend(fontsize=8)
         fig.suptitle(f"Online scoring beside the HTTP floor ({results['mode']} run, {results['started']})")
-        fig.tight_layout()
-        path = out / f"online-{results['mode']}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(str(path.relative_to(ROOT)))
+        save(fig, "online")
     b = results.get("batch")
     if b:
         fig, ax = plt.subplots(figsize=(7, 4))
@@ -357,11 +361,7 @@ def _plots(results: dict, out: Path) -> list[str]:
         ax.set_ylabel("rows / s")
         ax.set_title(f"Batch scoring of {b['rows']:,} customers, {b['threads']} thread(s)")
         plt.setp(ax.get_xticklabels(), rotation=15)
-        fig.tight_layout()
-        path = out / f"batch-{results['mode']}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(str(path.relative_to(ROOT)))
+        save(fig, "batch")
     sc = results.get("scale")
     if sc:
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -375,11 +375,7 @@ def _plots(results: dict, out: Path) -> list[str]:
             ax.set_ylabel(label)
         axes[0].legend(fontsize=8)
         fig.suptitle("Scale: simulate 36 months, features of the latest month, scoring it")
-        fig.tight_layout()
-        path = out / f"scale-{results['mode']}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(str(path.relative_to(ROOT)))
+        save(fig, "scale")
     return written
 
 

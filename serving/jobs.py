@@ -217,21 +217,6 @@ def _check_writable(folder: Path, what: str) -> None:
         raise ServingSetupError(f"cannot write to {folder} ({what}): {err.strerror or err}; choose a writable folder") from None
 
 
-def month_features(features_path: Path, as_of) -> "pd.DataFrame":
-    """The customer-month rows of one as_of month from a feature table."""
-    import pandas as pd
-    import pyarrow.parquet as pq
-
-    month = pd.Period(pd.Timestamp(as_of), "M")
-    table = pq.read_table(features_path)
-    frame = table.to_pandas()
-    frame["as_of"] = pd.to_datetime(frame["as_of"]).astype("datetime64[us]")
-    rows = frame.loc[frame["as_of"].dt.to_period("M") == month].reset_index(drop=True)
-    if rows.empty:
-        raise ServingSetupError(f"feature table {features_path} has no rows at as_of {month}: build that month's features")
-    return rows
-
-
 def campaign(config: Config, kind: str, *, out: Path, budget: int | None = None, budget_amount: float | None = None,
              scores_dir: Path | None = None, features_path: Path | None = None) -> tuple[Path, CampaignSummary]:
     """Write the ``kind`` campaign list of the scored month (CSV) and its summary (JSON beside it).
@@ -244,11 +229,16 @@ def campaign(config: Config, kind: str, *, out: Path, budget: int | None = None,
     folder = Path(scores_dir or config.paths.scores_dir)
     if not (folder / "_SUCCESS").exists():
         raise ServingSetupError(f"no complete scores in {folder}: score the base first with `{hints.make('score')}`")
-    from serving.batch import read_scores
+    from features.feature_set import read_feature_table
+    from serving.batch import read_scores, select_month
     from serving.campaign import campaign_list, write_campaign
 
     scores = read_scores(folder)
-    features = month_features(Path(features_path or config.paths.features_path), scores["as_of"].max())
+    try:
+        features = select_month(read_feature_table(Path(features_path or config.paths.features_path))[0],
+                                scores["as_of"].max()).reset_index(drop=True)
+    except ValueError as err:  # the scored month is not in the table
+        raise ServingSetupError(str(err)) from None
     features = with_uplift(features, champion_uplift_bundles(config))
     extra = [c for c in ("aum_month_end", "retention_uplift", "upgrade_uplift") if c in features.columns]
     frame = scores.merge(features[["customer_id", *extra]], on="customer_id", how="left")
