@@ -229,13 +229,14 @@ def campaign(config: Config, kind: str, *, out: Path, budget: int | None = None,
     folder = Path(scores_dir or config.paths.scores_dir)
     if not (folder / "_SUCCESS").exists():
         raise ServingSetupError(f"no complete scores in {folder}: score the base first with `{hints.make('score')}`")
-    from features.feature_set import read_feature_table
+    import pandas as pd
+
     from serving.batch import read_scores, select_month
     from serving.campaign import campaign_list, write_campaign
 
     scores = read_scores(folder)
-    try:
-        features = select_month(read_feature_table(Path(features_path or config.paths.features_path))[0],
+    try:  # any parquet with the month's rows will do: only balances and the uplift models' features are read
+        features = select_month(pd.read_parquet(Path(features_path or config.paths.features_path)),
                                 scores["as_of"].max()).reset_index(drop=True)
     except ValueError as err:  # the scored month is not in the table
         raise ServingSetupError(str(err)) from None
