@@ -120,7 +120,7 @@ def _serving_env(snapshot: Path) -> dict[str, str]:
 
 
 def _snapshot_records(snapshot: Path, n: int) -> list[dict]:
-    from serving.snapshot import OnlineFeatureSnapshot
+    from serving.runtime.snapshot import OnlineFeatureSnapshot
 
     import sqlite3
 
@@ -203,9 +203,9 @@ def online(snapshot: Path, repeats: int, seconds: float, rate: float, long_secon
 def in_process(snapshot: Path, repeats: int) -> dict:
     """One customer through the scoring function beside raw predict of the same one-row matrices."""
     from serving.jobs import bento_models
-    from serving.models import matrix_models
-    from serving.scoring import score_records
-    from serving.snapshot import OnlineFeatureSnapshot
+    from serving.runtime.models import matrix_models
+    from serving.runtime.scoring import score_records
+    from serving.runtime.snapshot import OnlineFeatureSnapshot
     from custbase.config import load_config
 
     models, _ = bento_models()
@@ -244,8 +244,8 @@ def batch(features_path: Path, repeats: int, threads: int) -> dict:
     from features.feature_set import read_feature_table
     from serving.batch import select_month
     from serving.jobs import bento_models
-    from serving.models import matrix_models
-    from serving.scoring import input_columns, score_customers
+    from serving.runtime.models import matrix_models
+    from serving.runtime.scoring import input_columns, score_customers
     from custbase.config import load_config
 
     models, _ = bento_models()

@@ -7,7 +7,7 @@ Each month, each strategy picks at most ``budget`` customers of the offer's popu
 ``risk_top_n``      the highest churn probability (retention) or upgrade probability (upgrade)
 ``risk_x_value``    today's rule: churn probability x CLV (upgrade: propensity x value gain), among customers
                     whose rule-of-thumb expected value of contact is positive
-``uplift_x_value``  expected incremental value from the uplift model (:func:`serving.campaign.offer_values`),
+``uplift_x_value``  expected incremental value from the uplift model (:func:`serving.runtime.campaign.offer_values`),
                     positive only
 ``oracle``          (simulated bank) the true effect x true value - contact cost - true offer cost, positive only
 ==================  ==========================================================================================
@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from custbase.config import Config
-from serving.campaign import offer_values
+from serving.runtime.campaign import offer_values
 
 STRATEGIES: tuple[str, ...] = ("random", "risk_top_n", "risk_x_value", "uplift_x_value", "oracle")
 
@@ -172,7 +172,7 @@ def run_backtest(kind: str, config: Config, *, budget: int, features_path: Path,
                  months: list[str] | None = None, seed: int = 0) -> BacktestResult:
     """Backtest every strategy on the newest labeled months (the uplift model's test months when it has them)."""
     from features.feature_set import read_feature_table
-    from training.model_bundle import load_bundle
+    from serving.runtime.bundle import load_bundle
     from training.registry import champion_uri
     from training.uplift import champion_uplift_bundles, contact_rows, get_uplift_spec, read_contacts, with_uplift
 

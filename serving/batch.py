@@ -33,10 +33,10 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from features.feature_set import read_feature_table
-from serving.models import ScoringModels
-from serving.policy import Policy
-from serving.scoring import IDENTITY_COLUMNS, REASON_COLUMNS, SCORE_COLUMNS, ReasonMode, _reason_mode, input_columns, score_customers
-from serving.snapshot import write_snapshot
+from serving.runtime.models import ScoringModels
+from serving.runtime.policy import Policy
+from serving.runtime.scoring import IDENTITY_COLUMNS, REASON_COLUMNS, SCORE_COLUMNS, ReasonMode, _reason_mode, input_columns, score_customers
+from serving.runtime.snapshot import write_snapshot
 
 PartitionBy = Literal["value_tier", "bucket"]
 Engine = Literal["local", "spark"]
@@ -283,7 +283,7 @@ def score_base(
     features
         The customer-month table (frame or parquet path): one row per active customer at ``as_of``.
     models, policy
-        As for :func:`serving.scoring.score_customers`, which does the scoring on both engines.
+        As for :func:`serving.runtime.scoring.score_customers`, which does the scoring on both engines.
     out_dir
         Output folder (see the module docstring). Rerunning into the same folder resumes.
     as_of
@@ -299,7 +299,7 @@ def score_base(
     snapshot_path
         The online feature snapshot to refresh once the run succeeds; not refreshed when None.
     uplift
-        Offer -> uplift function of a feature frame (:func:`serving.scoring.score_customers`), local engine only;
+        Offer -> uplift function of a feature frame (:func:`serving.runtime.scoring.score_customers`), local engine only;
         without it the offer columns use the policy's rule of thumb.
     num_threads
         LightGBM threads of the local engine (0: all cores).

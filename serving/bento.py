@@ -14,9 +14,9 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
-from serving.models import MODEL_NAMES, REGISTERED_NAMES, ModelRef, ScoringModels, check_models, load_mlflow_model_dir, model_files_sha256
-from serving.policy import Policy
-from serving.spec import DEFAULT_SNAPSHOT, SPEC_FILE, spec_from_models, write_spec
+from serving.runtime.models import MODEL_NAMES, REGISTERED_NAMES, ModelRef, ScoringModels, check_models, load_mlflow_model_dir, model_files_sha256
+from serving.runtime.policy import Policy
+from serving.runtime.spec import DEFAULT_SNAPSHOT, SPEC_FILE, spec_from_models, write_spec
 
 BENTO_NAME = "custbase"
 SERVICE = "serving.service:CustbaseScoring"

@@ -19,9 +19,9 @@ from custbase.config import Config
 
 if TYPE_CHECKING:
     from serving.batch import BatchSummary
-    from serving.models import ScoringModels
-    from serving.spec import ServingSpec
-    from serving.campaign import CampaignSummary
+    from serving.runtime.models import ScoringModels
+    from serving.runtime.spec import ServingSpec
+    from serving.runtime.campaign import CampaignSummary
 
 # The serving modules (bentoml, pandas, lightgbm) are imported inside the jobs, after the checks that need none
 # of them: a missing bento or missing scores is reported at once.
@@ -38,7 +38,7 @@ def pinned_champions(config: Config, *, challenger_if_no_champion: bool = False)
     With ``challenger_if_no_champion`` (the demo only), a model with no champion is pinned at its challenger
     instead, and named in the second value; otherwise a missing champion is an error.
     """
-    from serving.models import MODEL_NAMES, REGISTERED_NAMES
+    from serving.runtime.models import MODEL_NAMES, REGISTERED_NAMES
     from training import tracking
     from training.registry import CHALLENGER, CHAMPION, alias_version
 
@@ -91,7 +91,7 @@ def latest_bento(tag: str | None = None) -> tuple[str, ServingSpec]:
     """The newest ``custbase`` bento (or ``tag``) and the serving spec packed in it."""
     require_bento()
     from serving.bento import configure_bentoml_home
-    from serving.spec import SPEC_FILE, ServingSpec
+    from serving.runtime.spec import SPEC_FILE, ServingSpec
 
     configure_bentoml_home()
     import bentoml
@@ -111,7 +111,7 @@ def latest_bento(tag: str | None = None) -> tuple[str, ServingSpec]:
 
 def bento_models(tag: str | None = None) -> tuple[ScoringModels, str]:
     """The three models packed in the newest bento (the same ones the online service serves)."""
-    from serving.models import ModelStoreError, load_champions_from_bento
+    from serving.runtime.models import ModelStoreError, load_champions_from_bento
 
     bento_tag, spec = latest_bento(tag)
     try:
@@ -232,7 +232,7 @@ def campaign(config: Config, kind: str, *, out: Path, budget: int | None = None,
     import pandas as pd
 
     from serving.batch import read_scores, select_month
-    from serving.campaign import campaign_list, write_campaign
+    from serving.runtime.campaign import campaign_list, write_campaign
 
     scores = read_scores(folder)
     try:  # any parquet with the month's rows will do: only balances and the uplift models' features are read

@@ -167,7 +167,7 @@ def monitor_scoring_run(config: Config, *, features_path: Path, as_of: str, scor
                         log_to_mlflow: bool = True) -> DriftReport:
     """Drift of a finished scoring run: compute, write beside the scores, log to MLflow, print warnings.
 
-    ``models`` are the :class:`serving.models.ScoringModels` that scored; a model's reference profile is read
+    ``models`` are the :class:`serving.runtime.models.ScoringModels` that scored; a model's reference profile is read
     from its bundle's metadata.
     """
     from features.feature_set import read_feature_table
@@ -319,7 +319,7 @@ def backtest_figure(table: pd.DataFrame):
 def champion_lineages(config: Config, models: tuple[str, ...] = ("churn", "upgrade", "clv")) -> dict[str, list]:
     """Each model's champions from the audit log (oldest first; the current champion when the log is empty)."""
     from training import tracking
-    from training.model_bundle import load_bundle
+    from serving.runtime.bundle import load_bundle
     from training.registry import CHAMPION, alias_version, champion_lineage, read_audit
     from training.spec import get_spec
 

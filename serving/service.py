@@ -11,7 +11,7 @@ Endpoints (JSON; keys as in :mod:`serving.auth`; the OpenAPI document at ``/open
 
 ``reasons`` is ``none``, ``action`` (default: the reasons of the model behind the recommended action) or ``all``.
 
-Each request is scored on its own, at once, on arrays (:func:`serving.scoring.score_records`, the batch job's
+Each request is scored on its own, at once, on arrays (:func:`serving.runtime.scoring.score_records`, the batch job's
 rule): no adaptive batching, so no request waits for, or fails with, another. The request guard
 (:class:`RequestGuard`) answers before any work: 404 for unknown paths, 415 for a body that is not JSON, 413 for a
 body over :data:`MAX_BODY_BYTES` or more than :data:`MAX_ITEMS` items, 503 (``Retry-After: 1``) when
@@ -39,11 +39,11 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 from starlette.staticfiles import StaticFiles
 
 from serving.auth import ApiKeyMiddleware
-from serving.models import MODELS_FACTORY_ENV, MODELS_PICKLE_ENV, ScoringModels, models_from_environment
-from serving.policy import Policy
-from serving.scoring import score_records
-from serving.snapshot import OnlineFeatureSnapshot, SnapshotMissing
-from serving.spec import SNAPSHOT_ENV, ServingSpec, find_spec, spec_from_models
+from serving.runtime.models import MODELS_FACTORY_ENV, MODELS_PICKLE_ENV, ScoringModels, models_from_environment
+from serving.runtime.policy import Policy
+from serving.runtime.scoring import score_records
+from serving.runtime.snapshot import OnlineFeatureSnapshot, SnapshotMissing
+from serving.runtime.spec import SNAPSHOT_ENV, ServingSpec, find_spec, spec_from_models
 
 logger = logging.getLogger("custbase.service")
 
@@ -163,7 +163,7 @@ class CustomerScore(BaseModel):
     upgrade_probability: Optional[float] = Field(None, description="None for customers already in the top tier.")
     clv_12m: float
     value_at_risk: float = Field(..., description="churn_probability x clv_12m")
-    recommended_offer: str = Field(..., description="Campaign offer worth most: retention, upgrade or none (serving.campaign).")
+    recommended_offer: str = Field(..., description="Campaign offer worth most: retention, upgrade or none (serving.runtime.campaign).")
     offer_uplift: Optional[float] = Field(None, description="Change in the offer's success probability; None for none.")
     offer_incremental_value: float = Field(..., description="Expected incremental value of the offer, net of contact and offer costs.")
     churn_reasons: list[str]
@@ -222,7 +222,7 @@ class Scoring:
     """What the endpoints score with: the models, the policy and the online feature snapshot."""
 
     def __init__(self, models: ScoringModels, policy: Policy, snapshot: OnlineFeatureSnapshot):
-        from serving.models import matrix_models
+        from serving.runtime.models import matrix_models
 
         self.models, self.policy, self.snapshot = models, policy, snapshot
         matrix_models(models)  # the array form once, at start
@@ -254,7 +254,7 @@ def _as_of_text(value: Any) -> Optional[str]:
 
 
 def _api_score(row: dict[str, Any]) -> dict[str, Any]:
-    """A score row of :func:`serving.scoring.score_records` as the JSON of :class:`CustomerScore`."""
+    """A score row of :func:`serving.runtime.scoring.score_records` as the JSON of :class:`CustomerScore`."""
     # Every field of CustomerScore that is a score column is copied as is: a new score column needs only its field.
     out = {k: row[k] for k in CustomerScore.model_fields if k in row}
     out["as_of"] = _as_of_text(row["as_of"])

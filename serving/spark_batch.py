@@ -1,4 +1,4 @@
-"""Batch scoring on Spark: :func:`serving.scoring.score_customers` inside ``mapInPandas``.
+"""Batch scoring on Spark: :func:`serving.runtime.scoring.score_customers` inside ``mapInPandas``.
 
 The models travel to the executors once, as a broadcast pickle (LightGBM boosters pickle as their model
 text), and are rebuilt once per partition; every Arrow batch then goes through the same scoring function as
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from serving.models import ScoringModels
-from serving.policy import Policy
-from serving.scoring import REASON_COLUMNS, SCORE_COLUMNS, score_customers
+from serving.runtime.models import ScoringModels
+from serving.runtime.policy import Policy
+from serving.runtime.scoring import REASON_COLUMNS, SCORE_COLUMNS, score_customers
 
 
 def local_spark_session(master: str | None = None):

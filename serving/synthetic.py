@@ -10,7 +10,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from serving.models import BoosterModel, ScoringModels
+from serving.runtime.models import BoosterModel, ScoringModels
 
 TIERS: tuple[str, ...] = ("mass", "affluent", "high_net_worth", "private")
 GENDERS: tuple[str, ...] = ("F", "M", "U")

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 
 from serving.batch import RunMismatch, read_scores, score_base
-from serving.models import save_scoring_models
-from serving.policy import Policy
-from serving.scoring import score_customers
-from serving.snapshot import OnlineFeatureSnapshot
+from serving.runtime.models import save_scoring_models
+from serving.runtime.policy import Policy
+from serving.runtime.scoring import score_customers
+from serving.runtime.snapshot import OnlineFeatureSnapshot
 from serving.synthetic import synthetic_customer_months, train_tiny_models
 
 # Spark's Python workers must run this interpreter (lightgbm, serving); set before any session starts.
@@ -60,8 +60,8 @@ import sys, time
 from pathlib import Path
 import pandas as pd
 import serving.batch as batch
-from serving.models import load_scoring_models
-from serving.policy import Policy
+from serving.runtime.models import load_scoring_models
+from serving.runtime.policy import Policy
 original = batch._write_partition
 def slow_write(*args, **kwargs):
     out = original(*args, **kwargs)

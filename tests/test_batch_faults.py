@@ -15,7 +15,7 @@ import pytest
 
 from features.feature_set import remove_stale_temporaries
 from serving.batch import read_scores
-from serving.models import save_scoring_models
+from serving.runtime.models import save_scoring_models
 from serving.synthetic import synthetic_customer_months, train_tiny_models
 
 JOB = """
@@ -24,8 +24,8 @@ from pathlib import Path
 import pandas as pd
 from features.feature_set import write_feature_table
 from serving.batch import score_base
-from serving.models import load_scoring_models
-from serving.policy import Policy
+from serving.runtime.models import load_scoring_models
+from serving.runtime.policy import Policy
 
 work = Path(sys.argv[1])
 frame = pd.read_parquet(work / "input.parquet")

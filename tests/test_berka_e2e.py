@@ -27,8 +27,8 @@ def test_berka_import_features_train_and_score(tmp_path):
     from features.feature_set import read_feature_table
     from features.importers import import_berka
     from features.validate import validate_raw
-    from serving.models import BundleModel
-    from training.model_bundle import load_bundle
+    from serving.runtime.models import BundleModel
+    from serving.runtime.bundle import load_bundle
     from training.train import train_model
 
     base = load_config(BERKA_CONFIG)

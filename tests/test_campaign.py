@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from custbase.config import Policy
-from serving.campaign import best_offers, campaign_list, offer_values, select_within_budget, write_campaign
+from serving.runtime.campaign import best_offers, campaign_list, offer_values, select_within_budget, write_campaign
 
 
 @pytest.fixture

@@ -87,7 +87,7 @@ def test_single_snapshot_falls_back_to_cross_validation_and_registers(tmp_path):
     assert "FELL BACK to stratified 5-fold cross-validation" in text and "LEAK 'days_since_closure'" in text
     assert result.version == "1"
 
-    from training.model_bundle import load_bundle
+    from serving.runtime.bundle import load_bundle
     from training.registry import CHALLENGER, alias_version
 
     assert alias_version("custbase-churn", CHALLENGER) == "1"

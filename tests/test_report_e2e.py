@@ -53,8 +53,8 @@ def halve_salaries(raw_dir: Path, out_dir: Path) -> Path:
 
 def champion_models(config: Config):
     from serving.jobs import pinned_champions
-    from serving.models import BundleModel, ScoringModels
-    from training.model_bundle import load_bundle
+    from serving.runtime.models import BundleModel, ScoringModels
+    from serving.runtime.bundle import load_bundle
 
     uris, _ = pinned_champions(config)
     return ScoringModels(**{name: BundleModel(load_bundle(uri), version=uri.rsplit("/", 1)[1], model_uri=uri)

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving.models import ModelInputError, prepare_features
-from serving.policy import Policy, recommend_actions, segment_customers
-from serving.scoring import SCORE_COLUMNS, score_customers
+from serving.runtime.models import ModelInputError, prepare_features
+from serving.runtime.policy import Policy, recommend_actions, segment_customers
+from serving.runtime.scoring import SCORE_COLUMNS, score_customers
 from serving.synthetic import synthetic_customer_months, train_tiny_models
 
 
@@ -107,7 +107,7 @@ def test_policy_known_answers():
 
 def test_customers_outside_the_churn_population_get_no_retention_contact():
     """Lapsing (quiet 1..k-1 months) and dormant customers: own segments, no retain / nurture / cross-sell."""
-    from serving.campaign import campaign_list
+    from serving.runtime.campaign import campaign_list
 
     policy = Policy()
     rows = pd.DataFrame(

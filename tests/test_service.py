@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from serving.auth import ApiKeyMiddleware
-from serving.models import save_scoring_models
-from serving.snapshot import write_snapshot
+from serving.runtime.models import save_scoring_models
+from serving.runtime.snapshot import write_snapshot
 from serving.synthetic import synthetic_customer_months, train_tiny_models
 
 KEY = "test-key-1"
@@ -232,8 +232,8 @@ def test_build_bento_from_pinned_mlflow_models(tmp_path, monkeypatch):
     assert {str(m.tag) for m in bento.info.models} == {spec["models"][n]["bento_tag"] for n in ("churn", "upgrade", "clv")}
 
     # The bento records each model's SHA-256; a changed file or a deleted model is refused with one line.
-    from serving.models import ModelStoreError, load_champions_from_bento
-    from serving.spec import ServingSpec
+    from serving.runtime.models import ModelStoreError, load_champions_from_bento
+    from serving.runtime.spec import ServingSpec
 
     served = ServingSpec.model_validate(spec)
     assert all(len(m.sha256) == 64 for m in served.models.values())

@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, settings
 from starlette.testclient import TestClient
 
 from serving.auth import ApiKeyMiddleware
-from serving.policy import Policy
-from serving.scoring import SCORE_COLUMNS, score_customers, score_records
+from serving.runtime.policy import Policy
+from serving.runtime.scoring import SCORE_COLUMNS, score_customers, score_records
 from serving.service import MAX_ITEMS, METRICS, RequestGuard, Scoring, build_app
-from serving.snapshot import OnlineFeatureSnapshot, write_snapshot
-from serving.spec import spec_from_models
+from serving.runtime.snapshot import OnlineFeatureSnapshot, write_snapshot
+from serving.runtime.spec import spec_from_models
 from serving.synthetic import synthetic_customer_months, train_tiny_models
 
 KEY = "k-3f9a1c-secret"
@@ -80,7 +80,7 @@ def test_records_path_equals_frame_path(tiny, reasons):
 
 def test_fast_path_matches_the_models_own_predict_and_reason_codes(tiny):
     """The array form predicts and explains as the pandas models do (the oracle: the model's own predict)."""
-    from serving.models import matrix_models, prepare_features
+    from serving.runtime.models import matrix_models, prepare_features
     from training.explain import reason_codes
 
     models, base, _ = tiny

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from custbase.config import Config, Labels, Paths, Training
-from training.calibration import fit_calibrator
+from serving.runtime.calibration import fit_calibrator
 from training.spec import SPECS
 
 TIER_BOUNDS = (0.0, 50_000.0, 500_000.0, 6_000_000.0)
@@ -179,7 +179,7 @@ def test_training_registers_a_version_with_the_challenger_alias_and_logs_the_run
 def test_a_model_loaded_by_alias_reproduces_the_logged_predictions(trained, model):
     import mlflow
 
-    from training.model_bundle import load_bundle
+    from serving.runtime.bundle import load_bundle
     from features.feature_set import read_feature_table
 
     result = trained["results"][model]
@@ -214,7 +214,7 @@ def test_calibrator_picks_a_method_by_cross_validated_brier_and_fixes_a_shifted_
 
 
 def test_isotonic_calibration_keeps_the_ranking_of_the_raw_scores():
-    from training.calibration import fit_isotonic
+    from serving.runtime.calibration import fit_isotonic
 
     rng = np.random.default_rng(5)
     raw = rng.uniform(0, 1, 3_000)

@@ -36,8 +36,8 @@ from sklearn.model_selection import KFold, StratifiedKFold
 
 from custbase.config import Config
 from training import evaluation
-from training.calibration import fit_calibrator
-from training.model_bundle import ModelBundle, prepare_features
+from serving.runtime.calibration import fit_calibrator
+from serving.runtime.bundle import ModelBundle, prepare_features
 from training.search import SEARCH_SPACES, SearchResult, default_hyperparameters, lightgbm_params, new_study_name, run_search
 from training.spec import KEY_COLUMNS, ModelSpec, get_spec
 

@@ -193,7 +193,7 @@ def promote(model: str, config: Config, *, features_path: Path) -> PromotionDeci
     Records the decision as tags on the challenger's version and as a line of the audit log.
     """
     from training import tracking
-    from training.model_bundle import load_bundle
+    from serving.runtime.bundle import load_bundle
     from features.feature_set import read_feature_table
     from training.train import metrics_of, prepare_modeling_data
 

@@ -319,7 +319,7 @@ class RunLogger:
         from mlflow import MlflowClient
         from mlflow.models import infer_signature
 
-        from training.model_bundle import numeric_booster
+        from serving.runtime.bundle import numeric_booster
 
         booster = numeric_booster(bundle.booster)
         input_example = bundle.encode(rows)

@@ -21,8 +21,8 @@ from custbase.config import Config, Labels, Training
 from features.feature_set import read_feature_table
 from training import evaluation
 from training.baselines import clv_carried_forward, fit_logistic_baseline
-from training.calibration import fit_calibrator
-from training.model_bundle import ModelBundle, prepare_features
+from serving.runtime.calibration import fit_calibrator
+from serving.runtime.bundle import ModelBundle, prepare_features
 from training.search import SearchResult, lightgbm_params, run_search
 from training.spec import CATEGORICAL_COLUMNS, KEY_COLUMNS, LABEL_COLUMNS, ModelSpec, get_spec
 from training.splits import (
@@ -790,7 +790,7 @@ def training_profile(bundle, data: ModelingData, config: Config) -> dict:
 
 def _clv_for_retention(test: pd.DataFrame, labels: Labels) -> tuple[np.ndarray, str]:
     """Predicted CLV of the test rows: the CLV champion if registered, else net revenue carried forward."""
-    from training.model_bundle import load_bundle
+    from serving.runtime.bundle import load_bundle
     from training.registry import champion_uri
 
     uri = champion_uri("clv")

@@ -30,7 +30,7 @@ import pandas as pd
 
 from custbase.config import Config
 from features.feature_set import read_feature_table
-from training.model_bundle import ModelBundle, prepare_features
+from serving.runtime.bundle import ModelBundle, prepare_features
 from training.spec import ModelSpec, get_spec
 from training.splits import OutOfTimeSplit, as_of_months, out_of_time_split, split_frame
 
@@ -469,7 +469,7 @@ def _log_bundle(bundle: ModelBundle, rows: pd.DataFrame) -> str:
     import mlflow
     from mlflow import MlflowClient
 
-    from training.model_bundle import encode_categories, numeric_booster
+    from serving.runtime.bundle import encode_categories, numeric_booster
     from training.tracking import pip_requirements
 
     booster = numeric_booster(bundle.boosters["treated"])
@@ -557,7 +557,7 @@ def _card(spec, hp, split, rows, metrics, oracle_qini, valid_qini, features, ver
 def champion_uplift_bundles(config: Config) -> dict[str, ModelBundle]:
     """The champion uplift bundle of each offer that has one (``{"retention": ..., "upgrade": ...}``)."""
     from training import registry, tracking
-    from training.model_bundle import load_bundle
+    from serving.runtime.bundle import load_bundle
 
     tracking.configure_tracking(config)
     found = {}

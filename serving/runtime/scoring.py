@@ -9,8 +9,8 @@ from typing import Any, Callable, Literal
 import numpy as np
 import pandas as pd
 
-from serving.models import MatrixModel, MatrixModels, ScoringModels, matrix_models
-from serving.policy import Policy, recommend_actions, segment_customers
+from serving.runtime.models import MatrixModel, MatrixModels, ScoringModels, matrix_models
+from serving.runtime.policy import Policy, recommend_actions, segment_customers
 
 ReasonMode = Literal["all", "actionable", "action", "none"]
 #: The model whose reasons back each action in ``reasons="action"`` mode.
@@ -129,7 +129,7 @@ def _score(
     """The scoring rule on arrays: every column of :data:`SCORE_COLUMNS`, one value per row.
 
     ``uplift`` holds each offer's modelled uplift per row (keyed by :data:`OFFERS`); without it the policy's rule of
-    thumb stands in (:func:`serving.campaign.offer_values`).
+    thumb stands in (:func:`serving.runtime.campaign.offer_values`).
     """
     n = len(customer_id)
     top = value_tier == policy.top_value_tier
@@ -278,9 +278,9 @@ def score_records(
 
 def _best_offer(scores: Mapping[str, np.ndarray], policy: Policy,
                 uplift: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each row's campaign offer worth most (:func:`serving.campaign.best_offers`), its uplift and its expected
+    """Each row's campaign offer worth most (:func:`serving.runtime.campaign.best_offers`), its uplift and its expected
     incremental value (the uplift models' when given, else the policy's rule of thumb)."""
-    from serving.campaign import UPLIFT_COLUMNS, best_offers, offer_values
+    from serving.runtime.campaign import UPLIFT_COLUMNS, best_offers, offer_values
 
     unknown = set(uplift) - set(OFFERS)
     if unknown:

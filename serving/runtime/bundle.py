@@ -16,7 +16,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from training.calibration import Calibrator
+from serving.runtime.calibration import Calibrator
 
 BUNDLE_FOLDER = "bundle"
 BUNDLE_FILE = "bundle.json"

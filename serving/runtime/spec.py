@@ -13,8 +13,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from serving.models import ModelRef, ScoringModels
-from serving.policy import Policy
+from serving.runtime.models import ModelRef, ScoringModels
+from serving.runtime.policy import Policy
 
 SPEC_ENV = "CUSTBASE_SERVING_SPEC"
 SNAPSHOT_ENV = "CUSTBASE_SNAPSHOT"
@@ -91,7 +91,7 @@ def spec_from_models(models: ScoringModels, policy: Policy, *, feature_set: dict
                      snapshot_path: str = DEFAULT_SNAPSHOT, bento_tags: dict[str, str] | None = None,
                      sha256: dict[str, str] | None = None) -> ServingSpec:
     """The spec of ``models``: the union of their features (descriptions from the feature set when published)."""
-    from serving.scoring import feature_descriptions
+    from serving.runtime.scoring import feature_descriptions
 
     descriptions = feature_descriptions() or {}
     categories = models.categories()
@@ -126,7 +126,7 @@ def find_spec(argument: str | None = None) -> ServingSpec | None:
     if os.environ.get(SPEC_ENV):
         candidates.append(Path(os.environ[SPEC_ENV]))
     elif argument:
-        candidates += [Path(argument), Path(__file__).resolve().parents[1] / argument]
+        candidates += [Path(argument), Path(__file__).resolve().parents[2] / argument]
     for path in candidates:
         if path.exists():
             return ServingSpec.model_validate(json.loads(path.read_text()))

@@ -3,7 +3,7 @@
 Serving needs, per model, the feature order, the categories of each categorical column, a ``predict`` that
 returns a calibrated probability (churn, upgrade) or a CLV in currency, and the LightGBM booster whose
 ``pred_contrib`` explains the score. :class:`ScoringModel` states that; :class:`BoosterModel` is the plain
-implementation (tests, tools), :class:`BundleModel` adapts a trained ``training.model_bundle.ModelBundle``.
+implementation (tests, tools), :class:`BundleModel` adapts a trained ``serving.runtime.bundle.ModelBundle``.
 
 Where the models come from is decided at the edge:
 
@@ -80,7 +80,7 @@ def prepare_features(frame: pd.DataFrame, model: ScoringModel) -> pd.DataFrame:
         When ``frame`` lacks any of the model's features; the message names them.
     """
     check_columns(frame, model)
-    from training.model_bundle import prepare_features as model_matrix
+    from serving.runtime.bundle import prepare_features as model_matrix
 
     return model_matrix(frame, list(model.feature_names), dict(model.categories))
 
@@ -144,7 +144,7 @@ class BoosterModel:
 
 @dataclass(eq=False)
 class BundleModel:
-    """A :class:`ScoringModel` over a trained ``training.model_bundle.ModelBundle`` (duck-typed).
+    """A :class:`ScoringModel` over a trained ``serving.runtime.bundle.ModelBundle`` (duck-typed).
 
     The bundle prepares its own matrix and applies its calibrator; for the CLV hurdle model the explained
     booster is the bundle's ``booster`` (its occurrence part).
@@ -228,7 +228,7 @@ def load_scoring_models(path: Path) -> ScoringModels:
     """Read models written by :func:`save_scoring_models` (trusted local files only: this unpickles)."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"no scoring models at {path}: write them with serving.models.save_scoring_models")
+        raise FileNotFoundError(f"no scoring models at {path}: write them with serving.runtime.models.save_scoring_models")
     return check_models(pickle.loads(path.read_bytes()))
 
 
@@ -272,7 +272,7 @@ def load_mlflow_model_dir(path: Path, ref: ModelRef) -> ScoringModel:
     """
     path = Path(path)
     if (path / "bundle" / "bundle.json").exists() or (path / "bundle.json").exists():
-        from training.model_bundle import ModelBundle
+        from serving.runtime.bundle import ModelBundle
 
         return BundleModel(ModelBundle.load(path), version=ref.version, model_uri=ref.model_uri)
     booster_files = sorted(path.rglob("*.lgb"))
@@ -335,7 +335,7 @@ def models_from_environment(refs: Mapping[str, ModelRef] | None = None) -> Scori
         return load_champions_from_bento(refs)
     raise RuntimeError(
         "no models to serve: run a bento built by `custbase build`, or set "
-        f"{MODELS_PICKLE_ENV} (a pickle from serving.models.save_scoring_models) or {MODELS_FACTORY_ENV}"
+        f"{MODELS_PICKLE_ENV} (a pickle from serving.runtime.models.save_scoring_models) or {MODELS_FACTORY_ENV}"
     )
 
 
@@ -472,7 +472,7 @@ class MatrixModel:
 def _codes_booster(booster: lgb.Booster, feature_names: list[str]) -> lgb.Booster:
     if list(booster.feature_name()) != list(feature_names):
         raise ModelInputError(f"booster features {booster.feature_name()[:5]} ... are not in the model's feature order {feature_names[:5]} ...")
-    from training.model_bundle import numeric_booster
+    from serving.runtime.bundle import numeric_booster
 
     return numeric_booster(booster)
 

@@ -28,7 +28,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from serving.policy import OUTSIDE_CHURN_POPULATION, Policy
+from serving.runtime.policy import OUTSIDE_CHURN_POPULATION, Policy
 
 CampaignKind = Literal["retention", "upgrade"]
 KINDS: tuple[str, ...] = ("retention", "upgrade")
