@@ -35,7 +35,8 @@ from tqdm.auto import tqdm
 from features.feature_set import read_feature_table
 from serving.runtime.models import ScoringModels
 from serving.runtime.policy import Policy
-from serving.runtime.scoring import IDENTITY_COLUMNS, REASON_COLUMNS, SCORE_COLUMNS, ReasonMode, _reason_mode, input_columns, score_customers
+from serving.runtime.schema import REASON_COLUMNS, SCORE_COLUMNS, arrow_schema
+from serving.runtime.scoring import IDENTITY_COLUMNS, ReasonMode, _reason_mode, input_columns, score_customers
 from serving.runtime.snapshot import write_snapshot
 
 PartitionBy = Literal["value_tier", "bucket"]
@@ -47,30 +48,7 @@ BUCKET_COLUMN = "score_bucket"
 PART_FILE = "part-00000.parquet"
 
 #: Arrow schema of a score file (before the partition column is dropped).
-SCORE_SCHEMA = pa.schema(
-    [
-        ("customer_id", pa.int64()),
-        ("as_of", pa.date32()),
-        ("value_tier", pa.string()),
-        ("segment", pa.string()),
-        ("recommended_action", pa.string()),
-        ("expected_value_of_contact", pa.float64()),
-        ("churn_probability", pa.float64()),
-        ("upgrade_probability", pa.float64()),
-        ("clv_12m", pa.float64()),
-        ("value_at_risk", pa.float64()),
-        ("recommended_offer", pa.string()),
-        ("offer_uplift", pa.float64()),
-        ("offer_incremental_value", pa.float64()),
-        ("churn_reasons", pa.list_(pa.string())),
-        ("upgrade_reasons", pa.list_(pa.string())),
-        ("clv_reasons", pa.list_(pa.string())),
-        ("churn_model_version", pa.string()),
-        ("upgrade_model_version", pa.string()),
-        ("clv_model_version", pa.string()),
-    ]
-)
-assert tuple(SCORE_SCHEMA.names) == SCORE_COLUMNS
+SCORE_SCHEMA = arrow_schema()
 
 
 class ReconciliationError(RuntimeError):

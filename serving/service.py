@@ -41,6 +41,7 @@ from starlette.staticfiles import StaticFiles
 from serving.auth import ApiKeyMiddleware
 from serving.runtime.models import MODELS_FACTORY_ENV, MODELS_PICKLE_ENV, ScoringModels, models_from_environment
 from serving.runtime.policy import Policy
+from serving.runtime.schema import VERSION_COLUMNS, score_fields
 from serving.runtime.scoring import score_records
 from serving.runtime.snapshot import OnlineFeatureSnapshot, SnapshotMissing
 from serving.runtime.spec import SNAPSHOT_ENV, ServingSpec, find_spec, spec_from_models
@@ -150,26 +151,8 @@ def customer_features_model(spec: ServingSpec | None) -> type[BaseModel]:
     return create_model("CustomerFeatures", __config__=ConfigDict(extra="forbid"), **fields)
 
 
-class CustomerScore(BaseModel):
-    """Scores, segment, action and reasons of one customer."""
-
-    customer_id: int
-    as_of: Optional[dt.date] = None
-    value_tier: str
-    segment: str
-    recommended_action: str
-    expected_value_of_contact: float
-    churn_probability: float
-    upgrade_probability: Optional[float] = Field(None, description="None for customers already in the top tier.")
-    clv_12m: float
-    value_at_risk: float = Field(..., description="churn_probability x clv_12m")
-    recommended_offer: str = Field(..., description="Campaign offer worth most: retention, upgrade or none (serving.runtime.campaign).")
-    offer_uplift: Optional[float] = Field(None, description="Change in the offer's success probability; None for none.")
-    offer_incremental_value: float = Field(..., description="Expected incremental value of the offer, net of contact and offer costs.")
-    churn_reasons: list[str]
-    upgrade_reasons: list[str]
-    clv_reasons: list[str]
-    model_versions: dict[str, str]
+#: Scores, segment, action and reasons of one customer: the fields of :data:`serving.runtime.schema.SCORE_FIELDS`.
+CustomerScore = create_model("CustomerScore", __doc__="Scores, segment, action and reasons of one customer.", **score_fields())
 
 
 class CustomerResult(BaseModel):
@@ -258,7 +241,7 @@ def _api_score(row: dict[str, Any]) -> dict[str, Any]:
     # Every field of CustomerScore that is a score column is copied as is: a new score column needs only its field.
     out = {k: row[k] for k in CustomerScore.model_fields if k in row}
     out["as_of"] = _as_of_text(row["as_of"])
-    out["model_versions"] = {n: str(row[f"{n}_model_version"]) for n in ("churn", "upgrade", "clv")}
+    out["model_versions"] = {model: str(row[column]) for model, column in VERSION_COLUMNS.items()}
     return out
 
 

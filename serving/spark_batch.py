@@ -19,7 +19,8 @@ import pandas as pd
 
 from serving.runtime.models import ScoringModels
 from serving.runtime.policy import Policy
-from serving.runtime.scoring import REASON_COLUMNS, SCORE_COLUMNS, score_customers
+from serving.runtime.schema import REASON_COLUMNS, spark_schema
+from serving.runtime.scoring import score_customers
 
 
 def local_spark_session(master: str | None = None):
@@ -33,21 +34,7 @@ def local_spark_session(master: str | None = None):
 
 def score_schema(partition_column: str):
     """Spark schema of the scored rows plus the partition column."""
-    from pyspark.sql import types as T
-
-    fields = {
-        "customer_id": T.LongType(),
-        "as_of": T.DateType(),
-        "churn_reasons": T.ArrayType(T.StringType()),
-        "upgrade_reasons": T.ArrayType(T.StringType()),
-        "clv_reasons": T.ArrayType(T.StringType()),
-    }
-    doubles = {"expected_value_of_contact", "churn_probability", "upgrade_probability", "clv_12m", "value_at_risk",
-               "offer_uplift", "offer_incremental_value"}
-    columns = [T.StructField(c, fields.get(c, T.DoubleType() if c in doubles else T.StringType()), True) for c in SCORE_COLUMNS]
-    if partition_column not in SCORE_COLUMNS:
-        columns.append(T.StructField(partition_column, T.StringType(), False))
-    return T.StructType(columns)
+    return spark_schema(extra_text_columns=(partition_column,))
 
 
 def _scorer(models_broadcast, policy_json: str, reasons: str, reason_k: int, partition_column: str):

@@ -16,7 +16,7 @@ from serving.runtime.models import save_scoring_models
 from serving.runtime.policy import Policy
 from serving.runtime.scoring import score_customers
 from serving.runtime.snapshot import OnlineFeatureSnapshot
-from serving.synthetic import synthetic_customer_months, train_tiny_models
+from synthetic import scoring_month, train_tiny_models
 
 # Spark's Python workers must run this interpreter (lightgbm, serving); set before any session starts.
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -24,12 +24,12 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 @pytest.fixture(scope="module")
 def models():
-    return train_tiny_models(synthetic_customer_months(400, seed=0))
+    return train_tiny_models()
 
 
 @pytest.fixture(scope="module")
 def base():
-    return synthetic_customer_months(300, seed=5)
+    return scoring_month(300, seed=5)
 
 
 def test_local_run_reconciles_summarises_and_refreshes_the_snapshot(models, base, tmp_path):

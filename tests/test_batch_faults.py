@@ -16,7 +16,7 @@ import pytest
 from features.feature_set import remove_stale_temporaries
 from serving.batch import read_scores
 from serving.runtime.models import save_scoring_models
-from serving.synthetic import synthetic_customer_months, train_tiny_models
+from synthetic import scoring_month, train_tiny_models
 
 JOB = """
 import sys
@@ -59,8 +59,8 @@ def _leftovers(folder: Path) -> list[Path]:
 
 @pytest.mark.slow
 def test_killed_batch_job_reruns_to_identical_output_without_leftovers(tmp_path):
-    frame = synthetic_customer_months(3_000, seed=5)
-    models = train_tiny_models(synthetic_customer_months(400, seed=0), num_trees=10)
+    frame = scoring_month(3_000, seed=5)
+    models = train_tiny_models(num_trees=10)
     reference, work = tmp_path / "reference", tmp_path / "work"
     for folder in (reference, work):
         folder.mkdir()

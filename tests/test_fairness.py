@@ -60,7 +60,7 @@ def test_the_model_card_carries_the_fairness_section_with_flags():
 
 
 def test_excluding_protected_attributes_removes_them_from_the_model_features():
-    from tests.test_training import synthetic_customer_months
+    from synthetic import synthetic_customer_months
     from training.spec import get_spec
     from training.train import prepare_modeling_data
 

@@ -66,7 +66,8 @@ def test_champion_lineage_replays_promotions_and_rollbacks():
 @pytest.fixture(scope="module")
 def two_churn_versions(tmp_path_factory):
     """Churn v1 trained on the real signal and promoted; v2 trained on a table whose signal columns are shuffled."""
-    from test_training import small_config, synthetic_customer_months, write_feature_table
+    from synthetic import synthetic_customer_months, write_feature_table
+    from test_training import small_config
 
     from training.registry import promote
     from training.train import train_model

@@ -15,7 +15,7 @@ import pytest
 from serving.auth import ApiKeyMiddleware
 from serving.runtime.models import save_scoring_models
 from serving.runtime.snapshot import write_snapshot
-from serving.synthetic import synthetic_customer_months, train_tiny_models
+from synthetic import FEATURES, scoring_month, synthetic_customer_months, train_tiny_models
 
 KEY = "test-key-1"
 
@@ -67,8 +67,8 @@ def _free_port() -> int:
 def service(tmp_path_factory):
     """``bentoml serve`` in a subprocess on a free port, with tiny models and a snapshot; stopped after the module."""
     tmp = tmp_path_factory.mktemp("service")
-    models = train_tiny_models(synthetic_customer_months(400, seed=0))
-    base = synthetic_customer_months(50, seed=9)
+    models = train_tiny_models()
+    base = scoring_month(50, seed=9)
     save_scoring_models(models, tmp / "models.pkl")
     write_snapshot(base, tmp / "snapshot.sqlite")
     port = _free_port()
@@ -103,7 +103,7 @@ def service(tmp_path_factory):
 
 
 def _record(row) -> dict:
-    data = json.loads(row.drop(labels=["churn_3m", "upgrade_3m", "clv_12m"]).to_json(date_format="iso"))
+    data = json.loads(row[["customer_id", "as_of", *FEATURES]].to_json(date_format="iso"))
     data["as_of"] = data["as_of"][:10]
     return data
 
@@ -207,7 +207,7 @@ def test_build_bento_from_pinned_mlflow_models(tmp_path, monkeypatch):
     import mlflow
 
     monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
-    models = train_tiny_models(synthetic_customer_months(200, seed=0), num_trees=3)
+    models = train_tiny_models(synthetic_customer_months(200, seed=0, salary_gaps=True), num_trees=3)
     # Both URIs: an earlier test's configure_tracking may have left the (process-wide) registry URI elsewhere.
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     mlflow.set_registry_uri(f"sqlite:///{tmp_path}/mlflow.db")

@@ -21,7 +21,7 @@ from serving.runtime.scoring import SCORE_COLUMNS, score_customers, score_record
 from serving.service import MAX_ITEMS, METRICS, RequestGuard, Scoring, build_app
 from serving.runtime.snapshot import OnlineFeatureSnapshot, write_snapshot
 from serving.runtime.spec import spec_from_models
-from serving.synthetic import synthetic_customer_months, train_tiny_models
+from synthetic import FEATURES, scoring_month, train_tiny_models
 
 KEY = "k-3f9a1c-secret"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -29,8 +29,8 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    models = train_tiny_models(synthetic_customer_months(400, seed=0))
-    base = synthetic_customer_months(60, seed=9)
+    models = train_tiny_models()
+    base = scoring_month(60, seed=9)
     path = tmp_path_factory.mktemp("snapshot") / "snapshot.sqlite"
     write_snapshot(base, path)
     return models, base, path
@@ -51,7 +51,7 @@ def client(asgi):
 
 
 def _record(row: pd.Series) -> dict:
-    data = json.loads(row.drop(labels=["churn_3m", "upgrade_3m", "clv_12m"]).to_json(date_format="iso"))
+    data = json.loads(row[["customer_id", "as_of", *FEATURES]].to_json(date_format="iso"))
     data["as_of"] = data["as_of"][:10]
     return data
 
@@ -105,7 +105,7 @@ def test_scores_by_id_and_by_record_with_per_request_reasons(client, tiny):
     items = reply.json()
     assert [i["customer_id"] for i in items] == [*ids, 999_999]
     assert items[-1]["score"] is None and "999999" in items[-1]["error"]
-    assert all(i["score"]["churn_reasons"] for i in items[:-1])
+    assert all(i["score"]["churn_reasons"] or i["score"]["clv_reasons"] for i in items[:-1])
     none = client.post("/score_customers", json={"customer_ids": ids, "reasons": "none"}, headers=AUTH).json()
     assert all(not i["score"]["churn_reasons"] and not i["score"]["clv_reasons"] for i in none)
     assert [i["score"]["churn_probability"] for i in none] == [i["score"]["churn_probability"] for i in items[:-1]]
@@ -237,7 +237,7 @@ def test_fuzzing_finds_no_server_error_and_every_reply_matches_the_schema(asgi, 
 
 
 def test_snapshot_reader_sees_a_refresh_at_once(tmp_path):
-    base = synthetic_customer_months(20, seed=1)
+    base = scoring_month(20, seed=1)
     path = tmp_path / "snapshot.sqlite"
     write_snapshot(base, path)
     reader = OnlineFeatureSnapshot(path)

@@ -11,34 +11,12 @@ import pandas as pd
 
 from serving.runtime.models import MatrixModel, MatrixModels, ScoringModels, matrix_models
 from serving.runtime.policy import Policy, recommend_actions, segment_customers
+from serving.runtime.schema import REASON_COLUMNS, SCORE_COLUMNS
 
 ReasonMode = Literal["all", "actionable", "action", "none"]
 #: The model whose reasons back each action in ``reasons="action"`` mode.
 ACTION_MODEL = {"retain": "churn", "nurture": "churn", "upgrade_offer": "upgrade", "cross_sell": "clv"}
 
-#: Columns of a score frame, in order.
-SCORE_COLUMNS: tuple[str, ...] = (
-    "customer_id",
-    "as_of",
-    "value_tier",
-    "segment",
-    "recommended_action",
-    "expected_value_of_contact",
-    "churn_probability",
-    "upgrade_probability",
-    "clv_12m",
-    "value_at_risk",
-    "recommended_offer",
-    "offer_uplift",
-    "offer_incremental_value",
-    "churn_reasons",
-    "upgrade_reasons",
-    "clv_reasons",
-    "churn_model_version",
-    "upgrade_model_version",
-    "clv_model_version",
-)
-REASON_COLUMNS: tuple[str, ...] = ("churn_reasons", "upgrade_reasons", "clv_reasons")
 #: Columns besides the models' features that scoring reads from the feature frame.
 IDENTITY_COLUMNS: tuple[str, ...] = ("customer_id", "as_of", "value_tier")
 #: Optional policy inputs: used when present.

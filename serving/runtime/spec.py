@@ -13,13 +13,15 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from custbase.config import Paths
 from serving.runtime.models import ModelRef, ScoringModels
 from serving.runtime.policy import Policy
 
 SPEC_ENV = "CUSTBASE_SERVING_SPEC"
 SNAPSHOT_ENV = "CUSTBASE_SNAPSHOT"
 SPEC_FILE = "bento_spec/serving_spec.json"
-DEFAULT_SNAPSHOT = "data/online_features.sqlite"
+#: The configuration's default ``paths.online_snapshot`` (the one place it is written).
+DEFAULT_SNAPSHOT = str(Paths.model_fields["online_snapshot"].default)
 
 
 class FeatureSpec(BaseModel):
