@@ -323,6 +323,13 @@ class Config(_Frozen):
             raise ValueError(
                 f"policy.top_value_tier is {self.policy.top_value_tier!r} but the top value tier is {self.value_tiers.top!r}"
             )
+        tiers = tuple(self.value_tiers.names)
+        for setting, named in (("policy.key_customer_tiers", self.policy.key_customer_tiers),
+                               ("policy.upgrade_value_gain", tuple(self.policy.upgrade_value_gain))):
+            unknown = [t for t in named if t not in tiers]
+            if unknown:
+                raise ValueError(f"{setting} names {', '.join(map(repr, unknown))}, which is not a value tier "
+                                 f"(value_tiers.names: {', '.join(tiers)})")
         return self
 
 

@@ -64,3 +64,10 @@ def test_missing_file_is_named():
 def test_config_is_frozen():
     with pytest.raises(ValidationError):
         Config().labels.churn_horizon_months = 4
+
+
+def test_policy_tiers_must_be_value_tiers(tmp_path):
+    path = tmp_path / "tiers.yaml"
+    path.write_text("policy:\n  key_customer_tiers: [private, platinum]\n")
+    with pytest.raises(ConfigError, match="policy.key_customer_tiers names 'platinum', which is not a value tier"):
+        load_config(path)
