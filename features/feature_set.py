@@ -39,6 +39,8 @@ class FeatureSet:
     name: str
     version: int
     schema: tuple[tuple[str, str], ...]
+    #: :meth:`digest` of ``schema`` when the set was pinned; a test checks they still agree.
+    pinned_digest: str = ""
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -48,13 +50,12 @@ class FeatureSet:
     def categorical_columns(self) -> tuple[str, ...]:
         return tuple(name for name, dtype in self.schema if dtype == "str")
 
-    @property
-    def fingerprint(self) -> str:
+    def digest(self) -> str:
         """First 16 hex digits of the SHA-256 of ``name:dtype`` lines: changes with any column or dtype."""
         return hashlib.sha256("\n".join(f"{n}:{d}" for n, d in self.schema).encode()).hexdigest()[:16]
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "version": self.version, "columns": list(self.columns), "fingerprint": self.fingerprint}
+        return {"name": self.name, "version": self.version, "columns": list(self.columns), "digest": self.digest()}
 
 
 #: Every column the definitions produce (default configuration, every raw table present), by name: the one
@@ -218,9 +219,8 @@ CUSTOMER_MONTH_V1 = FeatureSet(
     ("is_dormant", "int64"),
     ("months_quiet", "int64"),
     ),
+    pinned_digest="35198a8e314c01ac",
 )
-#: :attr:`FeatureSet.fingerprint` of v1, pinned with its columns.
-CUSTOMER_MONTH_V1_FINGERPRINT = "35198a8e314c01ac"
 
 #: One short business description per feature column (reason codes, model cards, ``custbase features --list``).
 FEATURE_DESCRIPTIONS: dict[str, str] = {name: f.description for name, f in FEATURES.items()}
@@ -277,6 +277,22 @@ def check_feature_set(metadata: dict, expected: str | dict | FeatureSet | None =
         raise FeatureSetMismatch(
             f"{source} holds feature set {name} but {expected_by} expects {wanted}: {rebuild} at {wanted} "
             f"(`features.feature_set` in the config), or retrain on {name}")
+
+
+def render_features(family: str | None = None) -> str:
+    """Every feature column (or one family's) as aligned text: name, family, dtype, meaning (``custbase features --list``).
+
+    Raises KeyError naming the known families when ``family`` is not one of them.
+    """
+    families = list(dict.fromkeys(FEATURE_FAMILIES.values()))
+    if family is not None and family not in families:
+        raise KeyError(f"no feature family {family!r}; families: {', '.join(families)}")
+    rows = [("column", "family", "dtype", "meaning")]
+    rows += [(f.name, f.family, f.dtype, f.description) for f in FEATURES.values() if family in (None, f.family)]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = ["  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3] for r in rows]
+    lines.append(f"{len(rows) - 1} columns; labels: {', '.join(LABEL_COLUMNS)} (default horizons)")
+    return "\n".join(lines)
 
 
 def feature_columns(present_tables) -> list[str]:
