@@ -14,10 +14,10 @@ training reports share these functions.
 
 from __future__ import annotations
 
-import math
 import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal
 
 import lightgbm as lgb
@@ -32,13 +32,11 @@ Phraser = Callable[[Any], str]
 # --------------------------------------------------------------------------------------------- values
 
 
+_NA = pd.NA
+
+
 def _is_missing(value: Any) -> bool:
-    if value is None or value is pd.NA:
-        return True
-    try:
-        return isinstance(value, (float, np.floating)) and math.isnan(value)
-    except TypeError:
-        return False
+    return value is None or value is _NA or (isinstance(value, (float, np.floating)) and value != value)
 
 
 def _number(value: float) -> str:
@@ -84,33 +82,52 @@ FORMAT_SPECS: dict[str, Callable[[Any], str]] = {
 }
 
 
-class _PhraseFormatter(string.Formatter):
-    def format_field(self, value: Any, format_spec: str) -> str:
-        if format_spec not in FORMAT_SPECS:
-            raise KeyError(f"unknown reason format spec {format_spec!r}; use one of {sorted(FORMAT_SPECS)}")
-        return FORMAT_SPECS[format_spec](value)
+def _compile(template: str) -> Callable[[Any], str]:
+    """``template`` parsed once into a function of the value (reason codes phrase many values per feature)."""
+    pieces = []
+    for literal, field, spec, _ in string.Formatter().parse(template):
+        if field is not None and (field != "value" or spec not in FORMAT_SPECS):
+            raise KeyError(f"reason template {template!r}: use {{value}} with a format spec among {sorted(FORMAT_SPECS)}")
+        pieces.append((literal, None if field is None else FORMAT_SPECS[spec]))
+    if len(pieces) == 1 and pieces[0][1] is None:
+        text = pieces[0][0]
+        return lambda v: text
+    if len(pieces) <= 2 and pieces[0][1] is not None and (len(pieces) == 1 or pieces[1][1] is None):
+        (head, fmt), tail = pieces[0], (pieces[1][0] if len(pieces) == 2 else "")
+        return lambda v: head + fmt(v) + tail
+    return lambda v: "".join([literal + (fmt(v) if fmt is not None else "") for literal, fmt in pieces])
 
 
-_FORMATTER = _PhraseFormatter()
+@lru_cache(maxsize=4096)
+def speaker(phrase: Phrase) -> Callable[[Any], str | None]:
+    """``phrase`` as a function of the value: its sentence, or None for a missing value without a ``missing`` case.
+
+    The function raises ValueError or TypeError when the value does not fit (text where a number is expected).
+    """
+    other = _compile(phrase.other)
+    zero, one, negative = (None if t is None else _compile(t) for t in (phrase.zero, phrase.one, phrase.negative))
+    missing = None if phrase.missing is None else _compile(phrase.missing)
+    numeric = zero is not None or one is not None or negative is not None
+
+    def speak(value: Any) -> str | None:
+        if _is_missing(value):
+            return None if missing is None else missing(value)
+        if numeric:
+            x = float(value)
+            if x == 0 and zero is not None:
+                return zero(value)
+            if x == 1 and one is not None:
+                return one(value)
+            if x < 0 and negative is not None:
+                return negative(value)
+        return other(value)
+
+    return speak
 
 
 def say(phrase: Phrase, value: Any) -> str | None:
-    """``phrase``'s sentence for ``value``; None for a missing value when the phrase has no ``missing`` case.
-
-    Raises ValueError or TypeError when the value does not fit the template (text where a number is expected).
-    """
-    if _is_missing(value):
-        return None if phrase.missing is None else _FORMATTER.format(phrase.missing, value=value)
-    template = phrase.other
-    if phrase.zero is not None or phrase.one is not None or phrase.negative is not None:
-        x = float(value)
-        if x == 0 and phrase.zero is not None:
-            template = phrase.zero
-        elif x == 1 and phrase.one is not None:
-            template = phrase.one
-        elif x < 0 and phrase.negative is not None:
-            template = phrase.negative
-    return _FORMATTER.format(template, value=value)
+    """``phrase``'s sentence for ``value`` (see :func:`speaker`)."""
+    return speaker(phrase)(value)
 
 
 # --------------------------------------------------------------------------------------------- sentences
@@ -142,12 +159,12 @@ def phraser(feature: str, descriptions: Mapping[str, str] | None = None) -> Phra
     if definition is None:
         missing = f"{label or _humanize(feature)}: missing"
         return lambda v: missing if _is_missing(v) else plain(v)
-    phrase = definition.reason
+    speak = speaker(definition.reason)
     missing = f"{_humanize(feature)}: missing"
 
     def phrased(v: Any) -> str:
         try:
-            text = say(phrase, v)
+            text = speak(v)
         except (TypeError, ValueError):
             return plain(v)
         return missing if text is None else text
