@@ -88,6 +88,7 @@ def channel_word(code: str) -> str:
 def category_words(code: str) -> str:
     return CATEGORY_WORDS.get(code, code.replace("_", " "))
 
+
 DType = Literal["int64", "float64", "str"]
 _SPINE = "PARTITION BY customer_id ORDER BY month_idx"
 _ONE_DAY = timedelta(days=1)
