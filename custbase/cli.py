@@ -186,8 +186,18 @@ def features(
     to_month: Annotated[Optional[str], typer.Option("--to", help="Last as_of month, YYYY-MM.")] = None,
     engine: Annotated[Engine, typer.Option(help="duckdb (embedded) or spark.")] = Engine.duckdb,
     config: ConfigOption = None,
+    list_: Annotated[bool, typer.Option("--list", help="Print every feature column with its family, dtype and meaning; build nothing.")] = False,
+    family: Annotated[Optional[str], typer.Option(help="With --list: only this feature family (e.g. balances).")] = None,
 ) -> None:
-    """Build point-in-time customer-month features and labels from validated raw tables."""
+    """Build point-in-time customer-month features and labels from validated raw tables (or --list them)."""
+    if list_ or family:
+        from features.feature_set import render_features
+
+        try:
+            typer.echo(render_features(family))
+        except KeyError as err:
+            _fail(f"--family: {err.args[0]}")
+        return
     _month(from_month, "--from")
     _month(to_month, "--to")
     cfg = _config(config)

@@ -56,21 +56,100 @@ ACTIVITY_INTERACTIONS = ("login", "branch_visit", "call_center")
 #: The feature that decides the churn population: a customer is in it at as_of when this is 0.
 CHURN_POPULATION_COLUMN = "months_quiet"
 
+#: Words reason phrases use for the contract's codes; a code not listed reads as its name with spaces.
+PRODUCT_WORDS: dict[str, str] = {
+    "current_deposit": "current account",
+    "wealth_management": "wealth management product",
+    "insurance": "insurance policy",
+}
+CHANNEL_WORDS: dict[str, str] = {"atm": "ATM", "pos": "card-terminal (POS)"}
+#: Transaction categories as plural nouns ("No card spending ...", "Fees of 12 ...").
+CATEGORY_WORDS: dict[str, str] = {
+    "salary": "salary credits",
+    "transfer": "transfers",
+    "card_spend": "card spending",
+    "bill_payment": "bill payments",
+    "cash": "cash transactions",
+    "investment": "investment transactions",
+    "loan_repayment": "loan repayments",
+    "fee": "fees",
+    "other": "other transactions",
+}
+
+
+def product_word(code: str) -> str:
+    return PRODUCT_WORDS.get(code, code.replace("_", " "))
+
+
+def channel_word(code: str) -> str:
+    return CHANNEL_WORDS.get(code, code.replace("_", " "))
+
+
+def category_words(code: str) -> str:
+    return CATEGORY_WORDS.get(code, code.replace("_", " "))
+
+
 DType = Literal["int64", "float64", "str"]
 _SPINE = "PARTITION BY customer_id ORDER BY month_idx"
 _ONE_DAY = timedelta(days=1)
 
 
 @dataclass(frozen=True)
+class Phrase:
+    """How a reason code says a feature's value: one ``str.format`` template per case of the value.
+
+    The first case that applies is used: ``missing`` (null value), ``zero``, ``one``, ``negative``, else
+    ``other``; a case left None falls through to the next (a missing value without a ``missing`` template
+    reads "<name>: missing"). Templates format ``{value}`` with one of these specs
+    (:mod:`serving.runtime.reasons` applies them):
+
+    ======================  =====================================================================
+    ``{value}``             a readable number (``3``, ``3,200``, ``0.35``) or the text as it is
+    ``{value:%}``           the absolute value as a percent (``-0.45`` -> ``45%``)
+    ``{value:abs}``         the absolute value as a number
+    ``{value:months}``      ``1 month``, ``4 months``
+    ``{value:years}``       months as ``2 years 3 months``
+    ``{value:text}``        a code with spaces for underscores (``high_net_worth`` -> ``high net worth``)
+    ======================  =====================================================================
+    """
+
+    other: str
+    zero: str | None = None
+    one: str | None = None
+    negative: str | None = None
+    missing: str | None = None
+
+    def templates(self) -> tuple[str, ...]:
+        """Every template given, ``other`` first."""
+        return tuple(t for t in (self.other, self.zero, self.one, self.negative, self.missing) if t is not None)
+
+
+@dataclass(frozen=True)
 class Feature:
-    """One output column: its name, SQL expression over the ``base`` step, dtype and business meaning."""
+    """One output column: its name, SQL expression over the ``base`` step, dtype, business meaning and reason phrase.
+
+    ``reason`` says the column's value in a reason code (a :class:`Phrase`, or one template string for every
+    value). Adding a feature is one ``Feature(...)`` in its family function below, plus a line in the pinned
+    column list of a new feature-set version (``features/feature_set.py``) and a test of its values, e.g.::
+
+        Feature("loans_opened_12m", trailing_sum("loans_opened", 12), "int64", "products",
+                "Loans opened in the last 12 months.",
+                count_phrase("loan opened", "loans opened", 12), ("balances",))
+
+    ``custbase features --list`` then shows it, and reason codes read "2 loans opened in the last 12 months".
+    """
 
     name: str
     sql: str
     dtype: DType
     family: str
     description: str
+    reason: Phrase | str
     requires: tuple[str, ...] = ("transactions",)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.reason, str):
+            object.__setattr__(self, "reason", Phrase(self.reason))
 
 
 @dataclass(frozen=True)
@@ -163,6 +242,26 @@ def following(column: str, months: int) -> str:
 def ratio(numerator: str, denominator: str) -> str:
     """ANSI-safe division: null when the denominator is 0."""
     return f"CAST({numerator} AS DOUBLE) / NULLIF({denominator}, 0)"
+
+
+def in_last(months: int) -> str:
+    """``in the last month`` / ``in the last 3 months``: the window of a reason phrase."""
+    return "in the last month" if months == 1 else f"in the last {months} months"
+
+
+def count_phrase(singular: str, plural: str, months: int) -> Phrase:
+    """Reason phrase of an event count over the last ``months``: "No complaints ...", "1 complaint ...", "3 complaints ..."."""
+    window = in_last(months)
+    return Phrase(f"{{value}} {plural} {window}", zero=f"No {plural} {window}", one=f"1 {singular} {window}")
+
+
+def since_phrase(event: str) -> Phrase:
+    """Reason phrase of a "months since the last <event>" feature (null: none within :data:`HISTORY_MONTHS`)."""
+    return Phrase(f"No {event} for {{value:months}}", zero=f"Last {event} this month", missing=f"No {event} on record")
+
+
+def _article(noun: str) -> str:
+    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
 
 
 def _quote(text: str) -> str:
@@ -413,31 +512,43 @@ def profile(ctx: Context) -> list[Feature]:
     req = ("customers",)
     return [
         Feature("age", f"CAST(FLOOR((month_idx - birth_idx) / 12.0) AS DOUBLE)", "float64", "profile",
-                "Age in completed years at as_of (null when the birth date is unknown).", req),
+                "Age in completed years at as_of (null when the birth date is unknown).", "Age {value}", req),
         Feature("tenure_months", "month_idx - onboard_idx", "int64", "profile",
-                "Months since the customer's onboarding month (0 = onboarded this month).", req),
-        Feature("gender", "gender", "str", "profile", "Gender code (F, M, U).", req),
-        Feature("city_tier", "city_tier", "str", "profile", "Tier of the customer's home city (tier1 = largest).", req),
-        Feature("income_band", "income_band", "str", "profile", "Declared or estimated income band.", req),
+                "Months since the customer's onboarding month (0 = onboarded this month).",
+                Phrase("Customer for {value:years}", zero="Onboarded this month", negative="Onboarded this month"), req),
+        Feature("gender", "gender", "str", "profile", "Gender code (F, M, U).", "Gender: {value:text}", req),
+        Feature("city_tier", "city_tier", "str", "profile", "Tier of the customer's home city (tier1 = largest).",
+                "City tier: {value:text}", req),
+        Feature("income_band", "income_band", "str", "profile", "Declared or estimated income band.", "Income band: {value:text}", req),
     ]
 
 
 def balances(ctx: Context) -> list[Feature]:
     req = ("balances",)
     out = [
-        Feature("aum_month_end", "aum", "float64", "balances", "Assets under management (sum of asset-product balances) at month end.", req),
+        Feature("aum_month_end", "aum", "float64", "balances", "Assets under management (sum of asset-product balances) at month end.",
+                "AUM of {value} at month end", req),
         *(Feature(f"aum_avg_{w}m", trailing("AVG(aum)", w), "float64", "balances",
-                  f"Average month-end AUM over the last {w} months.", req) for w in (3, 6, 12)),
+                  f"Average month-end AUM over the last {w} months.", f"Average AUM of {{value}} over the last {w} months", req)
+          for w in (3, 6, 12)),
         *(Feature(f"aum_change_ratio_{k}m", f"{ratio('aum', previous('aum', k))} - 1", "float64", "balances",
-                  f"AUM now / AUM {k} month{'s' if k > 1 else ''} ago - 1 (null when that AUM was 0 or unknown).", req)
+                  f"AUM now / AUM {k} month{'s' if k > 1 else ''} ago - 1 (null when that AUM was 0 or unknown).",
+                  Phrase(f"AUM up {{value:%}} over {k} month{'s' if k > 1 else ''}",
+                         zero=f"AUM unchanged over {k} month{'s' if k > 1 else ''}",
+                         negative=f"AUM down {{value:%}} over {k} month{'s' if k > 1 else ''}"), req)
           for k in (1, 3, 6)),
         Feature("aum_trend_slope_6m", trailing("REGR_SLOPE(aum, month_idx)", 6), "float64", "balances",
-                "Least-squares slope of month-end AUM over the last 6 months (currency per month).", req),
+                "Least-squares slope of month-end AUM over the last 6 months (currency per month).",
+                "AUM trend of {value} per month over the last 6 months", req),
         Feature("aum_drawdown_12m", f"1 - {ratio('aum', trailing('MAX(aum)', 12))}", "float64", "balances",
-                "Fall of AUM from its 12-month maximum, as a share of that maximum (0 = at the maximum).", req),
-        Feature("liabilities_month_end", "liabilities", "float64", "balances", "Amount owed on loans and cards at month end.", req),
+                "Fall of AUM from its 12-month maximum, as a share of that maximum (0 = at the maximum).",
+                Phrase("AUM {value:%} below its 12-month peak", zero="AUM at its 12-month peak",
+                       negative="AUM drawdown of {value} over the last 12 months"), req),
+        Feature("liabilities_month_end", "liabilities", "float64", "balances", "Amount owed on loans and cards at month end.",
+                "Liabilities of {value} at month end", req),
     ]
-    out += [Feature(f"balance_{p}", f"balance_{p}", "float64", "balances", f"Month-end balance of {p.replace('_', ' ')}.", req)
+    out += [Feature(f"balance_{p}", f"balance_{p}", "float64", "balances", f"Month-end balance of {p.replace('_', ' ')}.",
+                    Phrase(f"{product_word(p).capitalize()} balance of {{value}}", zero=f"No {product_word(p)} balance"), req)
             for p in PRODUCTS]
     return out
 
@@ -450,32 +561,39 @@ def value_tier(ctx: Context) -> list[Feature]:
     previous_rank = f"(CAST({last_change} AS BIGINT) % 16 - 1)"
     return [
         Feature("value_tier", value_tier_name_sql("tier_rank", cfg), "str", "value_tier",
-                "Value tier from month-end AUM (config.value_tiers).", req),
-        Feature("value_tier_rank", "tier_rank", "int64", "value_tier", "Rank of the value tier (0 = lowest tier).", req),
+                "Value tier from month-end AUM (config.value_tiers).", "Value tier: {value:text}", req),
+        Feature("value_tier_rank", "tier_rank", "int64", "value_tier", "Rank of the value tier (0 = lowest tier).",
+                "Value tier rank: {value}", req),
         Feature("months_in_value_tier", f"CASE WHEN {last_change} IS NULL THEN {HISTORY_MONTHS} ELSE {months_in} END",
                 "int64", "value_tier",
-                f"Consecutive months in the current value tier, counting this one (capped at {HISTORY_MONTHS}).", req),
+                f"Consecutive months in the current value tier, counting this one (capped at {HISTORY_MONTHS}).",
+                "In current value tier for {value:months}", req),
         Feature("previous_value_tier", f"CASE WHEN {last_change} IS NOT NULL AND {previous_rank} >= 0 "
                 f"THEN {value_tier_name_sql(previous_rank, cfg)} END", "str", "value_tier",
-                f"Tier held before the current one, if it changed within {HISTORY_MONTHS} months (else null).", req),
+                f"Tier held before the current one, if it changed within {HISTORY_MONTHS} months (else null).",
+                Phrase("Previous value tier: {value:text}", missing="No value-tier change on record"), req),
         Feature("value_tier_rank_max_12m", trailing("MAX(tier_rank)", 12), "int64", "value_tier",
-                "Highest value-tier rank over the last 12 months.", req),
+                "Highest value-tier rank over the last 12 months.", "Highest value-tier rank of {value} over the last 12 months", req),
         # Tier bounds differ by tier, so trees cannot learn "almost there" from AUM alone in one split.
         Feature("next_tier_progress", next_tier_progress_sql("aum", "tier_rank", cfg), "float64", "value_tier",
-                "Month-end AUM as a share of the next value tier's lower bound (null in the top tier).", req),
+                "Month-end AUM as a share of the next value tier's lower bound (null in the top tier).",
+                "AUM at {value:%} of the next value tier's threshold", req),
     ]
 
 
 def products(ctx: Context) -> list[Feature]:
     req = ("balances",)
     return [
-        Feature("product_count", "product_count", "int64", "products", "Number of products held at month end.", req),
-        *(Feature(f"holds_{p}", f"held_{p}", "int64", "products", f"1 if the customer holds {p.replace('_', ' ')}.", req)
+        Feature("product_count", "product_count", "int64", "products", "Number of products held at month end.",
+                Phrase("Holds {value} products", zero="Holds no products", one="Holds 1 product"), req),
+        *(Feature(f"holds_{p}", f"held_{p}", "int64", "products", f"1 if the customer holds {p.replace('_', ' ')}.",
+                  Phrase(f"Holds {_article(product_word(p))}", zero=f"Holds no {product_word(p)}",
+                         negative=f"Holds no {product_word(p)}"), req)
           for p in PRODUCTS),
         Feature("products_opened_3m", trailing_sum("products_opened", 3), "int64", "products",
-                "Products newly held in the last 3 months.", req),
+                "Products newly held in the last 3 months.", count_phrase("product opened", "products opened", 3), req),
         Feature("products_closed_3m", trailing_sum("products_closed", 3), "int64", "products",
-                "Products no longer held, dropped in the last 3 months.", req),
+                "Products no longer held, dropped in the last 3 months.", count_phrase("product closed", "products closed", 3), req),
     ]
 
 
@@ -483,28 +601,38 @@ def transactions(ctx: Context) -> list[Feature]:
     out = []
     for w in WINDOWS:
         out.append(Feature(f"txn_count_{w}m", trailing_sum("txn_count", w), "int64", "transactions",
-                           f"Transactions in the last {w} month(s)."))
+                           f"Transactions in the last {w} month(s).", count_phrase("transaction", "transactions", w)))
         out += [Feature(f"txn_count_{c}_{w}m", trailing_sum(f"txn_count_{c}", w), "int64", "transactions",
-                        f"Transactions through {c} in the last {w} month(s).") for c in CHANNELS]
+                        f"Transactions through {c} in the last {w} month(s).",
+                        count_phrase(f"{channel_word(c)} transaction", f"{channel_word(c)} transactions", w)) for c in CHANNELS]
         out += [Feature(f"txn_amount_{c}_{w}m", trailing_sum(f"txn_amount_{c}", w), "float64", "transactions",
-                        f"Amount of {c.replace('_', ' ')} transactions in the last {w} month(s).") for c in TRANSACTION_CATEGORIES]
-        out += [Feature(f"txn_amount_{d}_{w}m", trailing_sum(f"txn_amount_{d}", w), "float64", "transactions",
-                        f"Amount credited ({d}) in the last {w} month(s)." if d == "in" else
-                        f"Amount debited ({d}) in the last {w} month(s).") for d in ("in", "out")]
+                        f"Amount of {c.replace('_', ' ')} transactions in the last {w} month(s).",
+                        Phrase(f"{category_words(c).capitalize()} of {{value}} {in_last(w)}", zero=f"No {category_words(c)} {in_last(w)}"))
+                for c in TRANSACTION_CATEGORIES]
+        out += [Feature(f"txn_amount_in_{w}m", trailing_sum("txn_amount_in", w), "float64", "transactions",
+                        f"Amount credited (in) in the last {w} month(s).",
+                        Phrase(f"Money in of {{value}} {in_last(w)}", zero=f"Nothing credited {in_last(w)}")),
+                Feature(f"txn_amount_out_{w}m", trailing_sum("txn_amount_out", w), "float64", "transactions",
+                        f"Amount debited (out) in the last {w} month(s).",
+                        Phrase(f"Money out of {{value}} {in_last(w)}", zero=f"Nothing debited {in_last(w)}"))]
     digital = " + ".join(f"txn_count_{c}" for c in DIGITAL_CHANNELS)
     for w in (3, 12):
         out.append(Feature(f"digital_share_{w}m", ratio(trailing(f"SUM({digital})", w), trailing("SUM(txn_count)", w)),
                            "float64", "transactions",
-                           f"Share of the last {w} months' transactions made on mobile or online (null without transactions)."))
+                           f"Share of the last {w} months' transactions made on mobile or online (null without transactions).",
+                           f"{{value:%}} of transactions digital ({w} months)"))
     out += [
         Feature("txn_net_flow_3m", f"{trailing_sum('txn_amount_in', 3)} - {trailing_sum('txn_amount_out', 3)}", "float64",
-                "transactions", "Money in minus money out over the last 3 months."),
+                "transactions", "Money in minus money out over the last 3 months.",
+                Phrase("Net inflow of {value} over the last 3 months", zero="No net flow over the last 3 months",
+                       negative="Net outflow of {value:abs} over the last 3 months")),
         Feature("salary_months_6m", trailing("SUM(CASE WHEN salary_count > 0 THEN 1 ELSE 0 END)", 6), "int64", "transactions",
-                "Months with a salary credit among the last 6 (payroll regularity)."),
+                "Months with a salary credit among the last 6 (payroll regularity).", "Salary credited in {value} of the last 6 months"),
         Feature("months_since_last_salary",
                 f"month_idx - {trailing('MAX(CASE WHEN salary_count > 0 THEN month_idx END)', HISTORY_MONTHS)}",
                 "float64", "transactions",
-                f"Months since the last month with a salary credit (0 = this month; null if none in {HISTORY_MONTHS} months)."),
+                f"Months since the last month with a salary credit (0 = this month; null if none in {HISTORY_MONTHS} months).",
+                since_phrase("salary credit")),
     ]
     return out
 
@@ -514,22 +642,26 @@ def engagement(ctx: Context) -> list[Feature]:
         Feature("months_since_last_activity",
                 f"month_idx - {trailing('MAX(CASE WHEN active = 1 THEN month_idx END)', HISTORY_MONTHS)}", "float64", "engagement",
                 "Months since the last month with customer-initiated activity: own transactions, or logins, branch visits, "
-                f"calls (0 = this month; null if none in {HISTORY_MONTHS} months)."),
+                f"calls (0 = this month; null if none in {HISTORY_MONTHS} months).", since_phrase("activity")),
         Feature("active_months_12m", trailing("SUM(active)", 12), "int64", "engagement",
-                "Months with customer-initiated activity among the last 12."),
+                "Months with customer-initiated activity among the last 12.", "Active in {value} of the last 12 months"),
         Feature("customer_txn_count_3m", trailing_sum("customer_txn_count", 3), "int64", "engagement",
-                "Customer-initiated transactions (not salary, interest or fees) in the last 3 months."),
+                "Customer-initiated transactions (not salary, interest or fees) in the last 3 months.",
+                count_phrase("customer-initiated transaction", "customer-initiated transactions", 3)),
     ]
     out += [Feature(f"logins_{w}m", trailing_sum("logins", w), "int64", "engagement",
-                    f"App or web logins in the last {w} month(s).", ("interactions",)) for w in (1, 3, 12)]
+                    f"App or web logins in the last {w} month(s).", count_phrase("login", "logins", w), ("interactions",))
+            for w in (1, 3, 12)]
     return out
 
 
 def service(ctx: Context) -> list[Feature]:
     req = ("interactions",)
     out = []
-    for column, words in (("complaints", "Complaints"), ("branch_visits", "Branch visits"), ("call_center_calls", "Call-centre calls")):
-        out += [Feature(f"{column}_{w}m", trailing_sum(column, w), "int64", "service", f"{words} in the last {w} months.", req)
+    for column, words, singular in (("complaints", "Complaints", "complaint"), ("branch_visits", "Branch visits", "branch visit"),
+                                    ("call_center_calls", "Call-centre calls", "call-centre call")):
+        out += [Feature(f"{column}_{w}m", trailing_sum(column, w), "int64", "service", f"{words} in the last {w} months.",
+                        count_phrase(singular, words.lower(), w), req)
                 for w in (3, 12)]
     return out
 
@@ -543,18 +675,21 @@ def campaigns(ctx: Context) -> list[Feature]:
         return f"COALESCE(SUM({column}) OVER ({_SPINE} ROWS BETWEEN {months} PRECEDING AND 1 PRECEDING), 0)"
 
     out = [Feature(f"campaign_contacts_{w}m", trailing_sum("campaign_contacts", w), "int64", "campaigns",
-                   f"Campaign offers made to the customer (treated contacts) in the last {w} months.", req) for w in (6, 12)]
+                   f"Campaign offers made to the customer (treated contacts) in the last {w} months.",
+                   count_phrase("campaign contact", "campaign contacts", w), req) for w in (6, 12)]
     out += [Feature(f"campaign_responses_{w}m", settled("campaign_responses", w), "int64", "campaigns",
-                    f"Offers taken up, among offers made in the {w} months before the as_of month.", req) for w in (6, 12)]
+                    f"Offers taken up, among offers made in the {w} months before the as_of month.",
+                    count_phrase("campaign response", "campaign responses", w), req) for w in (6, 12)]
     out += [Feature(f"campaign_contacts_{o}_12m", trailing_sum(f"campaign_contacts_{o}", 12), "int64", "campaigns",
-                    f"{o.replace('_', '-').capitalize()} offers made in the last 12 months.", req) for o in OFFERS]
+                    f"{o.replace('_', '-').capitalize()} offers made in the last 12 months.",
+                    count_phrase(f"{o.replace('_', '-')} offer", f"{o.replace('_', '-')} offers", 12), req) for o in OFFERS]
     return out
 
 
 def revenue(ctx: Context) -> list[Feature]:
     return [Feature(f"net_revenue_{w}m", trailing_sum("net_revenue", w), "float64", "revenue",
                     f"Net revenue over the last {w} month(s) as config.revenue defines it (bank default: balance margins "
-                    "+ fees - cost to serve).")
+                    "+ fees - cost to serve).", f"Net revenue of {{value}} {in_last(w)}")
             for w in (1, 3, 12)]
 
 
@@ -584,11 +719,14 @@ def dormancy(ctx: Context) -> list[Feature]:
     return [
         Feature("is_dormant", "dormant", "int64", "dormancy",
                 "1 if dormant at as_of: AUM below the dormancy threshold and no customer-initiated activity "
-                "in each of the last k months (config.labels)."),
+                "in each of the last k months (config.labels).", Phrase("Dormant customer", zero="Not dormant", negative="Not dormant")),
         Feature(CHURN_POPULATION_COLUMN, months_quiet_sql(ctx), "int64", "dormancy",
                 "Consecutive quiet months up to as_of (no customer-initiated activity and AUM below the dormancy "
                 f"threshold), capped at k = {k}: 0 = still using the bank (the churn population), 1..k-1 = lapsing, "
-                "k = dormant."),
+                "k = dormant.",
+                Phrase("Quiet for {value} months in a row (no own activity, AUM below the dormancy threshold)",
+                       zero="Not quiet this month (own activity, or AUM above the dormancy threshold)",
+                       one="Quiet this month (no own activity, AUM below the dormancy threshold)")),
     ]
 
 

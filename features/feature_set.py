@@ -1,14 +1,19 @@
-"""The versioned customer-month feature set and the one place its parquet table is read and written.
+"""The versioned customer-month feature sets and the one place their parquet table is read and written.
 
-``CUSTOMER_MONTH_V1`` lists every feature column the builder writes when all raw tables are present; a
-table built from fewer tables holds the subset :func:`feature_columns` names. Models log the feature set
-they were trained on, and the table's parquet metadata (key ``custbase``) records it too.
+``CUSTOMER_MONTH_V1`` is pinned: its columns and dtypes are written out below, and a test checks that the
+definitions (``features/definitions.py``) still produce exactly them. A definition change that alters the
+columns therefore needs a new version (``customer_month_v2``), not an edit of v1. A table built from fewer
+raw tables holds the subset :func:`feature_columns` names. The table's parquet metadata (key ``custbase``)
+records the feature set it was built with, models log the one they were trained on, and
+:func:`read_feature_table` refuses a table of another version (:func:`check_feature_set`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +23,7 @@ import pyarrow.parquet as pq
 
 from custbase.config import Config
 from features.contract import TABLES
-from features.definitions import LABEL_COLUMNS, features_for
+from features.definitions import LABEL_COLUMNS, Feature, features_for
 
 #: Parquet schema-metadata key holding the table's JSON description.
 METADATA_KEY = b"custbase"
@@ -26,31 +31,269 @@ METADATA_KEY = b"custbase"
 
 @dataclass(frozen=True)
 class FeatureSet:
-    """A named, versioned list of feature columns; ``categorical_columns`` are text columns models treat as categories."""
+    """A named, versioned list of feature columns with their dtypes (``int64``, ``float64``, ``str``).
+
+    ``str`` columns are the categorical ones (models treat them as categories).
+    """
 
     name: str
     version: int
-    columns: tuple[str, ...]
-    categorical_columns: tuple[str, ...]
+    schema: tuple[tuple[str, str], ...]
+    #: :meth:`digest` of ``schema`` when the set was pinned; a test checks they still agree.
+    pinned_digest: str = ""
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.schema)
+
+    @property
+    def categorical_columns(self) -> tuple[str, ...]:
+        return tuple(name for name, dtype in self.schema if dtype == "str")
+
+    def digest(self) -> str:
+        """First 16 hex digits of the SHA-256 of ``name:dtype`` lines: changes with any column or dtype."""
+        return hashlib.sha256("\n".join(f"{n}:{d}" for n, d in self.schema).encode()).hexdigest()[:16]
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "version": self.version, "columns": list(self.columns)}
+        return {"name": self.name, "version": self.version, "columns": list(self.columns), "digest": self.digest()}
 
 
-_ALL = features_for(Config(), frozenset(TABLES))
+#: Every column the definitions produce (default configuration, every raw table present), by name: the one
+#: vocabulary behind descriptions, dtypes, families and reason phrases.
+FEATURES: dict[str, Feature] = {f.name: f for f in features_for(Config(), frozenset(TABLES))}
 
+#: Pinned: a change here or in what the definitions produce is a new version, ``customer_month_v2``.
 CUSTOMER_MONTH_V1 = FeatureSet(
     name="customer_month_v1",
     version=1,
-    columns=tuple(f.name for f in _ALL),
-    categorical_columns=tuple(f.name for f in _ALL if f.dtype == "str"),
+    schema=(
+        # profile
+        ("age", "float64"),
+        ("tenure_months", "int64"),
+        ("gender", "str"),
+        ("city_tier", "str"),
+        ("income_band", "str"),
+        # balances
+        ("aum_month_end", "float64"),
+        ("aum_avg_3m", "float64"),
+        ("aum_avg_6m", "float64"),
+        ("aum_avg_12m", "float64"),
+        ("aum_change_ratio_1m", "float64"),
+        ("aum_change_ratio_3m", "float64"),
+        ("aum_change_ratio_6m", "float64"),
+        ("aum_trend_slope_6m", "float64"),
+        ("aum_drawdown_12m", "float64"),
+        ("liabilities_month_end", "float64"),
+        ("balance_current_deposit", "float64"),
+        ("balance_time_deposit", "float64"),
+        ("balance_wealth_management", "float64"),
+        ("balance_fund", "float64"),
+        ("balance_insurance", "float64"),
+        ("balance_mortgage", "float64"),
+        ("balance_consumer_loan", "float64"),
+        ("balance_credit_card", "float64"),
+        # value_tier
+        ("value_tier", "str"),
+        ("value_tier_rank", "int64"),
+        ("months_in_value_tier", "int64"),
+        ("previous_value_tier", "str"),
+        ("value_tier_rank_max_12m", "int64"),
+        ("next_tier_progress", "float64"),
+        # products
+        ("product_count", "int64"),
+        ("holds_current_deposit", "int64"),
+        ("holds_time_deposit", "int64"),
+        ("holds_wealth_management", "int64"),
+        ("holds_fund", "int64"),
+        ("holds_insurance", "int64"),
+        ("holds_mortgage", "int64"),
+        ("holds_consumer_loan", "int64"),
+        ("holds_credit_card", "int64"),
+        ("products_opened_3m", "int64"),
+        ("products_closed_3m", "int64"),
+        # transactions
+        ("txn_count_1m", "int64"),
+        ("txn_count_mobile_1m", "int64"),
+        ("txn_count_online_1m", "int64"),
+        ("txn_count_branch_1m", "int64"),
+        ("txn_count_atm_1m", "int64"),
+        ("txn_count_pos_1m", "int64"),
+        ("txn_amount_salary_1m", "float64"),
+        ("txn_amount_transfer_1m", "float64"),
+        ("txn_amount_card_spend_1m", "float64"),
+        ("txn_amount_bill_payment_1m", "float64"),
+        ("txn_amount_cash_1m", "float64"),
+        ("txn_amount_investment_1m", "float64"),
+        ("txn_amount_loan_repayment_1m", "float64"),
+        ("txn_amount_interest_1m", "float64"),
+        ("txn_amount_fee_1m", "float64"),
+        ("txn_amount_other_1m", "float64"),
+        ("txn_amount_in_1m", "float64"),
+        ("txn_amount_out_1m", "float64"),
+        ("txn_count_3m", "int64"),
+        ("txn_count_mobile_3m", "int64"),
+        ("txn_count_online_3m", "int64"),
+        ("txn_count_branch_3m", "int64"),
+        ("txn_count_atm_3m", "int64"),
+        ("txn_count_pos_3m", "int64"),
+        ("txn_amount_salary_3m", "float64"),
+        ("txn_amount_transfer_3m", "float64"),
+        ("txn_amount_card_spend_3m", "float64"),
+        ("txn_amount_bill_payment_3m", "float64"),
+        ("txn_amount_cash_3m", "float64"),
+        ("txn_amount_investment_3m", "float64"),
+        ("txn_amount_loan_repayment_3m", "float64"),
+        ("txn_amount_interest_3m", "float64"),
+        ("txn_amount_fee_3m", "float64"),
+        ("txn_amount_other_3m", "float64"),
+        ("txn_amount_in_3m", "float64"),
+        ("txn_amount_out_3m", "float64"),
+        ("txn_count_6m", "int64"),
+        ("txn_count_mobile_6m", "int64"),
+        ("txn_count_online_6m", "int64"),
+        ("txn_count_branch_6m", "int64"),
+        ("txn_count_atm_6m", "int64"),
+        ("txn_count_pos_6m", "int64"),
+        ("txn_amount_salary_6m", "float64"),
+        ("txn_amount_transfer_6m", "float64"),
+        ("txn_amount_card_spend_6m", "float64"),
+        ("txn_amount_bill_payment_6m", "float64"),
+        ("txn_amount_cash_6m", "float64"),
+        ("txn_amount_investment_6m", "float64"),
+        ("txn_amount_loan_repayment_6m", "float64"),
+        ("txn_amount_interest_6m", "float64"),
+        ("txn_amount_fee_6m", "float64"),
+        ("txn_amount_other_6m", "float64"),
+        ("txn_amount_in_6m", "float64"),
+        ("txn_amount_out_6m", "float64"),
+        ("txn_count_12m", "int64"),
+        ("txn_count_mobile_12m", "int64"),
+        ("txn_count_online_12m", "int64"),
+        ("txn_count_branch_12m", "int64"),
+        ("txn_count_atm_12m", "int64"),
+        ("txn_count_pos_12m", "int64"),
+        ("txn_amount_salary_12m", "float64"),
+        ("txn_amount_transfer_12m", "float64"),
+        ("txn_amount_card_spend_12m", "float64"),
+        ("txn_amount_bill_payment_12m", "float64"),
+        ("txn_amount_cash_12m", "float64"),
+        ("txn_amount_investment_12m", "float64"),
+        ("txn_amount_loan_repayment_12m", "float64"),
+        ("txn_amount_interest_12m", "float64"),
+        ("txn_amount_fee_12m", "float64"),
+        ("txn_amount_other_12m", "float64"),
+        ("txn_amount_in_12m", "float64"),
+        ("txn_amount_out_12m", "float64"),
+        ("digital_share_3m", "float64"),
+        ("digital_share_12m", "float64"),
+        ("txn_net_flow_3m", "float64"),
+        ("salary_months_6m", "int64"),
+        ("months_since_last_salary", "float64"),
+        # engagement
+        ("months_since_last_activity", "float64"),
+        ("active_months_12m", "int64"),
+        ("customer_txn_count_3m", "int64"),
+        ("logins_1m", "int64"),
+        ("logins_3m", "int64"),
+        ("logins_12m", "int64"),
+        # service
+        ("complaints_3m", "int64"),
+        ("complaints_12m", "int64"),
+        ("branch_visits_3m", "int64"),
+        ("branch_visits_12m", "int64"),
+        ("call_center_calls_3m", "int64"),
+        ("call_center_calls_12m", "int64"),
+        # campaigns
+        ("campaign_contacts_6m", "int64"),
+        ("campaign_contacts_12m", "int64"),
+        ("campaign_responses_6m", "int64"),
+        ("campaign_responses_12m", "int64"),
+        ("campaign_contacts_retention_12m", "int64"),
+        ("campaign_contacts_upgrade_12m", "int64"),
+        ("campaign_contacts_cross_sell_12m", "int64"),
+        # revenue
+        ("net_revenue_1m", "float64"),
+        ("net_revenue_3m", "float64"),
+        ("net_revenue_12m", "float64"),
+        # dormancy
+        ("is_dormant", "int64"),
+        ("months_quiet", "int64"),
+    ),
+    pinned_digest="35198a8e314c01ac",
 )
-#: One short business description per feature column (reason codes, model cards).
-FEATURE_DESCRIPTIONS: dict[str, str] = {f.name: f.description for f in _ALL}
+
+#: One short business description per feature column (reason codes, model cards, ``custbase features --list``).
+FEATURE_DESCRIPTIONS: dict[str, str] = {name: f.description for name, f in FEATURES.items()}
 #: Output dtype per feature column: int64, float64 or str.
-FEATURE_DTYPES: dict[str, str] = {f.name: f.dtype for f in _ALL}
-FEATURE_FAMILIES: dict[str, str] = {f.name: f.family for f in _ALL}
+FEATURE_DTYPES: dict[str, str] = {name: f.dtype for name, f in FEATURES.items()}
+FEATURE_FAMILIES: dict[str, str] = {name: f.family for name, f in FEATURES.items()}
 FEATURE_SETS: dict[str, FeatureSet] = {CUSTOMER_MONTH_V1.name: CUSTOMER_MONTH_V1}
+
+
+class FeatureSetMismatch(ValueError):
+    """A customer-month table was built with another feature-set version than the reader expects."""
+
+
+_VERSIONED = re.compile(r"^(?P<family>.+)_v(?P<version>\d+)$")
+
+
+def _named(feature_set) -> str | None:
+    if isinstance(feature_set, FeatureSet):
+        return feature_set.name
+    if isinstance(feature_set, dict):
+        return feature_set.get("name")
+    return feature_set if isinstance(feature_set, str) else None
+
+
+def check_feature_set(metadata: dict, expected: str | dict | FeatureSet | None = None, *, source: str = "the table",
+                      expected_by: str = "the model") -> None:
+    """Raise :class:`FeatureSetMismatch` when a table's ``custbase`` metadata names another feature-set version.
+
+    Refused: a table of a version this code does not pin (``customer_month_v2`` read by code that knows only
+    v1); a table that names a pinned version but holds columns that version lacks (built by code whose v1 was
+    not the pinned one); and, when ``expected`` (a name, a feature-set dict as models log it, or a
+    :class:`FeatureSet`) is given, a table of any other version. Tables that name no feature set, or one
+    outside the pinned families (``prepared:...``, test tables), are accepted.
+    """
+    found = metadata.get("feature_set")
+    name = _named(found)
+    if not name:
+        return
+    wanted = _named(expected)
+    family = _VERSIONED.match(name)
+    pinned_families = {m["family"] for m in map(_VERSIONED.match, FEATURE_SETS) if m}
+    rebuild = "rebuild the table with `custbase features`"
+    if name not in FEATURE_SETS and family and family["family"] in pinned_families:
+        raise FeatureSetMismatch(
+            f"{source} holds feature set {name}, which this code does not define (it pins {', '.join(FEATURE_SETS)}): "
+            f"use the code that built it, or {rebuild}")
+    if name in FEATURE_SETS and isinstance(found, dict):
+        pinned = set(FEATURE_SETS[name].columns)
+        extra = [c for c in found.get("columns") or () if c not in pinned]
+        if extra:
+            raise FeatureSetMismatch(
+                f"{source} says it holds {name} but has columns this code's pinned {name} lacks "
+                f"({', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}): it was built by other code; {rebuild}")
+    if wanted and wanted != name:
+        raise FeatureSetMismatch(
+            f"{source} holds feature set {name} but {expected_by} expects {wanted}: retrain on {name} "
+            f"(`custbase train`), or rebuild the table as {wanted} with the code that builds it (`custbase features`)")
+
+
+def render_features(family: str | None = None) -> str:
+    """Every feature column (or one family's) as aligned text: name, family, dtype, meaning (``custbase features --list``).
+
+    Raises KeyError naming the known families when ``family`` is not one of them.
+    """
+    families = list(dict.fromkeys(FEATURE_FAMILIES.values()))
+    if family is not None and family not in families:
+        raise KeyError(f"no feature family {family!r}; families: {', '.join(families)}")
+    rows = [("column", "family", "dtype", "meaning")]
+    rows += [(f.name, f.family, f.dtype, f.description) for f in FEATURES.values() if family in (None, f.family)]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = ["  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3] for r in rows]
+    lines.append(f"{len(rows) - 1} columns; labels: {', '.join(LABEL_COLUMNS)} (default horizons)")
+    return "\n".join(lines)
 
 
 def feature_columns(present_tables) -> list[str]:
@@ -123,9 +366,16 @@ def read_feature_metadata(path: Path) -> dict:
     return json.loads(raw)
 
 
-def read_feature_table(path: Path, columns: list[str] | None = None) -> tuple[pd.DataFrame, dict]:
-    """Read a customer-month table: the frame (``as_of`` as datetime64) and its ``custbase`` metadata."""
+def read_feature_table(path: Path, columns: list[str] | None = None, *,
+                       feature_set: str | dict | FeatureSet | None = None) -> tuple[pd.DataFrame, dict]:
+    """Read a customer-month table: the frame (``as_of`` as datetime64) and its ``custbase`` metadata.
+
+    Raises :class:`FeatureSetMismatch` (before reading rows) when the table's feature set is another version
+    than ``feature_set`` (the one the model or configuration expects) or than this code pins
+    (:func:`check_feature_set`).
+    """
     metadata = read_feature_metadata(path)
+    check_feature_set(metadata, feature_set, source=str(path))
     frame = pq.read_table(path, columns=columns).to_pandas()
     if "as_of" in frame.columns:
         frame["as_of"] = pd.to_datetime(frame["as_of"]).astype("datetime64[us]")

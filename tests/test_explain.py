@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.explain import Reason, contributions, global_importance, reason_codes, sentence
+from serving.runtime.reasons import Reason, reason_codes, sentence
+from training.explain import contributions, global_importance
 
 TIERS = ["mass", "affluent", "high_net_worth", "private"]
 
@@ -112,7 +113,7 @@ def test_categorical_reason_reads_the_category(churn_like):
     [
         ("aum_change_ratio_3m", -0.45, "AUM down 45% over 3 months"),
         ("aum_change_ratio_3m", 0.2, "AUM up 20% over 3 months"),
-        ("balance_time_deposit_change_ratio_6m", -0.5, "Time deposit balance down 50% over 6 months"),
+        ("aum_change_ratio_6m", -0.5, "AUM down 50% over 6 months"),
         ("months_since_last_salary", 4, "No salary credit for 4 months"),
         ("months_since_last_salary", np.nan, "No salary credit on record"),
         ("months_since_last_activity", 1, "No activity for 1 month"),
@@ -128,7 +129,7 @@ def test_categorical_reason_reads_the_category(churn_like):
         ("txn_amount_salary_3m", 0, "No salary credits in the last 3 months"),
         ("digital_share_3m", 0.8, "80% of transactions digital (3 months)"),
         ("logins_1m", 0, "No logins in the last month"),
-        ("branch_visits_6m", 3, "3 branch visits in the last 6 months"),
+        ("branch_visits_12m", 3, "3 branch visits in the last 12 months"),
         ("campaign_contacts_6m", 1, "1 campaign contact in the last 6 months"),
         ("salary_months_6m", 2, "Salary credited in 2 of the last 6 months"),
         ("balance_wealth_management", 120000.0, "Wealth management product balance of 120,000"),
@@ -146,7 +147,7 @@ def test_categorical_reason_reads_the_category(churn_like):
         ("some_unknown_score", 0.1234, "some_unknown_score = 0.123"),
     ],
 )
-def test_sentences_from_naming_patterns(feature, value, expected):
+def test_sentences_from_the_definitions_reason_phrases(feature, value, expected):
     assert sentence(feature, value) == expected
 
 

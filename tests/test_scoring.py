@@ -44,7 +44,7 @@ def test_probabilities_match_the_models(models, frame):
 
 
 def test_reason_codes_are_the_largest_contributions_that_sum_to_the_raw_score(models, frame):
-    from training.explain import contributions
+    from serving.runtime.reasons import contributions, sentence
 
     X = prepare_features(frame, models.churn)
     contrib = contributions(models.churn.booster, X)
@@ -54,8 +54,6 @@ def test_reason_codes_are_the_largest_contributions_that_sum_to_the_raw_score(mo
     for i in range(5):
         best = names[int(np.argmax(contrib[i, :-1]))]
         value = frame.iloc[i][best]
-        from training.explain import sentence
-
         expected = [sentence(best, value if not isinstance(value, float) or not np.isnan(value) else None)]
         # a reason is a feature that pushes the risk up: a customer with none has no churn reason
         assert scores["churn_reasons"][i] == (expected if contrib[i, :-1].max() > 0 else [])

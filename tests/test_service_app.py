@@ -81,7 +81,7 @@ def test_records_path_equals_frame_path(tiny, reasons):
 def test_fast_path_matches_the_models_own_predict_and_reason_codes(tiny):
     """The array form predicts and explains as the pandas models do (the oracle: the model's own predict)."""
     from serving.runtime.models import matrix_models, prepare_features
-    from training.explain import reason_codes
+    from serving.runtime.reasons import reason_codes
 
     models, base, _ = tiny
     for model, matrix in zip(models, matrix_models(models)):

@@ -13,14 +13,14 @@ import numpy as np
 import pandas as pd
 
 from custbase.config import Config, Labels
-from features.definitions import in_churn_population
+from features.definitions import LABEL_COLUMNS, in_churn_population
 
 CATEGORICAL_COLUMNS: tuple[str, ...] = ("gender", "city_tier", "income_band", "value_tier", "previous_value_tier")
 """Text feature columns that training casts to pandas ``category`` (the customer-month table interface)."""
 
 KEY_COLUMNS: tuple[str, ...] = ("customer_id", "as_of")
-LABEL_COLUMNS: tuple[str, ...] = Labels().names.labels
-"""Label columns with the default horizons; a table's own are in its metadata (``label_columns``)."""
+# LABEL_COLUMNS (declared in features.definitions): label columns with the default horizons; a table's own are in
+# its metadata (``label_columns``).
 #: Model -> (label field, oracle field) of :class:`custbase.config.LabelNames`.
 _NAME_FIELDS = {"churn": ("churn", "churn_oracle"), "upgrade": ("upgrade", "upgrade_oracle"), "clv": ("clv", "clv_oracle")}
 

@@ -11,6 +11,7 @@ import pandas as pd
 
 from serving.runtime.models import MatrixModel, MatrixModels, ScoringModels, matrix_models
 from serving.runtime.policy import Policy, recommend_actions, segment_customers
+from serving.runtime.reasons import phraser, top_drivers
 from serving.runtime.schema import REASON_COLUMNS, SCORE_COLUMNS
 
 ReasonMode = Literal["all", "actionable", "action", "none"]
@@ -46,21 +47,11 @@ def _reason_mode(reasons: bool | str) -> ReasonMode:
 
 
 def _reason_sentences(model: MatrixModel, X: np.ndarray, contrib: np.ndarray, k: int) -> list[list[str]]:
-    """Top-``k`` features pushing each row's score up, as sentences (the rule of ``training.explain.reason_codes``)."""
-    n, f = len(X), len(model.feature_names)
-    out: list[list[str]] = [[] for _ in range(n)]
-    if n == 0:
-        return out
-    signed = contrib[:, :-1]
-    k_eff = min(k, f)
-    top = np.argpartition(-signed, k_eff - 1, axis=1)[:, :k_eff] if k_eff < f else np.tile(np.arange(f), (n, 1))
-    top_values = np.take_along_axis(signed, top, axis=1)
-    order = np.argsort(-top_values, axis=1, kind="stable")
-    top = np.take_along_axis(top, order, axis=1)
-    keep = np.take_along_axis(top_values, order, axis=1) > 0
-    rows, slots = np.nonzero(keep)
+    """Top-``k`` features pushing each row's score up, as sentences (the rule of :func:`serving.runtime.reasons.reason_codes`)."""
+    out: list[list[str]] = [[] for _ in range(len(X))]
+    rows, features = top_drivers(contrib[:, :-1], k)
     phrase = _phrasers(model)
-    for i, j in zip(rows.tolist(), top[rows, slots].tolist()):
+    for i, j in zip(rows.tolist(), features.tolist()):
         out[i].append(phrase(j, model.value(X, i, j)))
     return out
 
@@ -68,10 +59,7 @@ def _reason_sentences(model: MatrixModel, X: np.ndarray, contrib: np.ndarray, k:
 @lru_cache(maxsize=16)
 def _phrasers(model: MatrixModel):
     """``(feature index, value) -> sentence`` for ``model``, memoised (a base repeats few values per feature)."""
-    from training.explain import phraser
-
-    descriptions = feature_descriptions()
-    builders = [phraser(name, descriptions) for name in model.feature_names]
+    builders = [phraser(name) for name in model.feature_names]
 
     @lru_cache(maxsize=65_536)
     def phrase(j: int, value) -> str:
