@@ -182,11 +182,13 @@ def load_bundle(model_uri: str | Path) -> ModelBundle:
     import mlflow
 
     uri = str(model_uri).rstrip("/")
+    error: Exception | None = None
     for inside in BUNDLE_PATHS:
         try:
             path = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{uri}/{inside}"))
-        except (OSError, mlflow.exceptions.MlflowException):
+        except (OSError, mlflow.exceptions.MlflowException) as err:  # not in this layout: try the next
+            error = err
             continue
         if (path / BUNDLE_FILE).exists():
             return ModelBundle.load(path)
-    raise BundleError(f"{model_uri} holds no custbase bundle (looked in {', '.join(BUNDLE_PATHS)})")
+    raise BundleError(f"{model_uri} holds no custbase bundle (looked in {', '.join(BUNDLE_PATHS)}): {error}") from error
