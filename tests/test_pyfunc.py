@@ -205,3 +205,18 @@ def test_spark_udf_scores_the_table_like_the_bundle(champion, spark):
     scored = spark.createDataFrame(rows).withColumn("churn_probability", udf()).select("row", "churn_probability").toPandas()
     expected = load_bundle(CHAMPION).predict(rows)
     np.testing.assert_allclose(scored.sort_values("row")["churn_probability"], expected, rtol=1e-9)
+
+
+def test_the_code_a_model_carries_is_the_loaders_whole_import_closure(tmp_path):
+    """Importing the loader from the files of CODE_FILES alone (custbase not importable) pulls in nothing else."""
+    code = pyfunc.write_code(tmp_path / "code").parent
+    script = f"""
+import sys
+sys.path = [{str(code)!r}] + [p for p in sys.path if p and p.rstrip("/") != {str(PROJECT)!r}]
+import serving.runtime.pyfunc
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("custbase", "features", "training", "serving")))
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    expected = sorted(m.removesuffix(".py").replace("/", ".").removesuffix(".__init__") for m in pyfunc.CODE_FILES)
+    assert done.stdout.strip() == str(expected)
