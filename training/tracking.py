@@ -257,6 +257,16 @@ def pip_requirements() -> list[str]:
     return pinned
 
 
+def model_input_types(bundle, rows: pd.DataFrame) -> dict[str, str]:
+    """MLflow column types of a model's input: its feature set's declared dtypes, else the training table's."""
+    from features.feature_set import FEATURE_DTYPES, FEATURE_SETS
+    from serving.runtime.pyfunc import column_types
+
+    feature_set = (bundle.metadata.get("feature_set") or {}).get("name")
+    declared = FEATURE_DTYPES if feature_set in FEATURE_SETS else {}
+    return column_types(bundle, dict(rows.dtypes), declared)
+
+
 class RunLogger:
     """Writes one training run: params, metrics, figures, texts, the model and its bundle."""
 
@@ -309,31 +319,32 @@ class RunLogger:
             mlflow.log_artifact(str(path), str(Path(artifact_file).parent) if Path(artifact_file).parent != Path(".") else None)
 
     def model(self, bundle, rows: pd.DataFrame) -> str:
-        """Log the bundle's booster as an MLflow LightGBM model with the bundle folder inside it.
+        """Log the bundle as an MLflow pyfunc model that scores customer-month rows; returns its URI (``models:/m-...``).
 
-        The logged booster takes the bundle's numeric encoding (:meth:`ModelBundle.encode`: category codes), so
-        its signature and input example are plain numbers that MLflow's JSON schema can carry; ``rows`` give
-        the input example. Returns the model URI (``models:/m-...``).
+        The model is :mod:`serving.runtime.pyfunc`'s loader-module pyfunc: the bundle as its data, the runtime
+        files it imports as its code, the signature from :func:`model_input_types` and ``rows`` (the table's
+        rows, feature columns kept) as the input example. ``mlflow.pyfunc.load_model(uri).predict(rows)`` gives
+        ``bundle.predict(rows)``.
         """
         import mlflow
-        from mlflow import MlflowClient
-        from mlflow.models import infer_signature
 
-        from serving.runtime.bundle import numeric_booster
+        from serving.runtime import pyfunc
 
-        booster = numeric_booster(bundle.booster)
-        input_example = bundle.encode(rows)
-        signature = infer_signature(input_example, booster.predict(input_example))
-        info = mlflow.lightgbm.log_model(
-            booster,
-            name="model",
-            signature=signature,
-            input_example=input_example,
-            pip_requirements=pip_requirements(),
-        )
+        if not pyfunc.scorable(bundle):
+            raise ValueError(f"a {bundle.kind} bundle has no pyfunc predict; log it with its own flavour")
+        signature = pyfunc.model_signature(model_input_types(bundle, rows))
         with tempfile.TemporaryDirectory() as tmp:
-            bundle.save(Path(tmp) / "bundle")
-            MlflowClient().log_model_artifacts(info.model_id, str(Path(tmp) / "bundle"), artifact_path="bundle")
+            data = bundle.save(Path(tmp) / "bundle")
+            code = pyfunc.write_code(Path(tmp) / "code")
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                loader_module=pyfunc.LOADER_MODULE,
+                data_path=str(data),
+                code_paths=[str(code)],
+                signature=signature,
+                input_example=rows.loc[:, list(bundle.feature_columns)].head(5),
+                pip_requirements=pip_requirements(),
+            )
         return info.model_uri
 
     def trial_logger(self, experiment_id: str, model: str):

@@ -2,8 +2,9 @@
 
 A :class:`ModelBundle` holds the feature order, the categories of each categorical column, the LightGBM
 booster(s) (one, or two for the CLV hurdle model), and the probability calibrator. It is saved as a folder of
-plain files (``bundle.json`` + one LightGBM text model per booster) inside the logged MLflow model, so
-``load_bundle("models:/custbase-churn@champion")`` is all a scorer needs.
+plain files (``bundle.json`` + one LightGBM text model per booster) inside the logged MLflow model (its pyfunc
+data, ``data/bundle``: see :mod:`serving.runtime.pyfunc`), so ``load_bundle("models:/custbase-churn@champion")``
+is all a scorer needs.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ import pandas as pd
 from serving.runtime.calibration import Calibrator
 
 BUNDLE_FOLDER = "bundle"
+#: Where a logged MLflow model holds its bundle: the pyfunc's data folder, or (models logged before the pyfunc,
+#: and the uplift models) a ``bundle`` folder beside a LightGBM flavour.
+BUNDLE_PATHS: tuple[str, ...] = (f"data/{BUNDLE_FOLDER}", BUNDLE_FOLDER)
 BUNDLE_FILE = "bundle.json"
 BUNDLE_FORMAT = 1
 
@@ -73,14 +77,6 @@ class ModelBundle:
             )
         return prepare_features(frame, self.feature_columns, self.categories)
 
-    def encode(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """All-numeric features (float64): categoricals as their category codes, missing or unseen as NaN.
-
-        The input of the logged MLflow model (``models:/...`` as a pyfunc), whose JSON schema has no
-        categorical type; the codes index :attr:`categories`.
-        """
-        return encode_categories(self.prepare(frame))
-
     def predict_raw(self, frame: pd.DataFrame) -> np.ndarray:
         """Uncalibrated output: raw probability, or CLV."""
         X = self.prepare(frame)
@@ -114,16 +110,24 @@ class ModelBundle:
 
     @classmethod
     def load(cls, folder: Path) -> "ModelBundle":
-        """Read a bundle folder written by :meth:`save`."""
-        folder = Path(folder)
-        if not (folder / BUNDLE_FILE).exists() and (folder / BUNDLE_FOLDER / BUNDLE_FILE).exists():
-            folder = folder / BUNDLE_FOLDER
-        if not (folder / BUNDLE_FILE).exists():
+        """Read a bundle folder written by :meth:`save`, or the MLflow model folder that holds one."""
+        found = find_bundle_folder(folder)
+        if found is None:
             raise BundleError(f"{folder} holds no {BUNDLE_FILE}: not a custbase model bundle")
+        folder = found
         spec = json.loads((folder / BUNDLE_FILE).read_text())
         boosters = {name: lgb.Booster(model_str=(folder / f"{name}.lgb.txt").read_text()) for name in spec["boosters"]}
         calibrator = Calibrator.from_dict(spec["calibrator"]) if spec.get("calibrator") else None
         return cls(spec["model"], spec["kind"], spec["feature_columns"], spec["categories"], boosters, calibrator, spec.get("metadata", {}))
+
+
+def find_bundle_folder(folder: Path) -> Path | None:
+    """The bundle folder at ``folder`` or inside the MLflow model folder ``folder`` (:data:`BUNDLE_PATHS`), or None."""
+    folder = Path(folder)
+    for candidate in (folder, *(folder / path for path in BUNDLE_PATHS)):
+        if (candidate / BUNDLE_FILE).exists():
+            return candidate
+    return None
 
 
 def prepare_features(frame: pd.DataFrame, feature_columns: list[str], categories: dict[str, list[str]]) -> pd.DataFrame:
@@ -163,7 +167,7 @@ def numeric_booster(booster: lgb.Booster) -> lgb.Booster:
     """A copy of ``booster`` that takes category codes instead of pandas categoricals (same trees).
 
     LightGBM stores the training frame's categories in the model and then insists on pandas ``category``
-    columns; the copy forgets them, so a numeric frame from :meth:`ModelBundle.encode` scores identically.
+    columns; the copy forgets them, so a numeric frame from :func:`encode_categories` scores identically.
     """
     copy = lgb.Booster(model_str=booster.model_to_string())
     copy.pandas_categorical = None
@@ -173,8 +177,18 @@ def numeric_booster(booster: lgb.Booster) -> lgb.Booster:
 def load_bundle(model_uri: str | Path) -> ModelBundle:
     """Load a bundle from an MLflow model URI (``models:/custbase-churn@champion``, ``runs:/...``) or a local folder."""
     path = Path(str(model_uri))
-    if not path.exists():
-        import mlflow  # local: a local folder loads without touching MLflow
+    if path.exists():  # local: a local folder loads without touching MLflow
+        return ModelBundle.load(path)
+    import mlflow
 
-        path = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{str(model_uri).rstrip('/')}/{BUNDLE_FOLDER}"))
-    return ModelBundle.load(path)
+    uri = str(model_uri).rstrip("/")
+    error: Exception | None = None
+    for inside in BUNDLE_PATHS:
+        try:
+            path = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{uri}/{inside}"))
+        except (OSError, mlflow.exceptions.MlflowException) as err:  # not in this layout: try the next
+            error = err
+            continue
+        if (path / BUNDLE_FILE).exists():
+            return ModelBundle.load(path)
+    raise BundleError(f"{model_uri} holds no custbase bundle (looked in {', '.join(BUNDLE_PATHS)}): {error}") from error

@@ -267,14 +267,15 @@ ModelLoader = Callable[[Path, ModelRef], ScoringModel]
 def load_mlflow_model_dir(path: Path, ref: ModelRef) -> ScoringModel:
     """A :class:`ScoringModel` from a downloaded MLflow model folder.
 
-    A custbase training bundle (``bundle/bundle.json``) is preferred; a plain ``mlflow.lightgbm`` model
-    (``model.lgb``, uncalibrated) is the fallback.
+    A custbase training bundle (the pyfunc's ``data/bundle``, or ``bundle/`` of older models) is preferred; a
+    plain ``mlflow.lightgbm`` model (``model.lgb``, uncalibrated) is the fallback.
     """
-    path = Path(path)
-    if (path / "bundle" / "bundle.json").exists() or (path / "bundle.json").exists():
-        from serving.runtime.bundle import ModelBundle
+    from serving.runtime.bundle import ModelBundle, find_bundle_folder
 
-        return BundleModel(ModelBundle.load(path), version=ref.version, model_uri=ref.model_uri)
+    path = Path(path)
+    folder = find_bundle_folder(path)
+    if folder is not None:
+        return BundleModel(ModelBundle.load(folder), version=ref.version, model_uri=ref.model_uri)
     booster_files = sorted(path.rglob("*.lgb"))
     if not booster_files:
         raise FileNotFoundError(f"{path} holds neither a custbase bundle nor a LightGBM model.lgb (model {ref.bento_tag})")
