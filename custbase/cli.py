@@ -235,6 +235,7 @@ def train(
     positive: Annotated[Optional[str], typer.Option(help="With --table: the target value that means 1 (e.g. 'Attrited Customer').")] = None,
     sep: Annotated[Optional[str], typer.Option(help="With --table: CSV separator (default: sniffed from the file).")] = None,
     raw: Annotated[Optional[Path], typer.Option(help="Uplift models: raw tables with campaign_contacts (default: the table's source).")] = None,
+    retention_clv: Annotated[str, typer.Option("--retention-clv", help="churn: the CLV its retention-profit figures use: champion (the CLV champion's version, recorded in the run), a custbase-clv version number, or carried-forward.")] = "champion",
     config: ConfigOption = None,
 ) -> None:
     """Tune, evaluate and log a model in MLflow; register it with alias 'challenger' (uplift models: gated to champion)."""
@@ -265,9 +266,10 @@ def train(
                                           as_of_column=as_of_column, positive=positive, sep=sep,
                                           trials=trials, timeout=timeout, resume=resume)
         else:
-            from training.train import train_model
+            from training.jobs import train_model
 
-            result = train_model(model.value, cfg, features_path=features_path, trials=trials, timeout=timeout, resume=resume)
+            result = train_model(model.value, cfg, features_path=features_path, trials=trials, timeout=timeout, resume=resume,
+                                 clv=retention_clv)
     except (TrackingError, FileNotFoundError, ValueError) as err:  # SplitError and BundleError are ValueErrors
         _fail(str(err))
     typer.echo(result.render())
@@ -309,10 +311,12 @@ def promote(model: ModelArg, features: FeaturesOption = None, config: ConfigOpti
     cfg = _config(config)
     features_path = _features_path(features, cfg)
     _tracking_store(cfg)
+    from features.feature_set import read_feature_table
     from training.registry import RegistryError, promote as promote_model
 
     try:
-        decision = promote_model(model.value, cfg, features_path=features_path)
+        frame, metadata = read_feature_table(features_path)
+        decision = promote_model(model.value, cfg, frame=frame, metadata=metadata)
     except (RegistryError, FileNotFoundError, ValueError) as err:
         _fail(str(err))
     typer.echo(decision.render())
