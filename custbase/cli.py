@@ -134,9 +134,9 @@ def _tracking_store(cfg: "Config") -> None:
 
 @app.command()
 def simulate(
-    customers: Annotated[int, typer.Option(min=1, help="Number of customers.")] = 5_000,
-    months: Annotated[int, typer.Option(min=1, help="Number of months of history.")] = 36,
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same bank.")] = 7,
+    customers: Annotated[Optional[int], typer.Option(min=1, help="Number of customers (default: simulation.customers).")] = None,
+    months: Annotated[Optional[int], typer.Option(min=1, help="Number of months of history (default: simulation.months).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed; the same seed gives the same bank (default: simulation.seed).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Folder to write the raw tables to (default: paths.raw_dir, data/bank).")] = None,
     start: Annotated[Optional[str], typer.Option(help="First month, YYYY-MM.")] = None,
     transaction_intensity: Annotated[Optional[float], typer.Option(help="Scales how many transactions customers make.")] = None,
@@ -147,7 +147,8 @@ def simulate(
     cfg = _config(config)
     from features.simulate import simulate_bank
 
-    overrides = {"customers": customers, "months": months, "seed": seed}
+    given = {"customers": customers, "months": months, "seed": seed}
+    overrides = {k: v for k, v in given.items() if v is not None}  # the rest: the configuration's
     if start:
         overrides["start_month"] = start
     if transaction_intensity is not None:
@@ -184,7 +185,7 @@ def features(
     out: Annotated[Optional[Path], typer.Option(help="Customer-month table to write (default: paths.features_path).")] = None,
     from_month: Annotated[Optional[str], typer.Option("--from", help="First as_of month, YYYY-MM.")] = None,
     to_month: Annotated[Optional[str], typer.Option("--to", help="Last as_of month, YYYY-MM.")] = None,
-    engine: Annotated[Engine, typer.Option(help="duckdb (embedded) or spark.")] = Engine.duckdb,
+    engine: Annotated[Optional[Engine], typer.Option(help="duckdb (embedded) or spark (default: features.engine).")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Build point-in-time customer-month features and labels from validated raw tables."""
@@ -198,7 +199,7 @@ def features(
 
     try:
         summary = build_customer_months(raw_dir, out or cfg.paths.features_path, cfg, start=from_month, end=to_month,
-                                        engine=engine.value)
+                                        engine=engine.value if engine else cfg.features.engine)
     except RawDataInvalid as err:
         typer.echo(err.report.render())
         _fail("the raw data is invalid; fix the violations above and run again", code=1)
@@ -278,7 +279,7 @@ def train(
 @app.command()
 def oracle(
     models: Annotated[Optional[list[str]], typer.Argument(help="Models whose test months to cover (default: clv).")] = None,
-    raw: Annotated[Path, typer.Option(help="Folder of a simulated bank.")] = Path("data/bank"),
+    raw: Annotated[Optional[Path], typer.Option(help="Folder of a simulated bank (default: paths.raw_dir).")] = None,
     features: FeaturesOption = None,
     replications: Annotated[int, typer.Option(help="Monte Carlo continuations per customer and month.")] = 32,
     config: ConfigOption = None,
@@ -295,7 +296,7 @@ def oracle(
         if model not in ("churn", "upgrade", "clv"):
             _fail(f"unknown model {model!r}; choose among churn, upgrade, clv")
     try:
-        path, checks, seconds = write_continuation_oracle(raw, features or cfg.paths.features_path, chosen, cfg,
+        path, checks, seconds = write_continuation_oracle(raw or cfg.paths.raw_dir, features or cfg.paths.features_path, chosen, cfg,
                                                           replications=replications)
     except (FileNotFoundError, ValueError) as err:
         _fail(str(err))
@@ -530,8 +531,8 @@ def campaign_readout(
 
 @app.command()
 def demo(
-    customers: Annotated[int, typer.Option(min=1, help="Customers in the simulated bank.")] = 5_000,
-    trials: Annotated[int, typer.Option(min=1, help="Optuna trials per model.")] = 5,
+    customers: Annotated[Optional[int], typer.Option(min=1, help="Customers in the simulated bank (default: simulation.customers).")] = None,
+    trials: Annotated[int, typer.Option(min=1, help="Optuna trials per model (the demo's own short budget, not training.trials).")] = 5,
     config: ConfigOption = None,
 ) -> None:
     """The main job on a simulated bank, into the configured paths (data/, mlruns/): simulate, validate, features,
@@ -545,7 +546,7 @@ def demo(
         _fail(str(err))
     from custbase.demo import run_demo
 
-    run_demo(cfg, customers=customers, trials=trials, config_file=config)
+    run_demo(cfg, customers=customers or cfg.simulation.customers, trials=trials, config_file=config)
 
 
 report_app = typer.Typer(help="HTML reports.", no_args_is_help=True)
