@@ -242,6 +242,8 @@ def train(
     """Tune, evaluate and log a model in MLflow; register it with alias 'challenger' (uplift models: gated to champion)."""
     if table is not None and not target:
         _fail("--table needs --target COLUMN")
+    if not (retention_clv in ("champion", "carried-forward") or retention_clv.isdigit()):
+        _fail(f"--retention-clv must be champion, carried-forward or a custbase-clv version number, not {retention_clv!r}")
     cfg = _config(config)
     if model.value.endswith("-uplift"):
         from training.uplift import train_uplift
