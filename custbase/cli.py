@@ -134,9 +134,9 @@ def _tracking_store(cfg: "Config") -> None:
 
 @app.command()
 def simulate(
-    customers: Annotated[int, typer.Option(min=1, help="Number of customers.")] = 5_000,
-    months: Annotated[int, typer.Option(min=1, help="Number of months of history.")] = 36,
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same bank.")] = 7,
+    customers: Annotated[Optional[int], typer.Option(min=1, help="Number of customers (default: simulation.customers).")] = None,
+    months: Annotated[Optional[int], typer.Option(min=1, help="Number of months of history (default: simulation.months).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed; the same seed gives the same bank (default: simulation.seed).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Folder to write the raw tables to (default: paths.raw_dir, data/bank).")] = None,
     start: Annotated[Optional[str], typer.Option(help="First month, YYYY-MM.")] = None,
     transaction_intensity: Annotated[Optional[float], typer.Option(help="Scales how many transactions customers make.")] = None,
@@ -147,7 +147,8 @@ def simulate(
     cfg = _config(config)
     from features.simulate import simulate_bank
 
-    overrides = {"customers": customers, "months": months, "seed": seed}
+    given = {"customers": customers, "months": months, "seed": seed}
+    overrides = {k: v for k, v in given.items() if v is not None}  # the rest: the configuration's
     if start:
         overrides["start_month"] = start
     if transaction_intensity is not None:
@@ -184,7 +185,7 @@ def features(
     out: Annotated[Optional[Path], typer.Option(help="Customer-month table to write (default: paths.features_path).")] = None,
     from_month: Annotated[Optional[str], typer.Option("--from", help="First as_of month, YYYY-MM.")] = None,
     to_month: Annotated[Optional[str], typer.Option("--to", help="Last as_of month, YYYY-MM.")] = None,
-    engine: Annotated[Engine, typer.Option(help="duckdb (embedded) or spark.")] = Engine.duckdb,
+    engine: Annotated[Optional[Engine], typer.Option(help="duckdb (embedded) or spark (default: features.engine).")] = None,
     config: ConfigOption = None,
     list_: Annotated[bool, typer.Option("--list", help="Print every feature column with its family, dtype and meaning; build nothing.")] = False,
     family: Annotated[Optional[str], typer.Option(help="With --list: only this feature family (e.g. balances).")] = None,
@@ -208,7 +209,7 @@ def features(
 
     try:
         summary = build_customer_months(raw_dir, out or cfg.paths.features_path, cfg, start=from_month, end=to_month,
-                                        engine=engine.value)
+                                        engine=engine.value if engine else cfg.features.engine)
     except RawDataInvalid as err:
         typer.echo(err.report.render())
         _fail("the raw data is invalid; fix the violations above and run again", code=1)
@@ -245,11 +246,14 @@ def train(
     positive: Annotated[Optional[str], typer.Option(help="With --table: the target value that means 1 (e.g. 'Attrited Customer').")] = None,
     sep: Annotated[Optional[str], typer.Option(help="With --table: CSV separator (default: sniffed from the file).")] = None,
     raw: Annotated[Optional[Path], typer.Option(help="Uplift models: raw tables with campaign_contacts (default: the table's source).")] = None,
+    retention_clv: Annotated[str, typer.Option("--retention-clv", help="churn: the CLV its retention-profit figures use: champion (the CLV champion's version, recorded in the run), a custbase-clv version number, or carried-forward.")] = "champion",
     config: ConfigOption = None,
 ) -> None:
     """Tune, evaluate and log a model in MLflow; register it with alias 'challenger' (uplift models: gated to champion)."""
     if table is not None and not target:
         _fail("--table needs --target COLUMN")
+    if not (retention_clv in ("champion", "carried-forward") or retention_clv.isdigit()):
+        _fail(f"--retention-clv must be champion, carried-forward or a custbase-clv version number, not {retention_clv!r}")
     cfg = _config(config)
     if model.value.endswith("-uplift"):
         from training.uplift import train_uplift
@@ -275,9 +279,10 @@ def train(
                                           as_of_column=as_of_column, positive=positive, sep=sep,
                                           trials=trials, timeout=timeout, resume=resume)
         else:
-            from training.train import train_model
+            from training.jobs import train_model
 
-            result = train_model(model.value, cfg, features_path=features_path, trials=trials, timeout=timeout, resume=resume)
+            result = train_model(model.value, cfg, features_path=features_path, trials=trials, timeout=timeout, resume=resume,
+                                 clv=retention_clv)
     except (TrackingError, FileNotFoundError, ValueError) as err:  # SplitError and BundleError are ValueErrors
         _fail(str(err))
     typer.echo(result.render())
@@ -286,7 +291,7 @@ def train(
 @app.command()
 def oracle(
     models: Annotated[Optional[list[str]], typer.Argument(help="Models whose test months to cover (default: clv).")] = None,
-    raw: Annotated[Path, typer.Option(help="Folder of a simulated bank.")] = Path("data/bank"),
+    raw: Annotated[Optional[Path], typer.Option(help="Folder of a simulated bank (default: paths.raw_dir).")] = None,
     features: FeaturesOption = None,
     replications: Annotated[int, typer.Option(help="Monte Carlo continuations per customer and month.")] = 32,
     config: ConfigOption = None,
@@ -303,7 +308,7 @@ def oracle(
         if model not in ("churn", "upgrade", "clv"):
             _fail(f"unknown model {model!r}; choose among churn, upgrade, clv")
     try:
-        path, checks, seconds = write_continuation_oracle(raw, features or cfg.paths.features_path, chosen, cfg,
+        path, checks, seconds = write_continuation_oracle(raw or cfg.paths.raw_dir, features or cfg.paths.features_path, chosen, cfg,
                                                           replications=replications)
     except (FileNotFoundError, ValueError) as err:
         _fail(str(err))
@@ -319,10 +324,12 @@ def promote(model: ModelArg, features: FeaturesOption = None, config: ConfigOpti
     cfg = _config(config)
     features_path = _features_path(features, cfg)
     _tracking_store(cfg)
+    from features.feature_set import read_feature_table
     from training.registry import RegistryError, promote as promote_model
 
     try:
-        decision = promote_model(model.value, cfg, features_path=features_path)
+        frame, metadata = read_feature_table(features_path)
+        decision = promote_model(model.value, cfg, frame=frame, metadata=metadata)
     except (RegistryError, FileNotFoundError, ValueError) as err:
         _fail(str(err))
     typer.echo(decision.render())
@@ -536,8 +543,8 @@ def campaign_readout(
 
 @app.command()
 def demo(
-    customers: Annotated[int, typer.Option(min=1, help="Customers in the simulated bank.")] = 5_000,
-    trials: Annotated[int, typer.Option(min=1, help="Optuna trials per model.")] = 5,
+    customers: Annotated[Optional[int], typer.Option(min=1, help="Customers in the simulated bank (default: simulation.customers).")] = None,
+    trials: Annotated[int, typer.Option(min=1, help="Optuna trials per model (the demo's own short budget, not training.trials).")] = 5,
     config: ConfigOption = None,
 ) -> None:
     """The main job on a simulated bank, into the configured paths (data/, mlruns/): simulate, validate, features,
@@ -551,7 +558,7 @@ def demo(
         _fail(str(err))
     from custbase.demo import run_demo
 
-    run_demo(cfg, customers=customers, trials=trials, config_file=config)
+    run_demo(cfg, customers=customers or cfg.simulation.customers, trials=trials, config_file=config)
 
 
 report_app = typer.Typer(help="HTML reports.", no_args_is_help=True)

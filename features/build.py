@@ -91,7 +91,7 @@ def build_customer_months(
     *,
     start: str | None = None,
     end: str | None = None,
-    engine: str = "duckdb",
+    engine: str | None = None,
     validate: bool = True,
     progress: bool = True,
 ) -> BuildSummary:
@@ -107,11 +107,12 @@ def build_customer_months(
         First and last as_of month (``YYYY-MM``); default (and bounds) the first month with transactions and
         the data's last complete month. Only the months these need are read (history before, label horizon after).
     engine
-        ``duckdb`` (embedded) or ``spark``.
+        ``duckdb`` (embedded) or ``spark``; default ``config.features.engine``.
     validate
         Check the raw tables against the contract first (raises ``features.validate.RawDataInvalid``).
     """
     began = time.perf_counter()
+    engine = engine or config.features.engine
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
     stages = tqdm(total=4, desc="features", unit="step", disable=not progress)

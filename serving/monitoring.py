@@ -280,11 +280,18 @@ def backtest_table(frame: pd.DataFrame, champions: dict[str, list[tuple[str, obj
                                        "calibration_error", "discrimination", "discrimination_metric"])
 
 
+def subplots(*args, **kwargs):
+    """``matplotlib.pyplot.subplots`` without pyplot: a bare Figure never touches the session's backend (a notebook
+    keeps its inline figures) and is freed with its last reference."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=kwargs.pop("figsize", None))
+    return fig, fig.subplots(*args, **kwargs)
+
+
 def backtest_figure(table: pd.DataFrame):
     """Realized vs predicted (top) and discrimination with calibration error (bottom) per month, one column per model;
     months inside the champion's training or validation split are shaded."""
-    from serving.report import subplots
-
     models = list(dict.fromkeys(table["model"]))
     fig, axes = subplots(2, max(len(models), 1), figsize=(4.6 * max(len(models), 1), 6.4), squeeze=False)
     for i, model in enumerate(models):

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from custbase.config import Config
+from serving.monitoring import subplots
 
 #: The customer-month columns the report reads, in one place (a renamed column is changed here only).
 COLUMNS = {
@@ -151,15 +152,6 @@ def _png(fig) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def subplots(*args, **kwargs):
-    """``matplotlib.pyplot.subplots`` without pyplot: a bare Figure never touches the session's backend (a notebook
-    keeps its inline figures) and is freed with its last reference."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=kwargs.pop("figsize", None))
-    return fig, fig.subplots(*args, **kwargs)
 
 
 def _change(now: float, before: float | None, *, pct: bool = False, money: bool = False) -> str:

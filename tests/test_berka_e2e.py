@@ -29,7 +29,7 @@ def test_berka_import_features_train_and_score(tmp_path):
     from features.validate import validate_raw
     from serving.runtime.models import BundleModel
     from serving.runtime.bundle import load_bundle
-    from training.train import train_model
+    from training.jobs import train_model
 
     base = load_config(BERKA_CONFIG)
     config = base.model_copy(update={

@@ -54,6 +54,7 @@ def _one_line_error(code: int, stderr: str) -> str:
         (["simulate", "--start", "25-01"], ["--start must be a month"]),
         (["train", "chrun"], ["'chrun' is not one of 'churn', 'upgrade', 'clv'", "custbase train --help"]),
         (["train", "churn", "--features", "missing.parquet"], ["customer-month table file missing.parquet does not exist"]),
+        (["train", "churn", "--retention-clv", "best"], ["--retention-clv must be champion, carried-forward or a custbase-clv version"]),
         (["promote", "churn"], ["data/customer_months.parquet does not exist", "make features"]),
         (["models"], ["no models yet", "make train"]),
         (["rollback", "clv"], ["no models yet"]),

@@ -14,6 +14,14 @@ CHURN, CLV = SPECS["churn"], SPECS["clv"]
 GATE = Promotion(margin=0.005, calibration_tolerance=0.01, clv_calibration_tolerance=0.05)
 
 
+def _table(path) -> dict:
+    """``frame`` and ``metadata`` of a customer-month table, as ``promote`` takes them."""
+    from features.feature_set import read_feature_table
+
+    frame, metadata = read_feature_table(path)
+    return {"frame": frame, "metadata": metadata}
+
+
 def test_the_first_challenger_is_promoted_when_there_is_no_champion():
     promoted, reason = decide(CHURN, {"roc_auc": 0.6, "ece": 0.2}, None, GATE)
     assert promoted and "no champion" in reason
@@ -70,7 +78,7 @@ def two_churn_versions(tmp_path_factory):
     from test_training import small_config
 
     from training.registry import promote
-    from training.train import train_model
+    from training.jobs import train_model
 
     root = tmp_path_factory.mktemp("registry")
     good = write_feature_table(synthetic_customer_months(seed=1), root / "good.parquet")
@@ -80,7 +88,7 @@ def two_churn_versions(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         first = train_model("churn", config, features_path=good, progress=False)
-        first_decision = promote("churn", config, features_path=good)
+        first_decision = promote("churn", config, **_table(good))
         second = train_model("churn", config, features_path=worse, trials=1, progress=False)
         yield {"config": config, "good": good, "first": first, "second": second, "first_decision": first_decision, "root": root}
 
@@ -102,7 +110,7 @@ def test_gate_refuses_a_worse_challenger_records_why_and_rollback_restores_the_p
     assert ctx["second"].version == "2"
     assert aliases() == {"champion": "1", "challenger": "2"}
 
-    refused = promote("churn", config, features_path=good)
+    refused = promote("churn", config, **_table(good))
     assert not refused.promoted
     assert refused.challenger_metrics["roc_auc"] < refused.champion_metrics["roc_auc"]
     # the scrambled model loses to its own baseline too, which the gate checks first
@@ -118,7 +126,7 @@ def test_gate_refuses_a_worse_challenger_records_why_and_rollback_restores_the_p
     # force v2 in with a permissive gate, then roll back to v1
     permissive = config.model_copy(update={"promotion": Promotion(margin=-1.0, calibration_tolerance=1.0,
                                                                   require_beating_baseline=False)})
-    assert promote("churn", permissive, features_path=good).promoted
+    assert promote("churn", permissive, **_table(good)).promoted
     assert aliases()["champion"] == "2"
     message = rollback("churn", config)
     assert "v2 to v1" in message

@@ -27,6 +27,14 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-back
                   "--disable-component-update", "--disable-sync", "--no-first-run")
 
 
+def _table(path) -> dict:
+    """``frame`` and ``metadata`` of a customer-month table, as ``promote`` takes them."""
+    from features.feature_set import read_feature_table
+
+    frame, metadata = read_feature_table(path)
+    return {"frame": frame, "metadata": metadata}
+
+
 def e2e_config(root: Path) -> Config:
     data = root / "data"
     return Config(
@@ -78,7 +86,7 @@ def bank(tmp_path_factory):
     from serving.monitoring import backtest
     from serving.report import write_base_report
     from training.registry import promote
-    from training.train import train_model
+    from training.jobs import train_model
 
     root = tmp_path_factory.mktemp("report_e2e")
     config = e2e_config(root)
@@ -90,7 +98,7 @@ def bank(tmp_path_factory):
         build_customer_months(paths.raw_dir, paths.features_path, config, validate=False)
         for model in ("clv", "churn", "upgrade"):
             train_model(model, config, features_path=paths.features_path, trials=1, progress=False)
-            promote(model, config, features_path=paths.features_path)
+            promote(model, config, **_table(paths.features_path))
         models = champion_models(config)
         as_of = str(read_feature_metadata(paths.features_path)["as_of_max"])[:7]
         drift = score_and_monitor(config, paths.features_path, as_of, paths.scores_dir, models)

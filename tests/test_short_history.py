@@ -67,7 +67,7 @@ def _write(frame: pd.DataFrame, path, config: Config):
 def test_an_18_month_history_trains_clv_9m_out_of_time_on_censored_windows(tmp_path):
     import mlflow
 
-    from training.train import train_model
+    from training.jobs import train_model
 
     config = _config(tmp_path)
     path = _write(purchase_history(), tmp_path / "cm.parquet", config)

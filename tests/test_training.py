@@ -36,7 +36,7 @@ def small_config(mlruns: Path, *, log_figures: bool = True, **promotion) -> Conf
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """Train the three models once into a fresh MLflow home."""
-    from training.train import train_model
+    from training.jobs import train_model
 
     root = tmp_path_factory.mktemp("training")
     features = write_feature_table(synthetic_customer_months(), root / "customer_months.parquet")

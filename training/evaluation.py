@@ -159,10 +159,13 @@ def binary_metrics(y_true, p) -> dict[str, float]:
 
 
 def _gini(actual_sorted: np.ndarray) -> float:
-    """Gini of values already ordered by descending score: mean Lorenz ordinate minus the diagonal's."""
+    """Gini of values already ordered by descending score: mean Lorenz ordinate minus the diagonal's.
+
+    NaN when the values sum to zero or less (no Lorenz curve).
+    """
     n = len(actual_sorted)
-    lorenz = np.cumsum(actual_sorted) / actual_sorted.sum()
-    return float(lorenz.sum() / n - (n + 1) / (2 * n))
+    total = actual_sorted.sum()
+    return float(np.cumsum(actual_sorted).sum() / total / n - (n + 1) / (2 * n)) if total > 0 else float("nan")
 
 
 def normalized_gini(y_true, y_pred) -> float:
@@ -180,6 +183,22 @@ def normalized_gini(y_true, y_pred) -> float:
     model, _ = _tie_averaged(y, s)
     perfect, _ = _tie_averaged(y, y)
     return _gini(model) / _gini(perfect)
+
+
+class GiniFeval:
+    """LightGBM ``feval``: normalized Gini of one validation set, evaluated at every boosting round.
+
+    The perfect ordering's Gini is computed once; ties in the predictions are broken by row order, which is what
+    makes it cheap (the reported metrics use :func:`normalized_gini`, which averages over ties).
+    """
+
+    def __init__(self, y: np.ndarray):
+        self.y = np.asarray(y, dtype="float64")
+        self.perfect = _gini(np.sort(self.y)[::-1])
+
+    def __call__(self, preds: np.ndarray, data) -> tuple[str, float, bool]:
+        value = _gini(self.y[np.argsort(-preds, kind="stable")]) / self.perfect
+        return "normalized_gini", (value if np.isfinite(value) else 0.0), True
 
 
 def decile_mape(y_true, y_pred, n_bins: int = 10) -> float:
@@ -219,6 +238,11 @@ def clv_metrics(y_true, y_pred) -> dict[str, float]:
         "mae": float(np.mean(np.abs(s - y))),
         "rmse": float(np.sqrt(np.mean((s - y) ** 2))),
     }
+
+
+def metrics_of(spec, y: np.ndarray, prediction: np.ndarray) -> dict[str, float]:
+    """The metric set of ``spec``'s kind (``spec.kind``: ``"binary"`` or CLV)."""
+    return binary_metrics(y, prediction) if spec.kind == "binary" else clv_metrics(y, prediction)
 
 
 def paired_difference_se(metric, y_true, a, b, *, n_boot: int = 200, seed: int = 0) -> float:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from custbase.config import Fairness
+from training.model_card import fairness_section  # noqa: F401  (rendered with the card; kept importable here)
 
 #: Group attribute -> the customer-month column it comes from.
 GROUP_COLUMNS: dict[str, str] = {"age_band": "age", "gender": "gender", "value_tier": "value_tier"}
@@ -112,31 +113,3 @@ def fairness_card(frame: pd.DataFrame, y_true, prediction, settings: Fairness, f
             "excluded": settings.exclude_protected_attributes,
             "thresholds": {"roc_auc_gap": settings.roc_auc_gap, "calibration_gap": settings.calibration_gap,
                            "min_group_rows": settings.min_group_rows}}
-
-
-def fairness_section(card: Mapping) -> list[str]:
-    """Markdown lines of the model card's fairness section (none when the card has no ``fairness`` entry)."""
-    fairness = card.get("fairness")
-    if not fairness:
-        return []
-    from training.model_card import _table
-
-    table = fairness["table"]
-    flagged = [r for r in table if r.get("flag")]
-    lines = ["## Fairness and segments (test months)", ""]
-    used = fairness.get("protected_in_features") or []
-    if fairness.get("excluded"):
-        lines.append("Protected attributes are excluded from the features (`fairness.exclude_protected_attributes`).")
-    elif used:
-        lines.append(f"The model uses protected attributes as features: {', '.join(used)} "
-                     "(set `fairness.exclude_protected_attributes: true` to exclude them).")
-    lines += ["", f"> **{len(flagged)} group(s) lag**: " + "; ".join(f"{r['attribute']}={r['group']}: {r['flag']}" for r in flagged)
-              if flagged else "> No group lags the overall ROC-AUC or calibration beyond the thresholds.", ""]
-    rows = [(r["attribute"], r["group"], int(r["rows"]), int(r["positives"]), r["rate"], r["mean_prediction"], r["roc_auc"],
-             r["ece"], r.get("flag") or "") for r in table]
-    lines += _table(["Attribute", "Group", "Rows", "Positives", "Rate", "Mean prediction", "ROC-AUC", "ECE", "Flag"], rows)
-    t = fairness.get("thresholds") or {}
-    lines += ["", f"Flag: ROC-AUC more than {t.get('roc_auc_gap')} (and two standard errors) below overall, or mean "
-              f"prediction more than {t.get('calibration_gap')} (and two standard errors) off the group's rate, in groups "
-              f"of at least {t.get('min_group_rows')} rows."]
-    return lines + [""]

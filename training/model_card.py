@@ -266,6 +266,32 @@ def _section_limitations(card: Mapping) -> list[str]:
     return ["## Limitations", ""] + [f"- {item}" for item in items] + [""]
 
 
+def fairness_section(card: Mapping) -> list[str]:
+    """Markdown lines of the model card's fairness section (none when the card has no ``fairness`` entry)."""
+    fairness = card.get("fairness")
+    if not fairness:
+        return []
+    table = fairness["table"]
+    flagged = [r for r in table if r.get("flag")]
+    lines = ["## Fairness and segments (test months)", ""]
+    used = fairness.get("protected_in_features") or []
+    if fairness.get("excluded"):
+        lines.append("Protected attributes are excluded from the features (`fairness.exclude_protected_attributes`).")
+    elif used:
+        lines.append(f"The model uses protected attributes as features: {', '.join(used)} "
+                     "(set `fairness.exclude_protected_attributes: true` to exclude them).")
+    lines += ["", f"> **{len(flagged)} group(s) lag**: " + "; ".join(f"{r['attribute']}={r['group']}: {r['flag']}" for r in flagged)
+              if flagged else "> No group lags the overall ROC-AUC or calibration beyond the thresholds.", ""]
+    rows = [(r["attribute"], r["group"], int(r["rows"]), int(r["positives"]), r["rate"], r["mean_prediction"], r["roc_auc"],
+             r["ece"], r.get("flag") or "") for r in table]
+    lines += _table(["Attribute", "Group", "Rows", "Positives", "Rate", "Mean prediction", "ROC-AUC", "ECE", "Flag"], rows)
+    t = fairness.get("thresholds") or {}
+    lines += ["", f"Flag: ROC-AUC more than {t.get('roc_auc_gap')} (and two standard errors) below overall, or mean "
+              f"prediction more than {t.get('calibration_gap')} (and two standard errors) off the group's rate, in groups "
+              f"of at least {t.get('min_group_rows')} rows."]
+    return lines + [""]
+
+
 def render_model_card(card: Mapping[str, Any]) -> str:
     """Render a Markdown model card. Every section is optional: a missing or empty one is left out.
 
@@ -291,8 +317,6 @@ def render_model_card(card: Mapping[str, Any]) -> str:
     - ``limitations``: str or list of str.
     - ``fairness``: :func:`training.fairness.fairness_card` (metrics by age band, gender, value tier with flags).
     """
-    from training.fairness import fairness_section
-
     lines: list[str] = []
     for section in (_section_model, _section_verdict, _section_intended_use, _section_data, _section_splits,
                     _section_metrics, _section_calibration, _section_profit, fairness_section, _section_drivers, _section_params,

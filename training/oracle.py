@@ -1,4 +1,10 @@
-"""Oracles that are true limits: expected outcomes given each test row's true state, by continuing the simulated bank.
+"""Oracles: the simulator's expected outcomes for the test rows, read at the edge and joined in the middle.
+
+:func:`read_oracle` reads what a raw folder holds (the ground truth's analytic column and, when ``custbase oracle``
+wrote it, the continuation oracle) into an :class:`OracleTables`; the training core only joins it to its test rows
+(:func:`oracle_for_rows`), so evaluation opens no file.
+
+Oracles that are true limits: expected outcomes given each test row's true state, by continuing the simulated bank.
 
 The ground truth the simulator writes holds analytic approximations (projected hazards, a drifting revenue); a
 model can beat an approximation. :func:`write_continuation_oracle` replays the simulated bank to the end of each
@@ -22,11 +28,123 @@ import pyarrow.parquet as pq
 
 from custbase.config import Config
 from features.feature_set import read_feature_table
-from features.raw import read_manifest
+from features.raw import find_table, read_manifest
 from features.simulate import CONTINUATION_ORACLE_FILE, continuation_oracle
-from training.spec import get_spec
+from training.evaluation import metrics_of
+from training.modeling_data import prepare_modeling_data
+from training.spec import ModelSpec, get_spec
 from training.splits import as_of_months
-from training.train import metrics_of, oracle_predictions, prepare_modeling_data
+
+
+# --------------------------------------------------------------------------------------------- reading (the edge)
+
+
+@dataclass(frozen=True)
+class OracleTables:
+    """What a raw folder holds of one model's oracle, keyed by (customer_id, month); None where absent.
+
+    ``ground_truth``: ``customer_id, month, <oracle column>`` of the simulator's ground truth;
+    ``continuation``: ``customer_id, month, <column>, <column>_se, <column>_half, replications`` (``custbase oracle``).
+    """
+
+    column: str
+    ground_truth: pd.DataFrame | None = None
+    continuation: pd.DataFrame | None = None
+    source: str = ""
+
+
+def read_ground_truth(raw_dir: str | Path | None, column: str) -> pd.DataFrame | None:
+    """``customer_id, month, column`` of the ground truth in ``raw_dir``, or None without a usable one."""
+    if not raw_dir or not Path(raw_dir).is_dir():
+        return None
+    from features.contract import GROUND_TRUTH_TABLE
+
+    source = find_table(Path(raw_dir), GROUND_TRUTH_TABLE)
+    if source is None:
+        return None
+    try:
+        truth = source.read_pandas(columns=["customer_id", "month", column])
+    except (KeyError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+        print(f"note: ground truth in {source.path} has no usable {column} ({err}); no oracle figures")
+        return None
+    return truth[["customer_id", "month", column]]
+
+
+def read_continuation(raw_dir: str | Path | None, column: str) -> pd.DataFrame | None:
+    """The continuation oracle's rows of ``column`` in ``raw_dir`` (``custbase oracle``), or None."""
+    path = Path(raw_dir) / CONTINUATION_ORACLE_FILE if raw_dir else None
+    if path is None or not path.exists():
+        return None
+    if column not in pq.read_schema(path).names:
+        return None
+    return pq.read_table(path, columns=["customer_id", "month", column, f"{column}_se", f"{column}_half", "replications"]).to_pandas()
+
+
+def read_oracle(raw_dir: str | Path | None, spec: ModelSpec) -> OracleTables:
+    """Everything ``raw_dir`` holds of ``spec``'s oracle (CLV: the continuation oracle too), for :func:`oracle_for_rows`."""
+    column = spec.oracle_column
+    continuation = read_continuation(raw_dir, column) if spec.kind == "clv" else None
+    return OracleTables(column, read_ground_truth(raw_dir, column), continuation, str(raw_dir or ""))
+
+
+# --------------------------------------------------------------------------------------------- joining (pure)
+
+
+def _keys(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows[["customer_id"]].assign(month=as_of_months(rows["as_of"]))
+
+
+def ground_truth_for_rows(rows: pd.DataFrame, truth: pd.DataFrame | None, column: str) -> np.ndarray | None:
+    """The ground truth's ``column`` aligned with ``rows`` (by customer and as_of month), or None if it has none."""
+    if truth is None:
+        return None
+    truth = truth[["customer_id", "month", column]].assign(month=lambda t: as_of_months(t["month"]))
+    joined = _keys(rows).merge(truth.drop_duplicates(["customer_id", "month"]), on=["customer_id", "month"], how="left")
+    values = joined[column].to_numpy(dtype="float64")
+    return None if np.isnan(values).all() else values
+
+
+def continuation_for_rows(rows: pd.DataFrame, table: pd.DataFrame | None, column: str) -> dict[str, np.ndarray] | None:
+    """The continuation oracle of ``rows``: ``value``, ``se`` (its standard error), ``half`` (the mean of half the
+    replications) and ``replications``, aligned with ``rows``; None unless it covers every row."""
+    if table is None:
+        return None
+    frame = table.assign(month=as_of_months(table["month"])).drop_duplicates(["customer_id", "month"], keep="last")
+    joined = _keys(rows).merge(frame, on=["customer_id", "month"], how="left")
+    if joined[column].isna().any():
+        return None
+    return {"value": joined[column].to_numpy(dtype="float64"), "se": joined[f"{column}_se"].to_numpy(dtype="float64"),
+            "half": joined[f"{column}_half"].to_numpy(dtype="float64"), "replications": joined["replications"].to_numpy()}
+
+
+def oracle_for_rows(rows: pd.DataFrame, tables: OracleTables | None) -> tuple[np.ndarray | None, dict[str, np.ndarray] | None]:
+    """The oracle of ``rows`` and, when it is the continuation oracle, its detail (:func:`continuation_for_rows`).
+
+    The continuation oracle when it covers every row, else the ground truth's analytic value (or None).
+    """
+    if tables is None:
+        return None, None
+    continuation = continuation_for_rows(rows, tables.continuation, tables.column)
+    if continuation is not None:
+        return continuation["value"], continuation
+    return ground_truth_for_rows(rows, tables.ground_truth, tables.column), None
+
+
+def oracle_predictions(test: pd.DataFrame, spec: ModelSpec, raw_dir: str | Path | None) -> np.ndarray | None:
+    """The simulated bank's true probability / expected CLV for the ``test`` rows, or None without ground truth.
+
+    Joins ``ground_truth.<spec.oracle_column>`` on (customer_id, month = as_of month).
+    """
+    return ground_truth_for_rows(test, read_ground_truth(raw_dir, spec.oracle_column), spec.oracle_column)
+
+
+def oracle_continuation(test: pd.DataFrame, spec: ModelSpec, raw_dir: str | Path | None) -> dict[str, np.ndarray] | None:
+    """The continuation oracle of the ``test`` rows (``custbase oracle``), or None unless it covers every row.
+
+    Reads ``<raw_dir>/oracle_continuation.parquet``: the expected outcome given each customer's true state at as_of,
+    by Monte Carlo continuation of the simulated bank (:func:`continuation_for_rows`).
+    """
+    return continuation_for_rows(test, read_continuation(raw_dir, spec.oracle_column), spec.oracle_column)
 
 
 @dataclass(frozen=True)
@@ -103,8 +221,6 @@ def write_continuation_oracle(raw_dir: Path, features_path: Path, models: list[s
 
 def oracle_check(frame: pd.DataFrame, metadata: dict, model: str, config: Config, raw_dir: Path) -> OracleCheck:
     """The continuation oracle against the label and the analytic ground truth on ``model``'s test rows."""
-    from training.train import oracle_continuation
-
     data = prepare_modeling_data(frame, metadata, get_spec(model), config)
     spec, y = data.spec, data.y(data.test)
     continuation = oracle_continuation(data.test, spec, raw_dir)

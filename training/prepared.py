@@ -5,7 +5,7 @@ CSV, text columns as native LightGBM categoricals - screens it for obvious leaks
 trains with the same search, tracking and registry as :mod:`training.train`:
 
 * several as_of months: the table is put in the customer-month shape (``customer_id``, ``as_of``, features, the
-  model's label column) and trained by :func:`training.train.train_model` - the same out-of-time split, baseline,
+  model's label column) and trained by :func:`training.train.train` - the same out-of-time split, baseline,
   calibration, evaluation, MLflow run and registered ``challenger`` version;
 * one snapshot (no as_of column, or a single value): there is no time to split on, so the run falls back to
   k-fold cross-validation (5 folds, seeded; stratified for binary targets) and says so. The Optuna search of
@@ -21,8 +21,8 @@ caught and mere high cardinality is not). Both are named, loudly, in the result 
 
 from __future__ import annotations
 
+import json
 import re
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -604,11 +604,11 @@ def _result(spec: ModelSpec, prepared: PreparedTable, mode: str) -> PreparedResu
 
 
 def _train_out_of_time(spec, config, prepared: PreparedTable, *, trials, timeout, resume, progress) -> PreparedResult:
-    """Write the shaped table as a customer-month parquet and train it exactly like ``custbase train``."""
-    import mlflow
-
-    from features.feature_set import write_feature_table
-    from training.train import train_model
+    """Train the shaped table with the core of ``custbase train`` (:func:`training.train.train`): the same split,
+    baseline, calibration, evaluation, MLflow run and registered challenger."""
+    from training.jobs import retention_clv
+    from training.runs import MlflowTracker
+    from training.train import train
 
     result = _result(spec, prepared, "out_of_time")
     frame = prepared.frame
@@ -621,23 +621,22 @@ def _train_out_of_time(spec, config, prepared: PreparedTable, *, trials, timeout
         # The retention-profit figures need a CLV per customer; without one they are computed with CLV 0.
         frame = frame.assign(net_revenue_12m=np.nan)
         result.notes.append("no net_revenue_12m column: retention-profit figures use CLV 0 (ignore them)")
-    metadata = {
+    # The metadata a customer-month table would carry (as JSON reads it back).
+    metadata = json.loads(json.dumps({
         "feature_set": {"name": f"prepared:{Path(prepared.source).name}", "version": 1, "columns": prepared.feature_columns},
         "categorical_columns": list(prepared.categories),
         "label_columns": [spec.label],
         "labels": config.labels.model_dump(),
         "source": prepared.source,
         "leak_screen": prepared.screen.to_dict(),
-    }
-    with tempfile.TemporaryDirectory(prefix="custbase-prepared-") as folder:
-        path = write_feature_table(frame, Path(folder) / "customer_months.parquet", metadata)
-        trained = train_model(spec.name, config, features_path=path, trials=trials, timeout=timeout, resume=resume, progress=progress)
-    client = mlflow.MlflowClient()
-    for key, value in {"prepared_table": prepared.source, "prepared_target": prepared.target, "features_path": prepared.source,
+    }, default=str))
+    tracker = MlflowTracker(config)
+    record = {"tags": {"prepared_table": prepared.source, "prepared_target": prepared.target,
                        "prepared_excluded_columns": ", ".join(prepared.screen.excluded) or "none", "validation_mode": "out_of_time",
-                       "prepared_notes": "; ".join(prepared.notes) or "none"}.items():
-        client.set_tag(trained.run_id, key, value)
-    client.log_dict(trained.run_id, prepared.screen.to_dict(), "leak_screen.json")
+                       "prepared_notes": "; ".join(prepared.notes) or "none"},
+              "dicts": {"leak_screen.json": prepared.screen.to_dict()}}
+    trained = train(frame, metadata, spec, config, tracker, retention_clv=retention_clv() if spec.name == "churn" else None,
+                    trials=trials, timeout=timeout, resume=resume, progress=progress, source=prepared.source, run_record=record)
     result.train_result = trained
     result.registered_name, result.version, result.run_id, result.tracking_uri = (
         trained.registered_name, trained.version, trained.run_id, trained.tracking_uri)
@@ -675,6 +674,7 @@ def _prepare_study(storage_url: str, prefix: str, kind: str, resume: bool) -> No
 
 def _train_cross_validated(spec, config, prepared: PreparedTable, *, trials, timeout, resume, progress, began) -> PreparedResult:
     from training import registry, tracking
+    from training.runs import log_run, prefixed
 
     settings = config.training
     result = _result(spec, prepared, "cross_validation")
@@ -706,17 +706,18 @@ def _train_cross_validated(spec, config, prepared: PreparedTable, *, trials, tim
     storage_url = tracking.optuna_storage_url(config)
     prefix = f"custbase-{spec.name}-cv-{fingerprint['content_hash'][:10]}"
     with tracking.training_run(experiment_id, run_name=f"{spec.name}-cv-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}") as run:
-        run.tags({"model": spec.name, "git_commit": commit, "mlflow.source.git.commit": commit, "validation_mode": "cross_validation",
-                  "validation_note": f"single snapshot: fell back to {fold_kind(binary)} cross-validation",
-                  "prepared_table": prepared.source, "prepared_target": prepared.target,
-                  "prepared_notes": "; ".join(prepared.notes) or "none",
-                  "prepared_excluded_columns": ", ".join(prepared.screen.excluded) or "none"})
-        run.dict(prepared.screen.to_dict(), "leak_screen.json")
-        run.dict({"name": f"prepared:{Path(prepared.source).name}", "columns": prepared.feature_columns,
-                  "categories": prepared.categories}, "feature_set.json")
-        run.params({"model": spec.name, "label": prepared.target, "feature_count": len(prepared.feature_columns),
-                    **{f"data_{k}": v for k, v in fingerprint.items()}, "cv_folds": CV_FOLDS, "rows": len(frame),
-                    "num_threads": settings.num_threads, "seed": settings.seed})
+        log_run(run,
+                tags={"model": spec.name, "git_commit": commit, "mlflow.source.git.commit": commit, "validation_mode": "cross_validation",
+                      "validation_note": f"single snapshot: fell back to {fold_kind(binary)} cross-validation",
+                      "prepared_table": prepared.source, "prepared_target": prepared.target,
+                      "prepared_notes": "; ".join(prepared.notes) or "none",
+                      "prepared_excluded_columns": ", ".join(prepared.screen.excluded) or "none"},
+                dicts={"leak_screen.json": prepared.screen.to_dict(),
+                       "feature_set.json": {"name": f"prepared:{Path(prepared.source).name}", "columns": prepared.feature_columns,
+                                            "categories": prepared.categories}},
+                params={"model": spec.name, "label": prepared.target, "feature_count": len(prepared.feature_columns),
+                        **prefixed("data_", fingerprint), "cv_folds": CV_FOLDS, "rows": len(frame),
+                        "num_threads": settings.num_threads, "seed": settings.seed})
 
         def evaluate(hyperparameters: dict, callbacks: list) -> tuple[float, int]:
             score, rounds, _ = cross_validate(params_for(hyperparameters), X, y, folds, kind=spec.kind,
@@ -761,23 +762,24 @@ def _train_cross_validated(spec, config, prepared: PreparedTable, *, trials, tim
         seconds["final_fit"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        run.params({f"hp_{k}": v for k, v in search.best_hyperparameters.items()})
-        run.params({"kept": result.kept, "best_iteration": rounds, "optuna_study": search.study_name,
-                    "optuna_trials_total": search.trials_total, "optuna_trials_pruned": search.trials_pruned})
-        run.metrics({f"cv_{result.cv_metric}": result.cv_tuned, f"cv_{result.cv_metric}_default_lightgbm": result.cv_default,
-                     f"cv_{result.cv_metric}_best_trial": search.best_value,
-                     f"cv_{result.cv_metric}_fresh_folds": result.recheck_tuned,
-                     f"cv_{result.cv_metric}_default_lightgbm_fresh_folds": result.recheck_default,
-                     **({f"cv_{result.cv_metric}_logistic_regression": result.cv_logistic} if result.cv_logistic is not None else {})})
-        run.metrics(oof_metrics, prefix="oof_")
+        log_run(run,
+                params={**prefixed("hp_", search.best_hyperparameters),
+                        "kept": result.kept, "best_iteration": rounds, "optuna_study": search.study_name,
+                        "optuna_trials_total": search.trials_total, "optuna_trials_pruned": search.trials_pruned},
+                metrics={f"cv_{result.cv_metric}": result.cv_tuned, f"cv_{result.cv_metric}_default_lightgbm": result.cv_default,
+                         f"cv_{result.cv_metric}_best_trial": search.best_value,
+                         f"cv_{result.cv_metric}_fresh_folds": result.recheck_tuned,
+                         f"cv_{result.cv_metric}_default_lightgbm_fresh_folds": result.recheck_default,
+                         **({f"cv_{result.cv_metric}_logistic_regression": result.cv_logistic} if result.cv_logistic is not None else {}),
+                         **prefixed("oof_", oof_metrics)})
         model_uri = run.model(bundle, frame.head(5))
         result.version = registry.register_challenger(spec, model_uri, run_id=run.run_id, tags={
             "validation_mode": "cross_validation", f"cv_{result.cv_metric}": f"{result.cv_tuned:.6f}",
             f"cv_{result.cv_metric}_default_lightgbm": f"{result.cv_default:.6f}", "data_content_hash": fingerprint["content_hash"]})
-        run.tags({"registered_model": spec.registered_name, "registered_version": result.version})
+        log_run(run, tags={"registered_model": spec.registered_name, "registered_version": result.version})
         seconds["log_and_register"] = time.perf_counter() - t
         seconds["total"] = time.perf_counter() - began
-        run.metrics(seconds, prefix="seconds_")
+        log_run(run, metrics=prefixed("seconds_", seconds))
     result.registered_name, result.run_id, result.tracking_uri, result.search = spec.registered_name, run.run_id, uri, search
     result.notes.append("the promotion gate (`custbase promote`) compares models on test months: a CV-trained challenger has none; "
                         "judge it by the cross-validated figures above")

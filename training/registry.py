@@ -18,9 +18,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from custbase import hints
 from custbase.config import Config, Promotion
 from training.spec import SPECS, ModelSpec, get_spec
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -187,15 +192,16 @@ def decide(spec: ModelSpec, challenger: dict, champion: dict | None, promotion: 
     )
 
 
-def promote(model: str, config: Config, *, features_path: Path) -> PromotionDecision:
-    """Score challenger and champion on the newest test months of ``features_path`` and apply the gate.
+def promote(model: str, config: Config, *, frame: pd.DataFrame, metadata: dict) -> PromotionDecision:
+    """Score challenger and champion on the newest test months of the customer-month ``frame`` and apply the gate.
 
-    Records the decision as tags on the challenger's version and as a line of the audit log.
+    ``frame`` and ``metadata``: the customer-month table as :func:`features.feature_set.read_feature_table` returns
+    it (the caller reads it). Records the decision as tags on the challenger's version and as a line of the audit log.
     """
-    from training import tracking
     from serving.runtime.bundle import load_bundle
-    from features.feature_set import read_feature_table
-    from training.train import metrics_of, prepare_modeling_data
+    from training import tracking
+    from training.evaluation import metrics_of  # scikit-learn: imported when a gate runs, not for `custbase models`
+    from training.modeling_data import prepare_modeling_data
 
     spec = get_spec(model)
     tracking.configure_tracking(config)
@@ -204,7 +210,6 @@ def promote(model: str, config: Config, *, features_path: Path) -> PromotionDeci
     if challenger_version is None:
         raise RegistryError(f"{name} has no '{CHALLENGER}' version; train one first with `{hints.custbase(f'train {model}')}`")
     champion_version = alias_version(name, CHAMPION)
-    frame, metadata = read_feature_table(features_path)
     data = prepare_modeling_data(frame, metadata, spec, config)
     test, y = data.test, data.y(data.test)
     months = f"{data.split.test_months[0]}..{data.split.test_months[-1]}"

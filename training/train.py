@@ -1,16 +1,17 @@
-"""Training orchestration: customer-month table -> out-of-time split -> tuned LightGBM -> evaluation -> MLflow.
+"""Training core: customer-month frame -> out-of-time split -> tuned LightGBM -> evaluation -> recorded run.
 
-The pieces are pure and testable on a small in-memory frame (:func:`prepare_modeling_data`, :func:`fit_model`,
-:func:`evaluate_model`); :func:`train_model` strings them together and is the only function here that writes
-(through :mod:`training.tracking` and :mod:`training.registry`).
+:func:`train` takes the data and its collaborators as arguments (the frame and its metadata, the spec, the
+configuration, a tracker, the oracle and the retention CLV chosen by the caller) and opens no file; its steps are
+named functions (:func:`training.modeling_data.prepare_modeling_data`, :func:`fit_baselines`, :func:`fit_model`,
+:func:`evaluate`, the run records written by :func:`training.runs.log_run`). Reading the table, the oracle and the
+registry's CLV champion is the edge's work (:mod:`training.jobs`, the CLI).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Callable
 
 import lightgbm as lgb
@@ -18,174 +19,28 @@ import numpy as np
 import pandas as pd
 
 from custbase.config import Config, Labels, Training
-from features.feature_set import read_feature_table
-from training import evaluation
-from training.baselines import clv_carried_forward, fit_logistic_baseline
+from serving.runtime.bundle import ModelBundle
 from serving.runtime.calibration import fit_calibrator
-from serving.runtime.bundle import ModelBundle, prepare_features
-from training.search import SearchResult, lightgbm_params, run_search
-from training.spec import CATEGORICAL_COLUMNS, KEY_COLUMNS, LABEL_COLUMNS, ModelSpec, get_spec
-from training.splits import (
-    OutOfTimeSplit,
-    as_of_months,
-    censor_clv_labels,
-    discounted_exposure,
-    out_of_time_split,
-    split_frame,
+from training import evaluation, tracking
+from training.baselines import clv_carried_forward, fit_logistic_baseline
+from training.evaluation import metrics_of
+from training.model_card import render_model_card
+from training.modeling_data import (  # noqa: F401  (re-exported: the names training.train always offered)
+    EXPOSURE_COLUMN,
+    ModelingData,
+    categories_of,
+    feature_columns_of,
+    labels_of,
+    prepare_modeling_data,
 )
-
-#: Censored splits only: the months of each training / validation row's label window (see training.splits).
-EXPOSURE_COLUMN = "label_exposure_months"
-
-# --------------------------------------------------------------------------------------------- data
-
-
-def labels_of(metadata: dict, config: Config) -> Labels:
-    """The label definitions the table was built with (its metadata), else the configuration's."""
-    values = metadata.get("labels") or {}
-    known = {k: v for k, v in values.items() if k in Labels.model_fields}
-    return Labels.model_validate(known) if known else config.labels
-
-
-def feature_columns_of(frame: pd.DataFrame, metadata: dict) -> list[str]:
-    """Feature columns in table order: the feature set's declared columns, else every non-key, non-label column."""
-    labels = set(metadata.get("label_columns") or LABEL_COLUMNS)
-    declared = (metadata.get("feature_set") or {}).get("columns") or list(frame.columns)
-    return [c for c in declared if c in frame.columns and c not in KEY_COLUMNS and c not in labels]
-
-
-def categories_of(frame: pd.DataFrame, feature_columns: list[str], metadata: dict) -> dict[str, list[str]]:
-    """Categories of each categorical feature: declared ones plus any text column, values sorted."""
-    declared = set(metadata.get("categorical_columns") or CATEGORICAL_COLUMNS)
-    categorical = [
-        c
-        for c in feature_columns
-        if c in declared or not (pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]))
-    ]
-    return {c: sorted(map(str, frame[c].dropna().unique())) for c in categorical}
-
-
-@dataclass(frozen=True)
-class ModelingData:
-    """The eligible labeled rows of one model, split out of time, with the feature layout."""
-
-    spec: ModelSpec
-    split: OutOfTimeSplit
-    train: pd.DataFrame
-    validation: pd.DataFrame
-    test: pd.DataFrame
-    feature_columns: list[str]
-    categories: dict[str, list[str]]
-    labels: Labels
-    metadata: dict
-
-    def X(self, part: pd.DataFrame) -> pd.DataFrame:
-        return prepare_features(part, self.feature_columns, self.categories)
-
-    def y(self, part: pd.DataFrame) -> np.ndarray:
-        return self.spec.target(part)
-
-    def offset(self, part: pd.DataFrame) -> np.ndarray | None:
-        """log of the discounted exposure of censored label windows (a Tweedie offset), or None for full windows."""
-        if EXPOSURE_COLUMN not in part.columns:
-            return None
-        return np.log(discounted_exposure(part[EXPOSURE_COLUMN].to_numpy(), self.labels.clv_annual_discount_rate))
-
-    def horizon_offset(self) -> float:
-        """log of the full horizon's discounted exposure: what turns a censored model's monthly rate into CLV."""
-        return float(np.log(discounted_exposure(self.split.horizon_months, self.labels.clv_annual_discount_rate)))
-
-    @property
-    def population(self) -> pd.DataFrame:
-        return pd.concat([self.train, self.validation, self.test])
-
-
-def prepare_modeling_data(frame: pd.DataFrame, metadata: dict, spec: ModelSpec, config: Config) -> ModelingData:
-    """Filter ``frame`` to ``spec``'s eligible labeled rows and split them out of time (``frame`` is not changed).
-
-    The label and oracle names follow the horizons the table was built with (its metadata), whatever ``spec`` says.
-    The split is the first of :func:`training.splits.out_of_time_split`'s ladder that fits; with censored windows
-    (CLV only) the training and validation labels are recomputed up to their cutoffs, with their exposure.
-    """
-    labels = labels_of(metadata, config)
-    declared = [c for c in metadata.get("label_columns") or [] if c.startswith("clv_") and c in frame.columns]
-    # The CLV label the table declares (tables written before labels were named after their horizon say clv_12m).
-    spec = spec.for_labels(labels)
-    if spec.kind == "clv" and declared and declared[0] != spec.label:
-        spec = replace(spec, label=declared[0])
-    if spec.label not in frame.columns:
-        present = [c for c in frame.columns if c in (metadata.get("label_columns") or LABEL_COLUMNS) or c.startswith("clv_")]
-        raise ValueError(f"the customer-month table ({len(frame)} rows) has no label column {spec.label} "
-                         f"(it has {', '.join(present) or 'no label'}); rebuild features with this configuration's labels")
-    eligible = frame.loc[spec.eligible(frame, config)]
-    if eligible.empty:
-        raise ValueError(f"no eligible labeled rows for the {spec.name} model among {len(frame)} rows (label {spec.label})")
-    settings = config.training
-    split = out_of_time_split(
-        as_of_months(eligible["as_of"]).unique(),
-        horizon_months=spec.label_window_months(labels),
-        validation_months=settings.validation_months,
-        test_months=settings.test_months,
-        min_train_months=settings.min_train_months,
-        allow_censored=spec.kind == "clv" and "net_revenue_1m" in frame.columns,
-    )
-    train, validation, test = split_frame(eligible, split)
-    if split.censored:
-        censored = []
-        for part, cutoff in ((train, split.test_months[0]), (validation, split.test_months[0])):
-            values, exposure = censor_clv_labels(frame, part, cutoff=cutoff, horizon_months=split.horizon_months,
-                                                 annual_rate=labels.clv_annual_discount_rate)
-            censored.append(part.assign(**{spec.label: values, EXPOSURE_COLUMN: exposure}))
-        train, validation = censored
-    if spec.kind == "clv":
-        y = train[spec.label].to_numpy(dtype="float64")
-        if len(y) and (np.nanmax(y) <= 0 or np.nanmin(y) == np.nanmax(y)):
-            raise ValueError(
-                f"label {spec.label} is {np.nanmax(y):g} in all {len(y):,} training rows ({_months(split.train_months)}): "
-                "nothing to learn; check what counts as value (config revenue: transaction_rate, annual_rate, "
-                "cost_to_serve_monthly) against the categories and products in the data"
-            )
-    features = feature_columns_of(frame, metadata)
-    if config.fairness.exclude_protected_attributes:  # the card still reports metrics by these groups
-        features = [c for c in features if c not in config.fairness.protected_attributes]
-    categories = categories_of(eligible, features, metadata)
-    if spec.kind == "binary":
-        for name, part in (("train", train), ("validation", validation), ("test", test)):
-            positives = int(np.nansum(part[spec.label]))
-            if positives == 0 or positives == len(part):
-                raise ValueError(
-                    f"the {name} split of the {spec.name} model ({len(part)} rows) has {positives} positives of "
-                    f"{spec.label}: both classes are needed; use a larger or longer table"
-                )
-    return ModelingData(spec, split, train, validation, test, features, categories, labels, metadata)
-
-
-def _months(months) -> str:
-    return f"as_of {months[0]}..{months[-1]}" if months else "no months"
-
+from training.oracle import OracleTables, oracle_continuation, oracle_for_rows, oracle_predictions  # noqa: F401
+from training.registry import FINGERPRINT_TAG
+from training.runs import log_run, prefixed
+from training.search import SearchResult, lightgbm_params, run_search
+from training.spec import KEY_COLUMNS, ModelSpec, get_spec
+from training.splits import OutOfTimeSplit
 
 # --------------------------------------------------------------------------------------------- fitting
-
-
-class _GiniFeval:
-    """LightGBM ``feval``: normalized Gini of one validation set, evaluated at every boosting round.
-
-    The perfect ordering's Gini is computed once; ties in the predictions are broken by row order, which
-    is what makes it cheap (the reported metrics use :func:`training.evaluation.normalized_gini`).
-    """
-
-    def __init__(self, y: np.ndarray):
-        self.y = np.asarray(y, dtype="float64")
-        self.perfect = self._gini(np.sort(self.y)[::-1])
-
-    def _gini(self, ordered: np.ndarray) -> float:
-        n = len(ordered)
-        total = ordered.sum()
-        return float(np.cumsum(ordered).sum() / total / n - (n + 1) / (2 * n)) if total > 0 else float("nan")
-
-    def __call__(self, preds: np.ndarray, data: lgb.Dataset) -> tuple[str, float, bool]:
-        value = self._gini(self.y[np.argsort(-preds, kind="stable")]) / self.perfect
-        return "normalized_gini", (value if np.isfinite(value) else 0.0), True
 
 
 def _dataset(X: pd.DataFrame, y: np.ndarray, reference: lgb.Dataset | None = None, init_score: np.ndarray | None = None) -> lgb.Dataset:
@@ -279,7 +134,7 @@ def fit_model(
     train_set = _dataset(X_train, y_train, init_score=data.offset(data.train))
     valid_set = _dataset(X_valid, y_valid, reference=train_set, init_score=data.offset(data.validation))
     positive_rate = float(y_train.mean()) if spec.kind == "binary" else None
-    feval = _GiniFeval(y_valid) if spec.kind == "clv" else None
+    feval = evaluation.GiniFeval(y_valid) if spec.kind == "clv" else None
     metric = "auc" if spec.kind == "binary" else "normalized_gini"
 
     def params_for(hyperparameters: dict) -> dict:
@@ -362,63 +217,6 @@ def _fit_hurdle(hyperparameters: dict, X_train, y_train, X_valid, y_valid, setti
 
 
 # --------------------------------------------------------------------------------------------- evaluation
-
-
-def metrics_of(spec: ModelSpec, y: np.ndarray, prediction: np.ndarray) -> dict[str, float]:
-    """The metric set of ``spec``'s kind (binary or CLV)."""
-    return evaluation.binary_metrics(y, prediction) if spec.kind == "binary" else evaluation.clv_metrics(y, prediction)
-
-
-def oracle_predictions(test: pd.DataFrame, spec: ModelSpec, raw_dir: str | Path | None) -> np.ndarray | None:
-    """The simulated bank's true probability / expected CLV for the ``test`` rows, or None without ground truth.
-
-    Joins ``ground_truth.<spec.oracle_column>`` on (customer_id, month = as_of month).
-    """
-    if not raw_dir or not Path(raw_dir).is_dir():
-        return None
-    from features.contract import GROUND_TRUTH_TABLE
-    from features.raw import find_table
-
-    source = find_table(Path(raw_dir), GROUND_TRUTH_TABLE)
-    if source is None:
-        return None
-    try:
-        truth = source.read_pandas(columns=["customer_id", "month", spec.oracle_column])
-    except (KeyError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
-        print(f"note: ground truth in {source.path} has no usable {spec.oracle_column} ({err}); no oracle figures")
-        return None
-    truth = truth[["customer_id", "month", spec.oracle_column]].assign(month=lambda t: as_of_months(t["month"]))
-    keys = test[["customer_id"]].assign(month=as_of_months(test["as_of"]))
-    joined = keys.merge(truth.drop_duplicates(["customer_id", "month"]), on=["customer_id", "month"], how="left")
-    values = joined[spec.oracle_column].to_numpy(dtype="float64")
-    return None if np.isnan(values).all() else values
-
-
-def oracle_continuation(test: pd.DataFrame, spec: ModelSpec, raw_dir: str | Path | None) -> dict[str, np.ndarray] | None:
-    """The continuation oracle of the ``test`` rows (``custbase oracle``), or None unless it covers every row.
-
-    Reads ``<raw_dir>/oracle_continuation.parquet``: the expected outcome given each customer's true state at as_of,
-    by Monte Carlo continuation of the simulated bank. Returns ``value``, ``se`` (its standard error), ``half`` (the
-    mean of half the replications) and ``replications``, aligned with ``test``.
-    """
-    from features.simulate import CONTINUATION_ORACLE_FILE
-
-    path = Path(raw_dir) / CONTINUATION_ORACLE_FILE if raw_dir else None
-    if path is None or not path.exists():
-        return None
-    import pyarrow.parquet as pq
-
-    column = spec.oracle_column
-    if column not in pq.read_schema(path).names:
-        return None
-    frame = pq.read_table(path, columns=["customer_id", "month", column, f"{column}_se", f"{column}_half", "replications"]).to_pandas()
-    frame = frame.assign(month=as_of_months(frame["month"])).drop_duplicates(["customer_id", "month"], keep="last")
-    keys = test[["customer_id"]].assign(month=as_of_months(test["as_of"]))
-    joined = keys.merge(frame, on=["customer_id", "month"], how="left")
-    if joined[column].isna().any():
-        return None
-    return {"value": joined[column].to_numpy(dtype="float64"), "se": joined[f"{column}_se"].to_numpy(dtype="float64"),
-            "half": joined[f"{column}_half"].to_numpy(dtype="float64"), "replications": joined["replications"].to_numpy()}
 
 
 def _roc_auc_or_nan(y: np.ndarray, score: np.ndarray) -> float:
@@ -788,221 +586,304 @@ def training_profile(bundle, data: ModelingData, config: Config) -> dict:
                              bins=config.monitoring.psi_bins)
 
 
-def _clv_for_retention(test: pd.DataFrame, labels: Labels) -> tuple[np.ndarray, str]:
-    """Predicted CLV of the test rows: the CLV champion if registered, else net revenue carried forward."""
-    from serving.runtime.bundle import load_bundle
-    from training.registry import champion_uri
-
-    uri = champion_uri("clv")
-    if uri is not None:
-        try:
-            return load_bundle(uri).predict(test), uri
-        except Exception as err:  # noqa: BLE001 - a stale champion must not stop a churn training
-            print(f"note: CLV champion {uri} cannot score these rows ({err}); using net revenue carried forward")
-    return clv_carried_forward(test, labels), "net_revenue_12m carried forward"
+#: The retention CLV when no CLV model is given: the last 12 months' net revenue, carried forward.
+CARRIED_FORWARD = "net_revenue_12m carried forward"
 
 
-def train_model(
-    model: str,
-    config: Config,
+@dataclass(frozen=True)
+class RetentionClv:
+    """The CLV churn's retention-profit figures value customers with: chosen by the caller, recorded in the run.
+
+    ``model``: a CLV model (anything with ``predict(rows)``, such as a registered version's bundle) named by
+    ``source``; None for net revenue carried forward.
+    """
+
+    source: str = CARRIED_FORWARD
+    model: object | None = None
+
+    def values(self, rows: pd.DataFrame, labels: Labels) -> tuple[np.ndarray, str]:
+        """The CLV of ``rows`` and where it came from (carried forward when the model cannot score them)."""
+        if self.model is not None:
+            try:
+                return self.model.predict(rows), self.source
+            except Exception as err:  # noqa: BLE001 - a stale CLV model must not stop a churn training
+                print(f"note: CLV model {self.source} cannot score these rows ({err}); using net revenue carried forward")
+        return clv_carried_forward(rows, labels), CARRIED_FORWARD
+
+
+@dataclass
+class Baselines:
+    """The baselines' test predictions: the main one, and for CLV BG/NBD x Gamma-Gamma when it ran."""
+
+    test: np.ndarray
+    btyd: np.ndarray | None = None
+    btyd_note: str | None = None
+
+
+def fit_baselines(data: ModelingData, config: Config, seconds: dict[str, float], *, progress: bool = False) -> Baselines:
+    """Fit the baseline of ``data.spec`` (logistic regression, or CLV carried forward plus BG/NBD x Gamma-Gamma)."""
+    spec, settings = data.spec, config.training
+    t = time.perf_counter()
+    if spec.kind == "binary":
+        baseline = fit_logistic_baseline(data.train[data.feature_columns], data.y(data.train), list(data.categories), seed=settings.seed)
+        result = Baselines(baseline.predict_proba(data.test[data.feature_columns])[:, 1])
+    else:
+        result = Baselines(clv_carried_forward(data.test, data.labels))
+    seconds["baseline"] = time.perf_counter() - t
+    if spec.kind == "clv":
+        from training.btyd import btyd_baseline
+
+        t = time.perf_counter()
+        result.btyd, result.btyd_note = btyd_baseline(data.test, data.metadata, config, data.labels, data.split.test_months[0],
+                                                      seed=settings.seed)
+        seconds["baseline_btyd"] = time.perf_counter() - t
+        if progress:
+            print(result.btyd_note, flush=True)
+    return result
+
+
+def evaluate(
+    fitted: FittedModel,
+    data: ModelingData,
+    baselines: Baselines,
     *,
-    features_path: Path,
+    oracle: OracleTables | None = None,
+    retention_clv: np.ndarray | None = None,
+    economics=None,
+) -> Evaluation:
+    """The test-month figures of the fitted model against its baselines and the oracle (no I/O).
+
+    ``oracle``: what the caller read of the simulator's oracle (:func:`training.oracle.read_oracle`), joined here to
+    the test rows; ``retention_clv``: the CLV of the test rows for churn's retention profit (with ``economics``).
+    """
+    oracle_test, continuation = oracle_for_rows(data.test, oracle)
+    ev = evaluate_model(fitted, data, baseline_test=baselines.test, oracle_test=oracle_test,
+                        clv_for_retention=retention_clv, economics=economics, continuation=continuation)
+    if baselines.btyd is not None:
+        from training.btyd import NAME as BTYD_NAME
+
+        ev.other_baselines[BTYD_NAME] = metrics_of(data.spec, data.y(data.test), baselines.btyd)
+    return ev
+
+
+# --------------------------------------------------------------------------------------------- what a run records
+
+
+def _inputs_record(data: ModelingData, config: Config, fingerprint: dict, *, commit: str | None, source: str | None) -> dict:
+    """What a run records before fitting: the data, split, feature set and settings."""
+    spec, settings = data.spec, config.training
+    feature_set = data.metadata.get("feature_set") or {}
+    return dict(
+        tags={"model": spec.name, "git_commit": commit, "mlflow.source.git.commit": commit, "features_path": source},
+        dicts={"config.json": config.model_dump(mode="json"), "split.json": data.split.to_dict(),
+               "feature_set.json": {**feature_set, "columns": data.feature_columns, "categories": data.categories}},
+        params={
+            "model": spec.name,
+            "label": spec.label,
+            "feature_set_name": feature_set.get("name"),
+            "feature_set_version": feature_set.get("version"),
+            "feature_count": len(data.feature_columns),
+            **prefixed("data_", fingerprint),
+            **data.split.to_params(),
+            "rows_train": len(data.train),
+            "rows_validation": len(data.validation),
+            "rows_test": len(data.test),
+            "num_threads": settings.num_threads,
+            "seed": settings.seed,
+            "early_stopping_rounds": settings.early_stopping_rounds,
+        },
+    )
+
+
+def _fit_record(fitted: FittedModel) -> dict:
+    """What a run records of the search and the fitted model."""
+    params = {**prefixed("hp_", fitted.hyperparameters),
+              "model_form": fitted.form, "best_iteration": fitted.bundle.booster.current_iteration(),
+              "optuna_study": fitted.search.study_name, "optuna_trials_total": fitted.search.trials_total,
+              "optuna_trials_run": fitted.search.trials_run, "optuna_trials_pruned": fitted.search.trials_pruned}
+    metrics = {}
+    if fitted.bundle.calibrator is not None:
+        params["calibration_method"] = fitted.bundle.calibrator.method
+        metrics = prefixed("valid_calibration_cv_brier_", dict(fitted.bundle.calibrator.cv_brier))
+    return dict(params=params, metrics=metrics)
+
+
+def _evaluation_record(data: ModelingData, fitted: FittedModel, ev: Evaluation, baselines: Baselines,
+                       retention_clv_source: str | None) -> dict:
+    """What a run records of the evaluation: every metric group, the oracle's source, the test predictions."""
+    spec = data.spec
+    metrics: dict = {}
+    if baselines.btyd is not None:
+        from training.btyd import NAME as BTYD_NAME
+
+        metrics.update(prefixed(f"baseline_{BTYD_NAME}_", ev.other_baselines[BTYD_NAME]))
+    for prefix, values in (("test_", ev.test), ("valid_", ev.validation), ("baseline_", ev.baseline), ("oracle_", ev.oracle),
+                           ("oracle_noise_", ev.oracle_noise), ("test_uncalibrated_", ev.uncalibrated)):
+        metrics.update(prefixed(prefix, values))
+    if spec.kind == "binary":
+        raw_valid = evaluation.binary_metrics(data.y(data.validation), fitted.validation_raw)
+        metrics.update(prefixed("valid_uncalibrated_", {k: raw_valid[k] for k in ("brier", "ece", "log_loss")}))
+    else:
+        metrics.update(prefixed("valid_normalized_gini_", fitted.validation_scores))
+    ratio = ev.oracle_ratio(spec)
+    if ratio is not None:
+        metrics[f"oracle_ratio_{spec.primary_metric}"] = ratio
+    metrics.update(prefixed("test_active_at_as_of_", ev.active_slice))
+    dicts = {}
+    if ev.retention:
+        metrics.update(prefixed("test_retention_", {k: ev.retention[k] for k in ("best_profit", "contact_share", "best_profit_per_customer")}))
+        metrics.update(prefixed("baseline_retention_", {k: ev.baseline_retention[k] for k in ("best_profit", "contact_share")}))
+        dicts["retention_profit_curve.json"] = {"model": ev.retention["profit_curve"], "baseline": ev.baseline_retention["profit_curve"],
+                                                "clv_source": retention_clv_source}
+    metrics["beats_baseline"] = float(ev.beats_baseline(spec))
+    tags = {"oracle_source": ev.oracle_source or None, "baseline_btyd": baselines.btyd_note,
+            "retention_clv_source": retention_clv_source}
+    predictions = data.test[list(KEY_COLUMNS)].assign(
+        label=data.y(data.test), prediction=ev.test_prediction, prediction_raw=ev.test_raw, baseline=baselines.test,
+        **({"baseline_btyd": baselines.btyd} if baselines.btyd is not None else {}),
+    )
+    return dict(metrics=metrics, tags=tags, dicts=dicts, tables={"predictions/test_predictions.parquet": predictions})
+
+
+def _version_tags(data: ModelingData, fitted: FittedModel, ev: Evaluation, fingerprint: dict, training_fingerprint: str) -> dict:
+    """The registered version's tags: what the gate and a reuse look up without opening the run."""
+    spec = data.spec
+    return {
+        "model_form": fitted.form,
+        f"test_{spec.primary_metric}": f"{ev.test[spec.primary_metric]:.6f}",
+        f"baseline_{spec.primary_metric}": f"{ev.baseline[spec.primary_metric]:.6f}",
+        "beats_baseline": str(ev.beats_baseline(spec)).lower(),
+        "data_content_hash": fingerprint["content_hash"],
+        "test_months": f"{data.split.test_months[0]}..{data.split.test_months[-1]}",
+        FINGERPRINT_TAG: training_fingerprint,
+    }
+
+
+def _figures(data: ModelingData, fitted: FittedModel, ev: Evaluation, baselines: Baselines, config: Config, title: str) -> dict:
+    """The evaluation figures of a run (matplotlib and shap are imported only here)."""
+    from training import plots
+
+    spec, settings = data.spec, config.training
+    sample = data.test.sample(n=min(len(data.test), settings.shap_sample_rows), random_state=settings.seed)
+    if spec.kind == "binary":
+        profit_curves, profit_label = _profit_curves(spec, data, ev, baselines.test, config)
+        profit_best = ({"model": (ev.retention["contact_share"], ev.retention["best_profit"]),
+                        "baseline": (ev.baseline_retention["contact_share"], ev.baseline_retention["best_profit"])}
+                       if ev.retention else None)
+        figures = plots.binary_figures(data.y(data.test), ev.test_prediction, p_uncalibrated=ev.test_raw,
+                                       baseline=baselines.test, title=title, profit_curves=profit_curves,
+                                       profit_label=profit_label, profit_best=profit_best)
+    else:
+        figures = plots.clv_figures(data.y(data.test), ev.test_prediction, baseline=baselines.test, title=title)
+    figures.update(plots.shap_figures(fitted.bundle.booster, data.X(sample), max_rows=settings.shap_sample_rows, title=title))
+    return figures
+
+
+# --------------------------------------------------------------------------------------------- the core
+
+
+def train(
+    frame: pd.DataFrame,
+    metadata: dict,
+    spec: ModelSpec,
+    config: Config,
+    tracker,
+    *,
+    oracle: OracleTables | None = None,
+    retention_clv: RetentionClv | None = None,
     trials: int | None = None,
     timeout: float | None = None,
     resume: bool = False,
     progress: bool = True,
     reuse: bool = False,
+    source: str | None = None,
+    run_record: dict | None = None,
 ) -> TrainResult | ReusedTraining:
-    """Train, evaluate, log and register one model (``churn``, ``upgrade`` or ``clv``) from a customer-month table.
+    """Train, evaluate, record and register one model (churn, upgrade or CLV) from a customer-month frame.
+
+    Parameters
+    ----------
+    frame, metadata
+        The customer-month table and its ``custbase`` metadata (:func:`features.feature_set.read_feature_table`);
+        ``frame`` is not changed.
+    spec
+        The model (:func:`training.spec.get_spec`); its label and oracle names follow the table's horizons.
+    tracker
+        Where the run is recorded and the version registered (:class:`training.runs.MlflowTracker`).
+    oracle
+        The simulator's oracle as read by the caller (:func:`training.oracle.read_oracle`), or None.
+    retention_clv
+        Churn only: the CLV its retention-profit figures use (default: net revenue carried forward).
+    trials, timeout, resume
+        The Optuna budget; ``resume`` continues the newest study of this model and data.
+    reuse
+        When a registered version was trained from the same data, code and settings (its ``training_fingerprint``
+        tag), make it the challenger again instead of training.
+    source, run_record
+        Recorded in the run: where the frame came from (tag ``features_path``) and further :func:`log_run` fields.
 
     Registers a new version of ``custbase-<model>`` with alias ``challenger``; ``promote`` decides on champion.
-    With ``reuse``, a registered version trained from the same data, code and settings (its
-    ``training_fingerprint`` tag) becomes the challenger again instead of a new training.
     """
-    from training import registry, tracking
-    from training.model_card import render_model_card
-
-    spec = get_spec(model)
     settings = config.training
     clock = {"start": time.perf_counter()}
-    uri = tracking.configure_tracking(config)
-    frame, metadata = read_feature_table(features_path)
     data = prepare_modeling_data(frame, metadata, spec, config)
     spec = data.spec  # label and oracle names of the table's horizons
-    del frame
     population = data.population
     fingerprint = tracking.data_fingerprint(population)
     training_fingerprint = tracking.training_fingerprint(fingerprint, config, spec.name, trials=trials, timeout=timeout)
     if reuse:
-        previous = registry.version_with_fingerprint(spec, training_fingerprint)
+        previous = tracker.reusable_version(spec, training_fingerprint)
         if previous is not None:
-            registry.set_challenger(spec, previous["version"])
+            tracker.set_challenger(spec, previous["version"])
             return ReusedTraining(spec.name, spec.registered_name, previous["version"], previous["run_id"],
                                   training_fingerprint, previous["tags"])
         if progress:
-            print(f"{spec.name}: {registry.why_retrain(spec, fingerprint['content_hash'])}", flush=True)
+            print(f"{spec.name}: {tracker.why_retrain(spec, fingerprint['content_hash'])}", flush=True)
     if progress:
         # the split's warnings (if any) are printed once, with the result
         print(f"{spec.name}: {len(population):,} eligible labeled rows; split {data.split.render().splitlines()[0]}", flush=True)
-    experiment_id = tracking.ensure_experiment(spec.registered_name, config)
-    commit = tracking.git_commit()
+    experiment_id = tracker.experiment(spec.registered_name)
+    commit = tracker.git_commit()
     seconds: dict[str, float] = {}
-    with tracking.training_run(experiment_id, run_name=f"{spec.name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}") as run:
-        run.tags({"model": spec.name, "git_commit": commit, "mlflow.source.git.commit": commit, "features_path": str(features_path)})
-        run.dict(config.model_dump(mode="json"), "config.json")
-        run.dict(data.split.to_dict(), "split.json")
-        feature_set = data.metadata.get("feature_set") or {}
-        run.dict({**feature_set, "columns": data.feature_columns, "categories": data.categories}, "feature_set.json")
-        run.params(
-            {
-                "model": spec.name,
-                "label": spec.label,
-                "feature_set_name": feature_set.get("name"),
-                "feature_set_version": feature_set.get("version"),
-                "feature_count": len(data.feature_columns),
-                **{f"data_{k}": v for k, v in fingerprint.items()},
-                **data.split.to_params(),
-                "rows_train": len(data.train),
-                "rows_validation": len(data.validation),
-                "rows_test": len(data.test),
-                "num_threads": settings.num_threads,
-                "seed": settings.seed,
-                "early_stopping_rounds": settings.early_stopping_rounds,
-            }
-        )
+    with tracker.start_run(experiment_id, run_name=f"{spec.name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}") as run:
+        log_run(run, **_inputs_record(data, config, fingerprint, commit=commit, source=source))
+        if run_record:
+            log_run(run, **run_record)
+        baselines = fit_baselines(data, config, seconds, progress=progress)
 
         t = time.perf_counter()
-        if spec.kind == "binary":
-            baseline = fit_logistic_baseline(data.train[data.feature_columns], data.y(data.train), list(data.categories), seed=settings.seed)
-            baseline_test = baseline.predict_proba(data.test[data.feature_columns])[:, 1]
-        else:
-            baseline_test = clv_carried_forward(data.test, data.labels)
-        seconds["baseline"] = time.perf_counter() - t
-        btyd_test = None
-        if spec.kind == "clv":
-            from training.btyd import btyd_baseline
-
-            t = time.perf_counter()
-            btyd_test, btyd_note = btyd_baseline(data.test, metadata, config, data.labels, data.split.test_months[0], seed=settings.seed)
-            seconds["baseline_btyd"] = time.perf_counter() - t
-            run.tags({"baseline_btyd": btyd_note})
-            if progress:
-                print(btyd_note, flush=True)
-
-        t = time.perf_counter()
-        fitted = fit_model(
-            data,
-            settings,
-            trials=trials,
-            timeout=timeout,
-            storage_url=tracking.optuna_storage_url(config),
-            study_prefix=f"custbase-{spec.name}-{fingerprint['content_hash'][:10]}",
-            resume=resume,
-            on_trial=run.trial_logger(experiment_id, spec.name),
-            progress=progress,
-        )
+        fitted = fit_model(data, settings, trials=trials, timeout=timeout, storage_url=tracker.optuna_storage_url(),
+                           study_prefix=f"custbase-{spec.name}-{fingerprint['content_hash'][:10]}", resume=resume,
+                           on_trial=run.trial_logger(experiment_id, spec.name), progress=progress)
         seconds["search_and_fit"] = time.perf_counter() - t
-        run.params({f"hp_{k}": v for k, v in fitted.hyperparameters.items()})
-        run.params({"model_form": fitted.form, "best_iteration": fitted.bundle.booster.current_iteration(),
-                    "optuna_study": fitted.search.study_name, "optuna_trials_total": fitted.search.trials_total,
-                    "optuna_trials_run": fitted.search.trials_run, "optuna_trials_pruned": fitted.search.trials_pruned})
-        if fitted.bundle.calibrator is not None:
-            run.params({"calibration_method": fitted.bundle.calibrator.method})
-            run.metrics(dict(fitted.bundle.calibrator.cv_brier), prefix="valid_calibration_cv_brier_")
+        log_run(run, **_fit_record(fitted))
 
         t = time.perf_counter()
-        continuation = oracle_continuation(data.test, spec, metadata.get("raw_dir")) if spec.kind == "clv" else None
-        oracle_test = continuation["value"] if continuation else oracle_predictions(data.test, spec, metadata.get("raw_dir"))
-        clv_source = None
-        clv_retention = None
-        if spec.name == "churn":
-            clv_retention, clv_source = _clv_for_retention(data.test, data.labels)
-            run.tags({"retention_clv_source": clv_source})
-        ev = evaluate_model(fitted, data, baseline_test=baseline_test, oracle_test=oracle_test,
-                            clv_for_retention=clv_retention, economics=config.retention, continuation=continuation)
-        if btyd_test is not None:
-            from training.btyd import NAME as BTYD_NAME
-
-            ev.other_baselines[BTYD_NAME] = metrics_of(spec, data.y(data.test), btyd_test)
-            run.metrics(ev.other_baselines[BTYD_NAME], prefix=f"baseline_{BTYD_NAME}_")
-        run.metrics(ev.test, prefix="test_")
-        run.metrics(ev.validation, prefix="valid_")
-        run.metrics(ev.baseline, prefix="baseline_")
-        run.metrics(ev.oracle, prefix="oracle_")
-        run.metrics(ev.oracle_noise, prefix="oracle_noise_")
-        if ev.oracle_source:
-            run.tags({"oracle_source": ev.oracle_source})
-        run.metrics(ev.uncalibrated, prefix="test_uncalibrated_")
-        if spec.kind == "binary":
-            raw_valid = evaluation.binary_metrics(data.y(data.validation), fitted.validation_raw)
-            run.metrics({k: raw_valid[k] for k in ("brier", "ece", "log_loss")}, prefix="valid_uncalibrated_")
-        else:
-            run.metrics(fitted.validation_scores, prefix="valid_normalized_gini_")
-        ratio = ev.oracle_ratio(spec)
-        if ratio is not None:
-            run.metrics({f"oracle_ratio_{spec.primary_metric}": ratio})
-        if ev.active_slice:
-            run.metrics(ev.active_slice, prefix="test_active_at_as_of_")
-        if ev.retention:
-            run.metrics({k: ev.retention[k] for k in ("best_profit", "contact_share", "best_profit_per_customer")}, prefix="test_retention_")
-            run.metrics({k: ev.baseline_retention[k] for k in ("best_profit", "contact_share")}, prefix="baseline_retention_")
-            run.dict({"model": ev.retention["profit_curve"], "baseline": ev.baseline_retention["profit_curve"], "clv_source": clv_source}, "retention_profit_curve.json")
-        beats = ev.beats_baseline(spec)
-        run.metrics({"beats_baseline": float(beats)})
-        predictions = data.test[list(KEY_COLUMNS)].assign(
-            label=data.y(data.test), prediction=ev.test_prediction, prediction_raw=ev.test_raw, baseline=baseline_test,
-            **({"baseline_btyd": btyd_test} if btyd_test is not None else {}),
-        )
-        run.table(predictions, "predictions/test_predictions.parquet")
+        clv_values, clv_source = (retention_clv or RetentionClv()).values(data.test, data.labels) if spec.name == "churn" else (None, None)
+        ev = evaluate(fitted, data, baselines, oracle=oracle, retention_clv=clv_values, economics=config.retention)
+        log_run(run, **_evaluation_record(data, fitted, ev, baselines, clv_source))
         seconds["evaluate"] = time.perf_counter() - t
 
         t = time.perf_counter()
         fitted.bundle.metadata.update(run_id=run.run_id, fingerprint=fingerprint, git_commit=commit,
                                       reference_profile=training_profile(fitted.bundle, data, config))
         model_uri = run.model(fitted.bundle, data.test.head(5))
-        version = registry.register_challenger(
-            spec,
-            model_uri,
-            run_id=run.run_id,
-            tags={
-                "model_form": fitted.form,
-                f"test_{spec.primary_metric}": f"{ev.test[spec.primary_metric]:.6f}",
-                f"baseline_{spec.primary_metric}": f"{ev.baseline[spec.primary_metric]:.6f}",
-                "beats_baseline": str(beats).lower(),
-                "data_content_hash": fingerprint["content_hash"],
-                "test_months": f"{data.split.test_months[0]}..{data.split.test_months[-1]}",
-                registry.FINGERPRINT_TAG: training_fingerprint,
-            },
-        )
-        run.tags({"registered_model": spec.registered_name, "registered_version": version})
+        version = tracker.register(spec, model_uri, run_id=run.run_id,
+                                   tags=_version_tags(data, fitted, ev, fingerprint, training_fingerprint))
+        log_run(run, tags={"registered_model": spec.registered_name, "registered_version": version})
         seconds["log_and_register"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        if settings.log_figures:
-            from training import plots  # matplotlib and shap: only when drawing
-
-            sample = data.test.sample(n=min(len(data.test), settings.shap_sample_rows), random_state=settings.seed)
-            title = f"{spec.registered_name} v{version}, test {data.split.test_months[0]}..{data.split.test_months[-1]}"
-            if spec.kind == "binary":
-                profit_curves, profit_label = _profit_curves(spec, data, ev, baseline_test, config)
-                profit_best = ({"model": (ev.retention["contact_share"], ev.retention["best_profit"]),
-                                "baseline": (ev.baseline_retention["contact_share"], ev.baseline_retention["best_profit"])}
-                               if ev.retention else None)
-                figures = plots.binary_figures(data.y(data.test), ev.test_prediction, p_uncalibrated=ev.test_raw,
-                                               baseline=baseline_test, title=title, profit_curves=profit_curves,
-                                               profit_label=profit_label, profit_best=profit_best)
-            else:
-                figures = plots.clv_figures(data.y(data.test), ev.test_prediction, baseline=baseline_test, title=title)
-            figures.update(plots.shap_figures(fitted.bundle.booster, data.X(sample), max_rows=settings.shap_sample_rows,
-                                              title=title))
-            run.figures(figures)
+        title = f"{spec.registered_name} v{version}, test {data.split.test_months[0]}..{data.split.test_months[-1]}"
+        figures = _figures(data, fitted, ev, baselines, config, title) if settings.log_figures else {}
         card = _card(spec, data, fitted, ev, {"version": version, "run_id": run.run_id, "git_commit": commit}, fingerprint, config)
         card_text = render_model_card(card)
-        run.text(card_text, "model_card.md")
-        run.tags({"mlflow.note.content": tracking.run_description(card_text)})  # the run's description in the MLflow UI
+        # the card is also the run's description in the MLflow UI
+        log_run(run, figures=figures, texts={"model_card.md": card_text},
+                tags={"mlflow.note.content": tracking.run_description(card_text)})
         seconds["figures_and_card"] = time.perf_counter() - t
         seconds["total"] = time.perf_counter() - clock["start"]
-        run.metrics(seconds, prefix="seconds_")
+        log_run(run, metrics=prefixed("seconds_", seconds))
 
     result = TrainResult(
         model=spec.name,
@@ -1010,7 +891,7 @@ def train_model(
         version=version,
         run_id=run.run_id,
         experiment_id=experiment_id,
-        tracking_uri=uri,
+        tracking_uri=tracker.uri,
         split=data.split,
         primary_metric=spec.primary_metric,
         evaluation=ev,

@@ -373,6 +373,7 @@ def train_uplift(name: str, config: Config, *, features_path: Path, raw_dir: Pat
 
     from training import registry, tracking
     from training.model_card import render_model_card
+    from training.runs import log_run, prefixed
 
     spec = get_uplift_spec(name)
     settings = config.training
@@ -410,17 +411,16 @@ def train_uplift(name: str, config: Config, *, features_path: Path, raw_dir: Pat
     experiment_id = tracking.ensure_experiment(spec.registered_name, config)
     commit = tracking.git_commit()
     with tracking.training_run(experiment_id, run_name=f"{spec.name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}") as run:
-        run.tags({"model": spec.name, "git_commit": commit, "features_path": str(features_path), "raw_dir": str(raw_dir)})
-        run.params({"offer": spec.offer, "outcome": f"{'1 - ' if spec.base_model == 'churn' else ''}{spec.base.label}",
-                    "rows_train": len(train), "rows_validation": len(valid), "rows_test": len(test),
-                    "propensity": propensity, **split.to_params()})
+        log_run(run, tags={"model": spec.name, "git_commit": commit, "features_path": str(features_path), "raw_dir": str(raw_dir)},
+                params={"offer": spec.offer, "outcome": f"{'1 - ' if spec.base_model == 'churn' else ''}{spec.base.label}",
+                        "rows_train": len(train), "rows_validation": len(valid), "rows_test": len(test),
+                        "propensity": propensity, **split.to_params()})
         best, study = search_uplift(X["train"], w["train"], y["train"], X["valid"], w["valid"], y["valid"],
                                     trials=trials or settings.trials, seed=settings.seed, num_threads=settings.num_threads,
                                     on_trial=run.trial_logger(experiment_id, spec.name), progress=progress,
                                     untreated=untreated_parts["train"])
         hp = {**default_uplift_hyperparameters(), **best}
-        run.params({f"hp_{k}": v for k, v in hp.items()})
-        run.params({"rows_untreated_pool": len(untreated_parts["fit"][1])})
+        log_run(run, params={**prefixed("hp_", hp), "rows_untreated_pool": len(untreated_parts["fit"][1])})
         # refit on train + validation with the chosen trees; the test months stay unseen
         fit_X = pd.concat([X["train"], X["valid"]])
         boosters = fit_uplift(fit_X, np.r_[w["train"], w["valid"]], np.r_[y["train"], y["valid"]], hp,
@@ -429,16 +429,15 @@ def train_uplift(name: str, config: Config, *, features_path: Path, raw_dir: Pat
         propensity = blend_weight(hp, int(fit_w.sum()), int(len(fit_w) - fit_w.sum()), len(untreated_parts["fit"][1]))
         uplift_test = predict_uplift(boosters, X["test"], propensity)
         metrics = uplift_metrics(y["test"], w["test"], uplift_test)
-        run.metrics(metrics, prefix="test_")
-        run.metrics({"qini": study.best_value}, prefix="valid_")
+        log_run(run, metrics={**prefixed("test_", metrics), "valid_qini": study.best_value})
         truth = true_effects(test, spec, raw_dir)
         oracle_qini = None
         warnings: list[str] = []
         if truth is not None:
             ok = ~np.isnan(truth)
             oracle_qini = qini_coefficient(y["test"][ok], w["test"][ok], truth[ok])
-            run.metrics({"oracle_qini": oracle_qini, "qini_ratio_to_oracle": metrics["qini"] / oracle_qini if oracle_qini else float("nan"),
-                         "true_uplift_correlation": float(np.corrcoef(uplift_test[ok], truth[ok])[0, 1])})
+            log_run(run, metrics={"oracle_qini": oracle_qini, "qini_ratio_to_oracle": metrics["qini"] / oracle_qini if oracle_qini else float("nan"),
+                                  "true_uplift_correlation": float(np.corrcoef(uplift_test[ok], truth[ok])[0, 1])})
         bundle = ModelBundle(spec.name, f"uplift_{hp['learner']}", features, categories, boosters, None, {
             "offer": spec.offer, "propensity": propensity, "learner": hp["learner"], "control_pool": hp["control_pool"],
             "split": split.to_dict(),
@@ -446,15 +445,15 @@ def train_uplift(name: str, config: Config, *, features_path: Path, raw_dir: Pat
         })
         model_uri = _log_bundle(bundle, X["test"].head(5))
         figure = _qini_figure(y["test"], w["test"], {"model": uplift_test, **({"true effect": np.nan_to_num(truth)} if truth is not None else {})})
-        run.figures({"qini_curve": figure})
+        log_run(run, figures={"qini_curve": figure})
         version = registry.register_challenger(spec.gate_spec(), model_uri, run_id=run.run_id, tags={
             "test_qini": f"{metrics['qini']:.8f}", "test_ate_abs_error": f"{metrics['ate_abs_error']:.8f}",
             "test_months": f"{split.test_months[0]}..{split.test_months[-1]}", "learner": hp["learner"]})
         promoted, reason = _gate(spec, version, metrics, split, config)
-        run.tags({"registered_model": spec.registered_name, "registered_version": version, "promoted": promoted})
+        log_run(run, tags={"registered_model": spec.registered_name, "registered_version": version, "promoted": promoted})
         card = _card(spec, hp, split, {"train": len(train), "validation": len(valid), "test": len(test)}, metrics, oracle_qini,
                      study.best_value, features, version, run.run_id, reason)
-        run.text(render_model_card(card), "model_card.md")
+        log_run(run, texts={"model_card.md": render_model_card(card)})
     return UpliftResult(spec.name, spec.registered_name, version, run.run_id, split, hp["learner"],
                         {"train": len(train), "validation": len(valid), "test": len(test)}, metrics, float(study.best_value),
                         oracle_qini, promoted, reason, time.perf_counter() - began,

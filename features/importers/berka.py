@@ -77,7 +77,7 @@ import numpy as np
 import pandas as pd
 
 from custbase.config import Config
-from features.importers import ImportSummary, write_raw_tables
+from features.importers.tables import ImportSummary, write_raw_tables
 from features.validate import validate_raw
 
 

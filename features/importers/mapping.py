@@ -66,7 +66,7 @@ import yaml
 
 from custbase.config import Config
 from features import contract
-from features.importers import ImportSummary, write_raw_tables
+from features.importers.tables import ImportSummary, write_raw_tables
 from features.validate import validate_raw
 
 _SPEC_KEYS = {"from", "format", "codes", "id", "absolute", "by_sign", "scale", "value", "unknown"}
