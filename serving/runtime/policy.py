@@ -117,10 +117,17 @@ def _outside_churn_population(scores) -> np.ndarray:
 
     outside = ~_in_churn_population(scores)
     if "segment" in scores:
-        segment = scores["segment"]
-        segment = segment.to_numpy(dtype=object) if hasattr(segment, "to_numpy") else np.asarray(segment, dtype=object)
-        outside = outside | np.isin(segment, list(OUTSIDE_CHURN_POPULATION))
+        outside = outside | _isin(scores["segment"], OUTSIDE_CHURN_POPULATION)
     return outside
+
+
+def _isin(values, names) -> np.ndarray:
+    """``values`` (text) in ``names``, as a boolean array; a set lookup per row beats ``np.isin`` on object arrays."""
+    import numpy as np
+
+    names = frozenset(names)
+    values = values.tolist() if hasattr(values, "tolist") else list(values)
+    return np.fromiter((v in names for v in values), dtype=bool, count=len(values))
 
 
 #: The contacts the policy values, in the columns of :attr:`ContactValues.matrix` (``none`` is the absence of one).
@@ -159,24 +166,26 @@ class ContactValues:
         return self.matrix[:, CONTACTS.index(contact)]
 
 
-def offer_terms(scores, kind: str, policy: Policy) -> OfferTerms:
+def offer_terms(scores, kind: str, policy: Policy, *, outside: np.ndarray | None = None) -> OfferTerms:
     """The terms of a ``kind`` (:data:`OFFERS`) contact's expected incremental value for each row.
 
     ``uplift x value - contact_cost - offer_cost``; the uplift is the scores' ``retention_uplift`` /
     ``upgrade_uplift`` where present and not missing, else the rule of thumb (churn probability x retention
-    acceptance rate, upgrade probability x upgrade acceptance rate). No retention offer outside the churn population;
-    no upgrade offer for the top tier.
+    acceptance rate, upgrade probability x upgrade acceptance rate). No retention offer outside the churn population
+    (``outside``, when the caller has it already); no upgrade offer for the top tier.
     """
     import numpy as np
 
     if kind not in OFFERS:
         raise ValueError(f"offer must be one of {', '.join(OFFERS)}, got {kind!r}")
     n = len(scores["churn_probability"])
-    aum = np.nan_to_num(_column(scores, "aum_month_end", 0.0), nan=0.0).clip(min=0)  # unknown balances: no offer cost
+    aum = _column(scores, "aum_month_end", 0.0)
+    aum = np.where(np.isnan(aum), 0.0, aum).clip(min=0)  # unknown balances: no offer cost
     model_uplift = _column(scores, UPLIFT_COLUMNS[kind], np.nan)
     if kind == "retention":
         rule = _floats(scores, "churn_probability") * policy.retention_acceptance_rate
-        value = np.where(_outside_churn_population(scores), np.nan, _floats(scores, "clv_12m").clip(min=0))
+        outside = _outside_churn_population(scores) if outside is None else outside
+        value = np.where(outside, np.nan, _floats(scores, "clv_12m").clip(min=0))
         contact = policy.retention_contact_cost
         offer = policy.retention_offer_take_up * policy.retention_offer_rate * aum
     else:
@@ -198,10 +207,10 @@ def contact_values(scores, policy: Policy) -> ContactValues:
     """
     import numpy as np
 
-    offers = {kind: offer_terms(scores, kind, policy) for kind in OFFERS}
+    outside = _outside_churn_population(scores)
+    offers = {kind: offer_terms(scores, kind, policy, outside=outside) for kind in OFFERS}
     churn = _floats(scores, "churn_probability")
     clv = _floats(scores, "clv_12m")
-    outside = _outside_churn_population(scores)
     products = _column(scores, "product_count", 0.0)
     cross_sell = (1 - churn) * policy.cross_sell_acceptance_rate * policy.cross_sell_clv_uplift * clv - policy.cross_sell_contact_cost
     cross_sell = np.where(outside | ~(products < policy.cross_sell_max_products), np.nan, cross_sell)
@@ -267,7 +276,7 @@ def segment_customers(scores: pd.DataFrame, policy: Policy) -> np.ndarray:
     dormant = _column(scores, "is_dormant", 0.0) == 1
     lapsing = ~dormant & ~_in_churn_population(scores)
     at_risk = churn >= policy.at_risk_churn_probability
-    high_value = (clv >= policy.key_customer_clv) | np.isin(tier, list(policy.key_customer_tiers))
+    high_value = (clv >= policy.key_customer_clv) | _isin(tier, policy.key_customer_tiers)
     growth = (tier != policy.top_value_tier) & (np.nan_to_num(upgrade, nan=-1.0) >= policy.growth_upgrade_probability)
     return np.select(
         [dormant, lapsing, at_risk & high_value, at_risk, growth, high_value],
