@@ -91,3 +91,16 @@ def test_contact_values_known_answer_with_offer_cost():
     assert chosen["offer_uplift"][0] == pytest.approx(0.125)
     empty = recommend({k: v[:0] for k, v in scores.items()}, Policy())
     assert all(len(v) == 0 for v in empty.values())
+
+
+def test_one_offer_is_priced_from_its_own_inputs_only():
+    """The backtest prices the upgrade offer of rows that carry no churn score or CLV (and the retention offer
+    of rows without an upgrade score)."""
+    upgrade_rows = pd.DataFrame({"value_tier": ["mass", "private"], "upgrade_probability": [0.4, np.nan],
+                                 "aum_month_end": [10_000.0, 5_000_000.0]})
+    values = offer_values(upgrade_rows, "upgrade", Policy())
+    # 0.4 x 0.5 x 1,500 - 30 - 0.1 x 0.002 x 10,000 = 300 - 30 - 2 = 268; the top tier has no upgrade
+    assert values["expected_incremental_value"].iloc[0] == pytest.approx(268.0)
+    assert np.isnan(values["expected_incremental_value"].iloc[1])
+    retention_rows = pd.DataFrame({"churn_probability": [0.2], "clv_12m": [1_000.0], "aum_month_end": [0.0]})
+    assert offer_values(retention_rows, "retention", Policy())["expected_incremental_value"].iloc[0] == pytest.approx(45.0)

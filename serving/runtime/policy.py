@@ -87,12 +87,19 @@ def _floats(scores, name: str) -> np.ndarray:
     return np.asarray(values, dtype="float64")
 
 
+def _rows(scores) -> int:
+    """Rows of a frame or of a mapping of equally long arrays."""
+    if hasattr(scores, "index") and hasattr(scores, "columns"):
+        return len(scores.index)
+    return len(next(iter(scores.values()))) if len(scores) else 0
+
+
 def _column(scores, name: str, default: float) -> np.ndarray:
     """Column ``name`` as float64, ``default`` when absent."""
     import numpy as np
 
     if name not in scores:
-        return np.full(len(scores["churn_probability"]), default, dtype="float64")
+        return np.full(_rows(scores), default, dtype="float64")
     return _floats(scores, name)
 
 
@@ -108,7 +115,7 @@ def _in_churn_population(scores) -> np.ndarray:
     # imported here: custbase.config imports this module, and features.definitions imports custbase.config
     from features.definitions import churn_population_mask
 
-    return churn_population_mask(scores, len(scores["churn_probability"]))
+    return churn_population_mask(scores, _rows(scores))
 
 
 def _outside_churn_population(scores) -> np.ndarray:
@@ -178,7 +185,7 @@ def offer_terms(scores, kind: str, policy: Policy, *, outside: np.ndarray | None
 
     if kind not in OFFERS:
         raise ValueError(f"offer must be one of {', '.join(OFFERS)}, got {kind!r}")
-    n = len(scores["churn_probability"])
+    n = _rows(scores)
     aum = _column(scores, "aum_month_end", 0.0)
     aum = np.where(np.isnan(aum), 0.0, aum).clip(min=0)  # unknown balances: no offer cost
     model_uplift = _column(scores, UPLIFT_COLUMNS[kind], np.nan)
