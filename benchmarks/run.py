@@ -11,6 +11,10 @@ Needs the demo (``make demo``: a bento and its online feature snapshot). Writes
   ``booster.predict`` of the same one-row matrices, and the snapshot lookup;
 - batch: rows/s of the scoring function on the demo's base (reasons none / action / all) beside raw
   ``booster.predict`` of the same models on the same matrices with the same thread count;
+- features: customer-months/s of the latest-month feature build with DuckDB (``custbase features``), with a
+  straightforward pandas implementation of the same features (:mod:`benchmarks.pandas_features`, tested equal) and
+  with the Spark engine (local[2], session start excluded and reported apart), on one simulated bank of
+  ``--feature-customers`` customers (quick run: 10k; the issue's figure: 100k, ``make bench-full``);
 - scale: time and peak memory of ``custbase simulate`` (36 months), ``features`` (latest month) and ``score`` at
   10k customers (``--full``: 10k, 100k and 1M), each in its own folder under ``data/bench/`` with its own config.
 
@@ -43,7 +47,10 @@ TARGETS = {
     "open_loop_p99_ms": 25.0,
     "batch_none_vs_raw": 0.5,
     "batch_action_vs_raw": 0.25,
+    "features_duckdb_vs_pandas": 3.0,
 }
+#: Bank sizes of the feature-build comparison: quick and full runs (issue 12 asks for 100k).
+FEATURE_CUSTOMERS = {"quick": 10_000, "full": 100_000}
 
 
 def _free_port() -> int:
@@ -322,6 +329,70 @@ def scale(sizes: list[int], work: Path, logs: Path) -> dict:
     return out
 
 
+def _simulated_bank(customers: int, folder: Path, logs: Path) -> Path:
+    """A simulated bank of ``customers`` x 36 months under ``folder`` (reused when a complete one is there)."""
+    bank = folder / "bank"
+    if not (bank / "manifest.json").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        _timed_command([sys.executable, "-m", "custbase.cli", "simulate", "--customers", str(customers), "--months", "36",
+                        "--start", "2023-01", "--seed", "11", "--out", str(bank)], logs / f"features-{customers}-simulate.log")
+    return bank
+
+
+def feature_builds(customers: int, work: Path, logs: Path, repeats: int, engines: tuple[str, ...] = ("duckdb", "pandas", "spark")) -> dict:
+    """Customer-months/s of the latest-month feature build: DuckDB, the pandas reference, Spark local[2]; same bank."""
+    from benchmarks.pandas_features import latest_month_features
+    from custbase.config import load_config
+    from features.build import build_customer_months
+
+    config = load_config()
+    folder = work / f"features-{customers}"
+    bank = _simulated_bank(customers, folder, logs)
+    as_of = _latest_month(bank, config)
+    builds = {
+        "duckdb": lambda: build_customer_months(bank, folder / "duckdb.parquet", config, start=as_of, end=as_of, engine="duckdb",
+                                                validate=False, progress=False).rows,
+        "pandas": lambda: len(latest_month_features(bank, config, as_of=as_of)),
+        "spark": lambda: build_customer_months(bank, folder / "spark.parquet", config, start=as_of, end=as_of, engine="spark",
+                                               validate=False, progress=False).rows,
+    }
+    out: dict = {"customers": customers, "as_of": as_of, "repeats": repeats}
+    for engine in engines:
+        if engine == "spark":
+            try:
+                from features.spark import spark_session
+
+                started = time.perf_counter()
+                spark_session()
+                out["spark_session_start_s"] = time.perf_counter() - started
+            except Exception as err:  # no pyspark or no Java: say so, keep the other figures
+                out["spark_error"] = f"{type(err).__name__}: {err}"[:300]
+                continue
+        rows = builds[engine]()  # warm-up (file cache, Spark's first plan)
+        runs = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            builds[engine]()
+            runs.append(time.perf_counter() - started)
+        out["customer_months"] = rows
+        out[f"{engine}_seconds"] = float(np.median(runs))
+        out[f"{engine}_customer_months_per_s"] = rows / out[f"{engine}_seconds"]
+    for engine in ("pandas", "spark"):
+        if f"{engine}_seconds" in out and "duckdb_seconds" in out:
+            out[f"duckdb_vs_{engine}"] = out[f"{engine}_seconds"] / out["duckdb_seconds"]
+    for name in ("duckdb.parquet", "spark.parquet"):
+        (folder / name).unlink(missing_ok=True)
+    return out
+
+
+def _latest_month(bank: Path, config) -> str:
+    """``YYYY-MM`` of the bank's last complete month (the month a scoring run builds)."""
+    from features.definitions import last_complete_month, month_end
+    from features.raw import resolve_data_end
+
+    return month_end(last_complete_month(resolve_data_end(bank))).strftime("%Y-%m")
+
+
 def _plots(results: dict, out: Path) -> list[str]:
     import matplotlib
 
@@ -362,6 +433,14 @@ def _plots(results: dict, out: Path) -> list[str]:
         ax.set_title(f"Batch scoring of {b['rows']:,} customers, {b['threads']} thread(s)")
         plt.setp(ax.get_xticklabels(), rotation=15)
         save(fig, "batch")
+    fb = results.get("features")
+    if fb:
+        engines = [e for e in ("duckdb", "pandas", "spark") if f"{e}_customer_months_per_s" in fb]
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.bar(engines, [fb[f"{e}_customer_months_per_s"] for e in engines], color=["C0", "grey", "C1"][: len(engines)])
+        ax.set_ylabel("customer-months / s")
+        ax.set_title(f"Latest-month features, {fb['customers']:,} customers ({fb['customer_months']:,} rows)")
+        save(fig, "features")
     sc = results.get("scale")
     if sc:
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -405,11 +484,20 @@ def verdicts(results: dict) -> list[tuple[str, float, float, bool]]:
         peak = max(sc["features_latest_month"]["peak_gib"], sc["score_action_reasons"]["peak_gib"])
         out.append(("1M customers: latest-month features + scoring (s)", total, 600.0, total <= 600))
         out.append(("1M customers: peak memory of those steps (GiB)", peak, 8.0, peak <= 8.0))
+    fb = results.get("features")
+    if fb and "duckdb_vs_pandas" in fb:
+        out.append((f"features at {fb['customers']:,} customers: DuckDB / pandas customer-months/s", fb["duckdb_vs_pandas"],
+                    TARGETS["features_duckdb_vs_pandas"], fb["duckdb_vs_pandas"] >= TARGETS["features_duckdb_vs_pandas"]))
     b = results.get("batch")
     if b:
         out.append(("batch score (no reasons) / raw predict", b["score_none_vs_raw"], 0.5, b["score_none_vs_raw"] >= 0.5))
         out.append(("batch score (action reasons) / raw predict", b["score_action_vs_raw"], 0.25, b["score_action_vs_raw"] >= 0.25))
     return out
+
+
+def _feature_size_note(fb: dict) -> str:
+    """Says so when the feature comparison ran on a smaller bank than the issue's 100k customers."""
+    return "" if fb["customers"] >= FEATURE_CUSTOMERS["full"] else f" (smaller than the {FEATURE_CUSTOMERS['full']:,} of the full run)"
 
 
 def render(results: dict) -> str:
@@ -441,6 +529,14 @@ def render(results: dict) -> str:
         lines.append(f"batch, {b['rows']:,} customers, {b['threads']} thread(s) (rows/s): raw predict {b['raw_predict_rows_per_s']:,.0f}, "
                      f"score none {b['score_none_rows_per_s']:,.0f}, action {b['score_action_rows_per_s']:,.0f}, "
                      f"all {b['score_all_rows_per_s']:,.0f}; raw pred_contrib {b['raw_contrib_rows_per_s']:,.0f}")
+        lines.append("")
+    fb = results.get("features")
+    if fb:
+        lines.append(f"features, latest month {fb['as_of']}, {fb['customers']:,} customers{_feature_size_note(fb)} (customer-months/s): "
+                     + ", ".join(f"{e} {fb[f'{e}_customer_months_per_s']:,.0f}" for e in ("duckdb", "pandas", "spark")
+                                 if f"{e}_customer_months_per_s" in fb)
+                     + (f"; Spark session start {fb['spark_session_start_s']:.1f} s (excluded)" if "spark_session_start_s" in fb else "")
+                     + (f"; Spark not run: {fb['spark_error']}" if "spark_error" in fb else ""))
         lines.append("")
     sc = results.get("scale")
     if sc:
@@ -481,6 +577,16 @@ def markdown(results: dict) -> str:
             lines.append(f"| scoring, reasons {mode} | {b[f'score_{mode}_rows_per_s']:,.0f} | {b[f'score_{mode}_vs_raw']:.2f} |")
         lines.append(f"| raw `pred_contrib`, 3 models | {b['raw_contrib_rows_per_s']:,.0f} | |")
         lines.append("")
+    fb = results.get("features")
+    if fb:
+        lines += [f"| features, latest month, {fb['customers']:,} customers{_feature_size_note(fb)} | customer-months/s | DuckDB / engine |",
+                  "|---|---|---|"]
+        for engine, label in (("duckdb", "DuckDB (`custbase features`)"), ("pandas", "pandas reference (benchmarks/pandas_features.py)"),
+                              ("spark", "Spark local[2] (session start excluded)")):
+            if f"{engine}_customer_months_per_s" in fb:
+                ratio = "1" if engine == "duckdb" else f"{fb[f'duckdb_vs_{engine}']:.2f}"
+                lines.append(f"| {label} | {fb[f'{engine}_customer_months_per_s']:,.0f} | {ratio} |")
+        lines.append("")
     sc = results.get("scale")
     if sc:
         lines += ["| customers | simulate 36 months | features, latest month | score it (action reasons) |", "|---|---|---|---|"]
@@ -498,7 +604,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="longer runs, more repeats")
     parser.add_argument("--snapshot", type=Path, default=None, help="online feature snapshot (default: the config's, else the demo's)")
     parser.add_argument("--features", type=Path, default=None, help="customer-month table for the batch figures (default: the demo's)")
-    parser.add_argument("--only", choices=["online", "in_process", "batch", "scale"], action="append")
+    parser.add_argument("--only", choices=["online", "in_process", "batch", "features", "scale"], action="append")
+    parser.add_argument("--feature-customers", type=int, default=None,
+                        help=f"bank size of the feature-build comparison (default {FEATURE_CUSTOMERS['quick']:,}; "
+                             f"--full: {FEATURE_CUSTOMERS['full']:,})")
     args = parser.parse_args(argv)
     from custbase.config import load_config
 
@@ -506,7 +615,8 @@ def main(argv: list[str] | None = None) -> int:
     demo = ROOT / "data" / "demo"
     snapshot = args.snapshot or next((p for p in (config.paths.online_snapshot, demo / "online_features.sqlite") if Path(p).exists()), None)
     features = args.features or next((p for p in (demo / "customer_months.parquet", config.paths.features_path) if Path(p).exists()), None)
-    if snapshot is None or features is None:
+    wanted = args.only or ["in_process", "batch", "online", "features", "scale"]
+    if (snapshot is None or features is None) and set(wanted) & {"in_process", "batch", "online"}:
         print("error: no online feature snapshot or customer-month table: run `make demo` first", file=sys.stderr)
         return 2
     mode = "full" if args.full else "quick"
@@ -518,7 +628,6 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"mode": mode, "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rate": rate,
                      "repeats": repeats, "machine": f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}",
                      "targets": TARGETS}
-    wanted = args.only or ["in_process", "batch", "online", "scale"]
     if "in_process" in wanted:
         print("in process ...", flush=True)
         results["in_process"] = in_process(Path(snapshot), repeats)
@@ -528,6 +637,10 @@ def main(argv: list[str] | None = None) -> int:
     if "online" in wanted:
         print("online (servers on free loopback ports) ...", flush=True)
         results["online"] = online(Path(snapshot), repeats, seconds, rate, long_seconds, logs)
+    if "features" in wanted:
+        n = args.feature_customers or FEATURE_CUSTOMERS[mode]
+        print(f"features ({n:,} customers: DuckDB, pandas reference, Spark local[2]) ...", flush=True)
+        results["features"] = feature_builds(n, ROOT / "data" / "bench", logs, repeats)
     if "scale" in wanted:
         sizes = [10_000, 100_000, 1_000_000] if args.full else [10_000]
         print(f"scale ({', '.join(f'{n:,}' for n in sizes)} customers) ...", flush=True)

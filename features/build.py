@@ -7,6 +7,8 @@ build, runs the SQL on the chosen engine and writes the table with its metadata
 
 from __future__ import annotations
 
+import json
+import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from custbase.config import Config, LabelNames, Labels
@@ -29,7 +32,13 @@ from features.definitions import (
     month_range,
     pipeline,
 )
-from features.feature_set import CUSTOMER_MONTH_V1, arrow_schema, write_feature_table
+from features.feature_set import (
+    CUSTOMER_MONTH_V1,
+    METADATA_KEY,
+    arrow_schema,
+    remove_stale_temporaries,
+    write_feature_table,
+)
 from features.raw import TableSource, find_tables, resolve_data_end
 
 ENGINES = ("duckdb", "spark")
@@ -129,26 +138,40 @@ def build_customer_months(
     months = month_range(config, data_end=data_end, first_data_month=first, start=parse_month(start), end=parse_month(end))
     stages.set_postfix_str(f"{engine}: {month_end(months.start)} .. {month_end(months.end)}")
     stages.update()
+    tables = frozenset(sources)
+    stats = _TableStats(config.labels)
+
+    def metadata() -> dict:
+        return _metadata(config, tables, as_of_min=stats.as_of_min, as_of_max=stats.as_of_max, data_end=data_end,
+                         raw_dir=str(raw_dir), engine=engine)
+
     if engine == "duckdb":
-        passes = _passes(sources["customers"], months)
-        parts = []
-        for bucket in tqdm(range(passes), desc="customer slices", unit="slice", disable=not progress or passes == 1, leave=False):
-            steps, final = pipeline(config, frozenset(sources), months, bucket=(bucket, passes))
-            parts.append(_run_duckdb(config, _scan_views(sources), _months_table(months), steps, final))
-        table = pa.concat_tables([_conform(part, frozenset(sources), config) for part in parts])
+        # Customer slices in ascending id ranges, each written as soon as it is built: the file is sorted by
+        # customer and as_of, and only one slice is ever in memory.
+        slices = _customer_slices(sources["customers"], months)
+        steps, final = pipeline(config, tables, months)
+        with _StreamingFeatureTable(out_path, arrow_schema([f.name for f in features_for(config, tables)],
+                                                          label_columns(tables, config.labels))) as writer:
+            for ids in tqdm(slices, desc="customer slices", unit="slice", disable=not progress or len(slices) == 1, leave=False):
+                part = _conform(_run_duckdb(config, _scan_views(sources, ids), _months_table(months), steps, final), tables, config)
+                writer.write(part)
+                stats.add(part)
+                del part
+            stages.update()
+            stages.set_postfix_str(f"writing {out_path}")
+            writer.commit(metadata())
     else:
         from features.spark import run_steps, spark_session
 
-        steps, final = pipeline(config, frozenset(sources), months)
-        table = run_steps(spark_session(), sources, _months_table(months), steps, final)
-    table = _conform(table, frozenset(sources), config)
-    stages.update()
-    stages.set_postfix_str(f"writing {out_path}")
-    metadata = table_metadata(table, config, data_end=data_end, raw_dir=str(raw_dir), engine=engine, tables=frozenset(sources))
-    write_feature_table(table, out_path, metadata)
+        steps, final = pipeline(config, tables, months)
+        table = _conform(run_steps(spark_session(), sources, _months_table(months), steps, final), tables, config)
+        stats.add(table)
+        stages.update()
+        stages.set_postfix_str(f"writing {out_path}")
+        write_feature_table(table, out_path, metadata())
     stages.update()
     stages.close()
-    return summarize(table, seconds=time.perf_counter() - began, engine=engine, out_path=Path(out_path), labels=config.labels)
+    return stats.summary(seconds=time.perf_counter() - began, engine=engine, out_path=Path(out_path))
 
 
 def build_customer_months_frame(
@@ -201,10 +224,13 @@ def build_customer_months_frame(
 # ------------------------------------------------------------------------------------------------ engines
 
 
-def _scan_views(sources: dict[str, TableSource]):
+def _scan_views(sources: dict[str, TableSource], ids: tuple[int, int] | None = None):
+    """Register each raw table as view ``raw_<name>``; with ``ids = (first, last)`` only those customers' rows."""
+    where = f" WHERE CAST(customer_id AS BIGINT) BETWEEN {int(ids[0])} AND {int(ids[1])}" if ids is not None else ""
+
     def register(con) -> None:
         for name, source in sources.items():
-            con.execute(f"CREATE TEMP VIEW raw_{name} AS SELECT * FROM {source.duckdb_scan()}")
+            con.execute(f"CREATE TEMP VIEW raw_{name} AS SELECT * FROM {source.duckdb_scan()}{where}")
 
     return register
 
@@ -244,15 +270,60 @@ def _first_data_month_duckdb(transactions: TableSource) -> int:
 SPINE_ROWS_PER_PASS = 2_500_000
 
 
-def _passes(customers: TableSource, r: MonthRange) -> int:
+def _customer_slices(customers: TableSource, r: MonthRange) -> list[tuple[int, int] | None]:
+    """Consecutive customer id ranges ``(first, last)`` of about :data:`SPINE_ROWS_PER_PASS` spine rows each
+    (``[None]``: one pass over everyone). Every feature and label is a function of one customer's rows, so the
+    slices are exact."""
     import duckdb
+    import numpy as np
 
     con = duckdb.connect()
     try:
-        (count,) = con.execute(f"SELECT count(*) FROM {customers.duckdb_scan()}").fetchone()
+        ids = con.execute(f"SELECT DISTINCT CAST(customer_id AS BIGINT) AS id FROM {customers.duckdb_scan()} ORDER BY id").fetchnumpy()["id"]
     finally:
         con.close()
-    return max(1, -(-count * (r.read_end - r.read_start + 1) // SPINE_ROWS_PER_PASS))
+    passes = max(1, -(-len(ids) * (r.read_end - r.read_start + 1) // SPINE_ROWS_PER_PASS))
+    if passes == 1:
+        return [None]
+    chunks = [chunk for chunk in np.array_split(np.asarray(ids, dtype="int64"), passes) if len(chunk)]
+    return [(int(chunk[0]), int(chunk[-1])) for chunk in chunks]
+
+
+class _StreamingFeatureTable:
+    """A customer-month parquet file written part by part, published atomically by :meth:`commit`.
+
+    The ``custbase`` metadata (known only once every part is written) goes into the file footer, where
+    :func:`features.feature_set.read_feature_metadata` reads it. Without ``commit`` the temporary file is removed.
+    """
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self.path = Path(path)
+        self.schema = schema
+        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self.writer = None
+
+    def __enter__(self) -> "_StreamingFeatureTable":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.path)
+        # No stored arrow schema: its (empty) metadata would hide the footer's; the column types (int64, float64,
+        # string, date32) read back the same from the parquet types alone.
+        self.writer = pq.ParquetWriter(self.tmp, self.schema.remove_metadata(), compression="zstd", store_schema=False)
+        return self
+
+    def write(self, table: pa.Table) -> None:
+        if len(table):
+            self.writer.write_table(table.replace_schema_metadata(None))
+
+    def commit(self, metadata: dict) -> None:
+        self.writer.add_key_value_metadata({METADATA_KEY: json.dumps(metadata, default=str).encode()})
+        self.writer.close()
+        self.writer = None
+        os.replace(self.tmp, self.path)
+
+    def __exit__(self, *exc) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.tmp.unlink(missing_ok=True)
 
 
 def _months_table(r: MonthRange) -> pa.Table:
@@ -273,8 +344,14 @@ def _conform(table: pa.Table, tables: frozenset[str], config: Config) -> pa.Tabl
 def table_metadata(table: pa.Table, config: Config, *, data_end: date, raw_dir: str | None, engine: str,
                    tables: frozenset[str]) -> dict:
     """The ``custbase`` parquet metadata of a customer-month table (see the interface brief)."""
-    columns = [f.name for f in features_for(config, tables)]
     as_of = table.column("as_of")
+    return _metadata(config, tables, as_of_min=pc.min(as_of).as_py() if len(table) else None,
+                     as_of_max=pc.max(as_of).as_py() if len(table) else None, data_end=data_end, raw_dir=raw_dir, engine=engine)
+
+
+def _metadata(config: Config, tables: frozenset[str], *, as_of_min: date | None, as_of_max: date | None, data_end: date,
+              raw_dir: str | None, engine: str) -> dict:
+    columns = [f.name for f in features_for(config, tables)]
     return {
         "feature_set": {"name": CUSTOMER_MONTH_V1.name, "version": CUSTOMER_MONTH_V1.version, "columns": columns},
         "categorical_columns": [c for c in CUSTOMER_MONTH_V1.categorical_columns if c in columns],
@@ -283,8 +360,8 @@ def table_metadata(table: pa.Table, config: Config, *, data_end: date, raw_dir: 
         "labels": config.labels.model_dump(),
         "value_tiers": list(config.value_tiers.names),
         "data_end": data_end.isoformat(),
-        "as_of_min": str(pc.min(as_of).as_py()) if len(table) else None,
-        "as_of_max": str(pc.max(as_of).as_py()) if len(table) else None,
+        "as_of_min": str(as_of_min) if as_of_min is not None else None,
+        "as_of_max": str(as_of_max) if as_of_max is not None else None,
         "raw_dir": raw_dir,
         "raw_tables": sorted(tables),
         "engine": engine,
@@ -293,36 +370,76 @@ def table_metadata(table: pa.Table, config: Config, *, data_end: date, raw_dir: 
 
 def summarize(table: pa.Table, *, seconds: float, engine: str, out_path: Path | None, labels: Labels | None = None) -> BuildSummary:
     """Row, customer and label statistics of a built table (label names from ``labels``' horizons)."""
-    labels = labels or Labels()
-    names = labels.names
+    stats = _TableStats(labels or Labels())
+    stats.add(table)
+    return stats.summary(seconds=seconds, engine=engine, out_path=out_path)
 
-    def mean(column: str) -> float | None:
-        if column not in table.column_names:
-            return None
-        values = pc.drop_null(table.column(column))
-        return float(pc.mean(values).as_py()) if len(values) else None
 
-    present = [c for c in names.labels if c in table.column_names]
-    shares = {}
-    if CHURN_POPULATION_COLUMN in table.column_names and len(table):
-        quiet = table.column(CHURN_POPULATION_COLUMN).to_numpy(zero_copy_only=False)
-        k = labels.dormancy_inactive_months
-        shares = {"churn population": float((quiet == 0).mean()), f"lapsing (quiet 1..{k - 1} months)": float(((quiet > 0) & (quiet < k)).mean()),
-                  "dormant": float((quiet >= k).mean())}
-    as_of = table.column("as_of")
-    return BuildSummary(
-        rows=len(table),
-        customers=len(pc.unique(table.column("customer_id"))),
-        as_of_min=pc.min(as_of).as_py() if len(table) else None,
-        as_of_max=pc.max(as_of).as_py() if len(table) else None,
-        feature_count=len(table.column_names) - 2 - len(present),
-        churn_rate=mean(names.churn),
-        upgrade_rate=mean(names.upgrade),
-        clv_mean=mean(names.clv),
-        null_label_share={c: (table.column(c).null_count / len(table) if len(table) else 0.0) for c in present},
-        seconds=seconds,
-        engine=engine,
-        out_path=out_path,
-        names=names,
-        population_shares=shares,
-    )
+class _TableStats:
+    """The statistics of :class:`BuildSummary`, added up part by part (parts hold disjoint sets of customers)."""
+
+    def __init__(self, labels: Labels) -> None:
+        self.labels = labels
+        self.columns: list[str] = []
+        self.rows = self.customers = 0
+        self.as_of_min: date | None = None
+        self.as_of_max: date | None = None
+        self.label_sum: dict[str, float] = {}
+        self.label_count: dict[str, int] = {}
+        self.label_nulls: dict[str, int] = {}
+        self.quiet = {"churn population": 0, "lapsing": 0, "dormant": 0}
+
+    def add(self, table: pa.Table) -> None:
+        self.columns = table.column_names
+        self.rows += len(table)
+        if not len(table):
+            return
+        self.customers += len(pc.unique(table.column("customer_id")))
+        as_of = table.column("as_of")
+        low, high = pc.min(as_of).as_py(), pc.max(as_of).as_py()
+        self.as_of_min = low if self.as_of_min is None else min(self.as_of_min, low)
+        self.as_of_max = high if self.as_of_max is None else max(self.as_of_max, high)
+        for column in self.labels.names.labels:
+            if column in table.column_names:
+                values = table.column(column)
+                present = pc.drop_null(values)
+                self.label_sum[column] = self.label_sum.get(column, 0.0) + float(pc.sum(present).as_py() or 0.0)
+                self.label_count[column] = self.label_count.get(column, 0) + len(present)
+                self.label_nulls[column] = self.label_nulls.get(column, 0) + values.null_count
+        if CHURN_POPULATION_COLUMN in table.column_names:
+            quiet = table.column(CHURN_POPULATION_COLUMN).to_numpy(zero_copy_only=False)
+            k = self.labels.dormancy_inactive_months
+            self.quiet["churn population"] += int((quiet == 0).sum())
+            self.quiet["lapsing"] += int(((quiet > 0) & (quiet < k)).sum())
+            self.quiet["dormant"] += int((quiet >= k).sum())
+
+    def summary(self, *, seconds: float, engine: str, out_path: Path | None) -> BuildSummary:
+        names = self.labels.names
+        present = [c for c in names.labels if c in self.columns]
+
+        def mean(column: str) -> float | None:
+            count = self.label_count.get(column, 0)
+            return self.label_sum[column] / count if count else None
+
+        shares = {}
+        if CHURN_POPULATION_COLUMN in self.columns and self.rows:
+            k = self.labels.dormancy_inactive_months
+            shares = {"churn population": self.quiet["churn population"] / self.rows,
+                      f"lapsing (quiet 1..{k - 1} months)": self.quiet["lapsing"] / self.rows,
+                      "dormant": self.quiet["dormant"] / self.rows}
+        return BuildSummary(
+            rows=self.rows,
+            customers=self.customers,
+            as_of_min=self.as_of_min,
+            as_of_max=self.as_of_max,
+            feature_count=max(len(self.columns) - 2 - len(present), 0),
+            churn_rate=mean(names.churn),
+            upgrade_rate=mean(names.upgrade),
+            clv_mean=mean(names.clv),
+            null_label_share={c: (self.label_nulls.get(c, 0) / self.rows if self.rows else 0.0) for c in present},
+            seconds=seconds,
+            engine=engine,
+            out_path=out_path,
+            names=names,
+            population_shares=shares,
+        )

@@ -1,6 +1,7 @@
 """Campaign lists that pay: whom to contact, with which offer, within a budget, with a holdout to read it out.
 
 For each customer and offer the **expected incremental value** of a contact (currency, over the label horizon):
+the retention and upgrade values of the one contact ranking (:func:`serving.runtime.policy.contact_values`):
 
 - retention: ``retention_uplift x clv_12m - retention_contact_cost - retention_offer_take_up x retention_offer_rate x aum``
 - upgrade:   ``upgrade_uplift x upgrade_value_gain[value_tier] - upgrade_contact_cost - upgrade_offer_take_up x upgrade_offer_rate x aum``
@@ -8,10 +9,11 @@ For each customer and offer the **expected incremental value** of a contact (cur
 ``*_uplift`` is the uplift model's change in the offer's success probability (retention: not exiting). Without an
 uplift model the rule of thumb of the policy stands in for it (churn probability x retention acceptance rate,
 upgrade probability x upgrade acceptance rate), and the reasons say so. The offer cost is paid by every acceptor,
-including those who would have stayed anyway, so it scales with balances.
+including those who would have stayed anyway, so it scales with balances. This module wraps those arrays in frames.
 
-A customer gets at most one offer (the one with the higher value) and never one whose value is not positive:
-"sleeping dogs", whom a contact pushes out, are left alone. With ``budget`` (contacts) the best customers by value
+A customer gets at most one offer (the one with the higher value, scoring's ``recommended_offer``) and never one
+whose value is not positive (nor at most the policy's ``min_expected_value``): "sleeping dogs", whom a contact pushes
+out, are left alone. With ``budget`` (contacts) the best customers by value
 are kept; with ``budget_amount`` (money: contact plus expected offer cost) the best value per unit cost, until the
 money runs out. A randomized ``holdout_share`` of every list is flagged ``holdout = true`` and not contacted, so that
 the campaign can be read out (``custbase campaign readout``).
@@ -28,14 +30,13 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from serving.runtime.policy import OUTSIDE_CHURN_POPULATION, Policy
+from serving.runtime.policy import OFFER_CONTACT, OFFERS, UPLIFT_COLUMNS, Policy, contact_values, offer_terms, recommend
 
 CampaignKind = Literal["retention", "upgrade"]
-KINDS: tuple[str, ...] = ("retention", "upgrade")
+KINDS: tuple[str, ...] = OFFERS
 
 _REASONS = {"retention": "churn_reasons", "upgrade": "upgrade_reasons"}
 _PROBABILITY = {"retention": "churn_probability", "upgrade": "upgrade_probability"}
-UPLIFT_COLUMNS = {"retention": "retention_uplift", "upgrade": "upgrade_uplift"}
 #: Money columns of a campaign list, rounded to cents and labelled with the currency.
 MONEY_COLUMNS = ("clv_12m", "value", "contact_cost", "offer_cost", "expected_incremental_value")
 
@@ -52,7 +53,8 @@ def _numbers(frame: pd.DataFrame, column: str) -> np.ndarray:
 
 
 def offer_values(frame: pd.DataFrame, kind: CampaignKind, policy: Policy) -> pd.DataFrame:
-    """Uplift, value, costs and expected incremental value of a ``kind`` contact for each row (NaN: not eligible).
+    """Uplift, value, costs and expected incremental value of a ``kind`` contact for each row (NaN: not eligible):
+    :func:`serving.runtime.policy.offer_terms` as a frame.
 
     ``frame`` needs ``churn_probability`` / ``upgrade_probability``, ``clv_12m``, ``value_tier`` and ``aum_month_end``
     (the offer's cost base); ``retention_uplift`` / ``upgrade_uplift`` are used when present and not missing.
@@ -60,53 +62,37 @@ def offer_values(frame: pd.DataFrame, kind: CampaignKind, policy: Policy) -> pd.
     ``expected_incremental_value``, indexed like ``frame``.
     """
     _check_kind(kind)
-    aum = np.nan_to_num(_numbers(frame, "aum_month_end"), nan=0.0).clip(min=0)
-    uplift_column = UPLIFT_COLUMNS[kind]
-    model_uplift = _numbers(frame, uplift_column) if uplift_column in frame.columns else np.full(len(frame), np.nan)
-    if kind == "retention":
-        rule = _numbers(frame, "churn_probability") * policy.retention_acceptance_rate
-        value = _numbers(frame, "clv_12m").clip(min=0)
-        contact = policy.retention_contact_cost
-        offer = policy.retention_offer_take_up * policy.retention_offer_rate * aum
-    else:
-        rule = _numbers(frame, "upgrade_probability") * policy.upgrade_acceptance_rate
-        value = frame["value_tier"].astype("object").map(policy.upgrade_value_gain).to_numpy(dtype="float64", na_value=np.nan)
-        contact = policy.upgrade_contact_cost
-        offer = policy.upgrade_offer_take_up * policy.upgrade_offer_rate * aum
-    has_model = ~np.isnan(model_uplift)
-    uplift = np.where(has_model, model_uplift, rule)
-    if kind == "retention" and "segment" in frame.columns:  # no retention contact outside the churn population
-        value = np.where(frame["segment"].isin(OUTSIDE_CHURN_POPULATION).to_numpy(), np.nan, value)
+    _numbers(frame, "aum_month_end")  # a campaign prices every offer: unknown balances are an error here
+    terms = offer_terms(frame, kind, policy)
     return pd.DataFrame(
         {
-            "uplift": uplift,
-            "uplift_source": np.where(has_model, "model", "rule"),
-            "value": value,
-            "contact_cost": np.full(len(frame), contact, dtype="float64"),
-            "offer_cost": offer,
-            "expected_incremental_value": uplift * value - contact - offer,
+            "uplift": terms.uplift,
+            "uplift_source": np.where(terms.uplift_from_model, "model", "rule"),
+            "value": terms.value,
+            "contact_cost": terms.contact_cost,
+            "offer_cost": terms.offer_cost,
+            "expected_incremental_value": terms.expected_incremental_value,
         },
         index=frame.index,
     )
 
 
 def best_offers(frame: pd.DataFrame, policy: Policy) -> pd.DataFrame:
-    """Each row's best offer (``retention``, ``upgrade`` or ``none``) and its expected incremental value.
+    """Each row's best offer (``retention``, ``upgrade`` or ``none``) and its expected incremental value: the
+    ``recommended_offer`` of :func:`serving.runtime.policy.recommend`, as scoring gives it.
 
-    ``none`` when neither offer has a positive value. Returns ``best_offer``, ``best_offer_value`` (0 for none),
-    and ``retention_value`` / ``upgrade_value`` (NaN where not eligible).
+    ``none`` when neither offer's value exceeds ``min_expected_value``. Returns ``best_offer``, ``best_offer_value``
+    (0 for none), and ``retention_value`` / ``upgrade_value`` (NaN where not eligible).
     """
-    values = {kind: offer_values(frame, kind, policy)["expected_incremental_value"].to_numpy() for kind in KINDS}
-    matrix = np.column_stack([np.where(np.isnan(values[k]), -np.inf, values[k]) for k in KINDS])
-    best = matrix.argmax(axis=1) if len(frame) else np.zeros(0, dtype=int)
-    best_value = matrix[np.arange(len(frame)), best] if len(frame) else np.zeros(0)
-    worth = best_value > 0
+    _numbers(frame, "aum_month_end")
+    values = contact_values(frame, policy)
+    chosen = recommend(frame, policy, values)
     return pd.DataFrame(
         {
-            "best_offer": np.where(worth, np.asarray(KINDS, dtype=object)[best], "none"),
-            "best_offer_value": np.where(worth, best_value, 0.0),
-            "retention_value": values["retention"],
-            "upgrade_value": values["upgrade"],
+            "best_offer": chosen["recommended_offer"],
+            "best_offer_value": chosen["offer_incremental_value"],
+            "retention_value": values.column(OFFER_CONTACT["retention"]),
+            "upgrade_value": values.column(OFFER_CONTACT["upgrade"]),
         },
         index=frame.index,
     )

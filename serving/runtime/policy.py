@@ -16,15 +16,27 @@ Segment (value x risk matrix, first match wins):
 High value means ``clv_12m >= key_customer_clv`` or a value tier in ``key_customer_tiers``.
 
 Action: the one with the highest expected value of contact (EV, currency over the CLV horizon), ``none`` when
-no action's EV exceeds ``min_expected_value``:
+no action's EV exceeds ``min_expected_value``. One function, :func:`contact_values`, computes every EV on arrays;
+the action choice, scoring (batch and online) and campaign lists all read it:
 
-- ``retain``:        churn_probability x clv_12m x retention_acceptance_rate - retention_contact_cost
-- ``upgrade_offer``: upgrade_probability x upgrade_acceptance_rate x upgrade_value_gain[value_tier] - upgrade_contact_cost
-  (not for the top tier)
+- ``retain``:        retention_uplift x clv_12m - retention_contact_cost - retention_offer_take_up x retention_offer_rate x aum
+- ``upgrade_offer``: upgrade_uplift x upgrade_value_gain[value_tier] - upgrade_contact_cost
+  - upgrade_offer_take_up x upgrade_offer_rate x aum (not for the top tier)
 - ``cross_sell``:    (1 - churn_probability) x cross_sell_acceptance_rate x cross_sell_clv_uplift x clv_12m
   - cross_sell_contact_cost (only below ``cross_sell_max_products`` products, never for dormant customers)
 - ``nurture``:       churn_probability x clv_12m x nurture_acceptance_rate - nurture_contact_cost
   (a cheap digital touch: it wins for moderate value at risk, where an RM call costs more than it saves)
+
+``*_uplift`` is the uplift model's change in the offer's success probability (retention: not exiting) when the
+scores carry it; without an uplift model the rule of thumb stands in: churn_probability x retention_acceptance_rate,
+upgrade_probability x upgrade_acceptance_rate. ``aum`` is ``aum_month_end`` (0 when unknown): the offer cost is
+paid by every acceptor, so it scales with balances.
+
+Offer (``recommended_offer``, what a retention or upgrade campaign offers): the retention / upgrade part of the same
+ranking, i.e. the better of the ``retain`` and ``upgrade_offer`` EVs when it exceeds ``min_expected_value``, else
+``none``. Action and offer therefore never contradict: ``retain`` comes with ``retention`` and ``upgrade_offer`` with
+``upgrade`` (same value), ``none`` with ``none``; beside ``cross_sell`` or ``nurture`` the offer is the one a retention
+or upgrade campaign would make (often ``none``).
 
 Customers outside the churn population (:func:`features.definitions.in_churn_population`: dormant or lapsing)
 get no ``retain``, ``nurture`` or ``cross_sell``: the churn model was neither trained nor evaluated on them, and
@@ -37,6 +49,7 @@ replaced by measured campaign results.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from custbase.config import Policy  # declared with the configuration; re-exported here
@@ -74,12 +87,19 @@ def _floats(scores, name: str) -> np.ndarray:
     return np.asarray(values, dtype="float64")
 
 
+def _rows(scores) -> int:
+    """Rows of a frame or of a mapping of equally long arrays."""
+    if hasattr(scores, "index") and hasattr(scores, "columns"):
+        return len(scores.index)
+    return len(next(iter(scores.values()))) if len(scores) else 0
+
+
 def _column(scores, name: str, default: float) -> np.ndarray:
     """Column ``name`` as float64, ``default`` when absent."""
     import numpy as np
 
     if name not in scores:
-        return np.full(len(scores["churn_probability"]), default, dtype="float64")
+        return np.full(_rows(scores), default, dtype="float64")
     return _floats(scores, name)
 
 
@@ -95,56 +115,160 @@ def _in_churn_population(scores) -> np.ndarray:
     # imported here: custbase.config imports this module, and features.definitions imports custbase.config
     from features.definitions import churn_population_mask
 
-    return churn_population_mask(scores, len(scores["churn_probability"]))
+    return churn_population_mask(scores, _rows(scores))
 
 
-#: The contacts the policy values, in the columns of :func:`contact_values` (``none`` is the absence of one).
-CONTACTS: tuple[str, ...] = ACTIONS[:-1]
-
-
-def _contact_matrix(scores, policy: Policy) -> np.ndarray:
-    """Expected value of each contact of :data:`CONTACTS` (columns) for each row; NaN where it does not apply."""
+def _outside_churn_population(scores) -> np.ndarray:
+    """Rows outside the churn population, by its mask and, when the scores carry one, by their segment."""
     import numpy as np
 
-    churn = _floats(scores, "churn_probability")
-    upgrade = _floats(scores, "upgrade_probability")
-    clv = _floats(scores, "clv_12m")
     outside = ~_in_churn_population(scores)
-    products = _column(scores, "product_count", 0.0)
+    if "segment" in scores:
+        outside = outside | _isin(scores["segment"], OUTSIDE_CHURN_POPULATION)
+    return outside
 
-    gain = np.array([policy.upgrade_value_gain.get(t, np.nan) for t in _tiers(scores).tolist()], dtype="float64")
-    retain = np.where(outside, np.nan, churn * clv * policy.retention_acceptance_rate - policy.retention_contact_cost)
-    upgrade_offer = upgrade * policy.upgrade_acceptance_rate * gain - policy.upgrade_contact_cost
+
+def _isin(values, names) -> np.ndarray:
+    """``values`` (text) in ``names``, as a boolean array; a set lookup per row beats ``np.isin`` on object arrays."""
+    import numpy as np
+
+    names = frozenset(names)
+    values = values.tolist() if hasattr(values, "tolist") else list(values)
+    return np.fromiter((v in names for v in values), dtype=bool, count=len(values))
+
+
+#: The contacts the policy values, in the columns of :attr:`ContactValues.matrix` (``none`` is the absence of one).
+CONTACTS: tuple[str, ...] = ACTIONS[:-1]
+#: Campaign offers (:mod:`serving.runtime.campaign`) and the contact each one is: the offers are the retention /
+#: upgrade part of the one contact ranking.
+OFFERS: tuple[str, ...] = ("retention", "upgrade")
+OFFER_CONTACT: dict[str, str] = {"retention": "retain", "upgrade": "upgrade_offer"}
+#: Column (or mapping key) of each offer's modelled uplift in the scores.
+UPLIFT_COLUMNS: dict[str, str] = {"retention": "retention_uplift", "upgrade": "upgrade_uplift"}
+
+
+@dataclass(frozen=True)
+class OfferTerms:
+    """The terms of one offer's expected incremental value, one value per row (NaN value: not eligible)."""
+
+    uplift: np.ndarray  #: change in the offer's success probability (modelled, else the rule of thumb)
+    uplift_from_model: np.ndarray  #: bool: ``uplift`` comes from the uplift model
+    value: np.ndarray  #: value of one success: clv_12m (retention) or upgrade_value_gain[value_tier] (upgrade)
+    contact_cost: np.ndarray
+    offer_cost: np.ndarray  #: take-up x offer rate x aum_month_end (0 when balances are unknown)
+
+    @property
+    def expected_incremental_value(self) -> np.ndarray:
+        return self.uplift * self.value - self.contact_cost - self.offer_cost
+
+
+@dataclass(frozen=True)
+class ContactValues:
+    """Expected value of each contact for each row: :func:`contact_values`."""
+
+    matrix: np.ndarray  #: rows x :data:`CONTACTS`, NaN where the contact does not apply
+    offers: dict[str, OfferTerms]  #: the terms of the retention and upgrade columns, keyed by :data:`OFFERS`
+
+    def column(self, contact: str) -> np.ndarray:
+        return self.matrix[:, CONTACTS.index(contact)]
+
+
+def offer_terms(scores, kind: str, policy: Policy, *, outside: np.ndarray | None = None) -> OfferTerms:
+    """The terms of a ``kind`` (:data:`OFFERS`) contact's expected incremental value for each row.
+
+    ``uplift x value - contact_cost - offer_cost``; the uplift is the scores' ``retention_uplift`` /
+    ``upgrade_uplift`` where present and not missing, else the rule of thumb (churn probability x retention
+    acceptance rate, upgrade probability x upgrade acceptance rate). No retention offer outside the churn population
+    (``outside``, when the caller has it already); no upgrade offer for the top tier.
+    """
+    import numpy as np
+
+    if kind not in OFFERS:
+        raise ValueError(f"offer must be one of {', '.join(OFFERS)}, got {kind!r}")
+    n = _rows(scores)
+    aum = _column(scores, "aum_month_end", 0.0)
+    aum = np.where(np.isnan(aum), 0.0, aum).clip(min=0)  # unknown balances: no offer cost
+    model_uplift = _column(scores, UPLIFT_COLUMNS[kind], np.nan)
+    if kind == "retention":
+        rule = _floats(scores, "churn_probability") * policy.retention_acceptance_rate
+        outside = _outside_churn_population(scores) if outside is None else outside
+        value = np.where(outside, np.nan, _floats(scores, "clv_12m").clip(min=0))
+        contact = policy.retention_contact_cost
+        offer = policy.retention_offer_take_up * policy.retention_offer_rate * aum
+    else:
+        rule = _floats(scores, "upgrade_probability") * policy.upgrade_acceptance_rate
+        value = np.array([policy.upgrade_value_gain.get(t, np.nan) for t in _tiers(scores).tolist()], dtype="float64")
+        contact = policy.upgrade_contact_cost
+        offer = policy.upgrade_offer_take_up * policy.upgrade_offer_rate * aum
+    from_model = ~np.isnan(model_uplift)
+    return OfferTerms(np.where(from_model, model_uplift, rule), from_model, value,
+                      np.full(n, contact, dtype="float64"), offer)
+
+
+def contact_values(scores, policy: Policy) -> ContactValues:
+    """Expected value of each contact of :data:`CONTACTS` for each row (see the module docstring).
+
+    ``scores``, a frame or a mapping of arrays, needs ``churn_probability``, ``upgrade_probability``, ``clv_12m``
+    and ``value_tier``; it uses ``product_count``, ``is_dormant``, ``months_quiet``, ``segment``,
+    ``aum_month_end`` and the uplift columns (:data:`UPLIFT_COLUMNS`) when present.
+    """
+    import numpy as np
+
+    outside = _outside_churn_population(scores)
+    offers = {kind: offer_terms(scores, kind, policy, outside=outside) for kind in OFFERS}
+    churn = _floats(scores, "churn_probability")
+    clv = _floats(scores, "clv_12m")
+    products = _column(scores, "product_count", 0.0)
     cross_sell = (1 - churn) * policy.cross_sell_acceptance_rate * policy.cross_sell_clv_uplift * clv - policy.cross_sell_contact_cost
     cross_sell = np.where(outside | ~(products < policy.cross_sell_max_products), np.nan, cross_sell)
     nurture = np.where(outside, np.nan, churn * clv * policy.nurture_acceptance_rate - policy.nurture_contact_cost)
-    return np.column_stack([retain, upgrade_offer, cross_sell, nurture]) if len(churn) else np.zeros((0, len(CONTACTS)))
+    columns = {"retain": offers["retention"].expected_incremental_value,
+               "upgrade_offer": offers["upgrade"].expected_incremental_value, "cross_sell": cross_sell, "nurture": nurture}
+    matrix = np.column_stack([columns[c] for c in CONTACTS]) if len(churn) else np.zeros((0, len(CONTACTS)))
+    return ContactValues(matrix, offers)
 
 
-def contact_values(scores: pd.DataFrame, policy: Policy) -> pd.DataFrame:
-    """Expected value of each contact for each row (NaN where the action does not apply).
+def _best(matrix: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Column of each row's highest value (first on ties), that value, and whether it exceeds ``threshold``."""
+    import numpy as np
 
-    ``scores`` (a frame, or a mapping of arrays) needs ``churn_probability``, ``upgrade_probability``, ``clv_12m``,
-    ``value_tier``, and uses ``product_count``, ``is_dormant`` and ``months_quiet`` when present.
+    filled = np.where(np.isnan(matrix), -np.inf, matrix)
+    best = filled.argmax(axis=1) if len(filled) else np.zeros(0, dtype=int)
+    value = filled[np.arange(len(filled)), best]
+    return best, value, value > threshold
+
+
+def recommend(scores, policy: Policy, values: ContactValues | None = None) -> dict[str, np.ndarray]:
+    """The recommended action and campaign offer of each row, from one ranking of :func:`contact_values`.
+
+    Returns arrays ``recommended_action`` (:data:`ACTIONS`), ``expected_value_of_contact`` (0 for ``none``),
+    ``recommended_offer`` (:data:`OFFERS` or ``none``), ``offer_uplift`` (NaN for ``none``) and
+    ``offer_incremental_value`` (0 for ``none``). The offer is the better of the retain and upgrade_offer values
+    when it exceeds ``min_expected_value``, so the two never contradict: retain gives retention and upgrade_offer
+    gives upgrade (with the same value), none gives none; beside cross_sell or nurture the offer is the one a
+    retention or upgrade campaign would make. ``values``: :func:`contact_values` of ``scores`` when already computed.
     """
-    import pandas as pd
+    import numpy as np
 
-    return pd.DataFrame(_contact_matrix(scores, policy), columns=list(CONTACTS), index=getattr(scores, "index", None))
+    values = values if values is not None else contact_values(scores, policy)
+    best, best_value, act = _best(values.matrix, policy.min_expected_value)
+    names = np.asarray(CONTACTS, dtype=object)
+    offer_columns = [CONTACTS.index(OFFER_CONTACT[kind]) for kind in OFFERS]
+    offer, offer_value, worth = _best(values.matrix[:, offer_columns], policy.min_expected_value)
+    uplift = np.column_stack([values.offers[kind].uplift for kind in OFFERS]) if len(best) else np.zeros((0, len(OFFERS)))
+    return {
+        "recommended_action": np.where(act, names[best], "none").astype(object),
+        "expected_value_of_contact": np.where(act, best_value, 0.0),
+        "recommended_offer": np.where(worth, np.asarray(OFFERS, dtype=object)[offer], "none").astype(object),
+        "offer_uplift": np.where(worth, uplift[np.arange(len(offer)), offer], np.nan),
+        "offer_incremental_value": np.where(worth, offer_value, 0.0),
+    }
 
 
 def recommend_actions(scores: pd.DataFrame, policy: Policy) -> tuple[np.ndarray, np.ndarray]:
-    """The recommended action of each row and its expected value of contact (0 for ``none``); ``scores`` a frame
-    or a mapping of arrays."""
-    import numpy as np
-
-    matrix = _contact_matrix(scores, policy)
-    filled = np.where(np.isnan(matrix), -np.inf, matrix)
-    best = filled.argmax(axis=1) if len(filled) else np.zeros(0, dtype=int)
-    best_value = filled[np.arange(len(filled)), best] if len(filled) else np.zeros(0)
-    act = best_value > policy.min_expected_value
-    names = np.asarray(CONTACTS, dtype=object)
-    actions = np.where(act, names[best] if len(filled) else names[:0], "none").astype(object)
-    return actions, np.where(act, best_value, 0.0)
+    """The recommended action of each row and its expected value of contact (0 for ``none``): :func:`recommend`."""
+    chosen = recommend(scores, policy)
+    return chosen["recommended_action"], chosen["expected_value_of_contact"]
 
 
 def segment_customers(scores: pd.DataFrame, policy: Policy) -> np.ndarray:
@@ -159,7 +283,7 @@ def segment_customers(scores: pd.DataFrame, policy: Policy) -> np.ndarray:
     dormant = _column(scores, "is_dormant", 0.0) == 1
     lapsing = ~dormant & ~_in_churn_population(scores)
     at_risk = churn >= policy.at_risk_churn_probability
-    high_value = (clv >= policy.key_customer_clv) | np.isin(tier, list(policy.key_customer_tiers))
+    high_value = (clv >= policy.key_customer_clv) | _isin(tier, policy.key_customer_tiers)
     growth = (tier != policy.top_value_tier) & (np.nan_to_num(upgrade, nan=-1.0) >= policy.growth_upgrade_probability)
     return np.select(
         [dormant, lapsing, at_risk & high_value, at_risk, growth, high_value],

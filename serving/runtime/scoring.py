@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 
 from serving.runtime.models import MatrixModel, MatrixModels, ScoringModels, matrix_models
-from serving.runtime.policy import Policy, recommend_actions, segment_customers
+from serving.runtime.policy import OFFERS, UPLIFT_COLUMNS, Policy, recommend, segment_customers
 from serving.runtime.reasons import phraser, top_drivers
-from serving.runtime.schema import REASON_COLUMNS, SCORE_COLUMNS
+from serving.runtime.schema import SCORE_COLUMNS
 
 ReasonMode = Literal["all", "actionable", "action", "none"]
 #: The model whose reasons back each action in ``reasons="action"`` mode.
@@ -22,8 +22,6 @@ ACTION_MODEL = {"retain": "churn", "nurture": "churn", "upgrade_offer": "upgrade
 IDENTITY_COLUMNS: tuple[str, ...] = ("customer_id", "as_of", "value_tier")
 #: Optional policy inputs: used when present.
 POLICY_COLUMNS: tuple[str, ...] = ("is_dormant", "months_quiet", "product_count", "aum_month_end")
-#: Offers a campaign can make; ``uplift`` callables of :func:`score_customers` are keyed by them.
-OFFERS: tuple[str, ...] = ("retention", "upgrade")
 
 
 @lru_cache(maxsize=1)
@@ -95,7 +93,7 @@ def _score(
     """The scoring rule on arrays: every column of :data:`SCORE_COLUMNS`, one value per row.
 
     ``uplift`` holds each offer's modelled uplift per row (keyed by :data:`OFFERS`); without it the policy's rule of
-    thumb stands in (:func:`serving.runtime.campaign.offer_values`).
+    thumb stands in (:func:`serving.runtime.policy.contact_values`).
     """
     n = len(customer_id)
     top = value_tier == policy.top_value_tier
@@ -108,8 +106,8 @@ def _score(
     scores = {"customer_id": customer_id, "value_tier": value_tier, "churn_probability": churn, "upgrade_probability": upgrade,
               "clv_12m": clv, "value_at_risk": churn * clv, **policy_inputs}
     segments = np.asarray(segment_customers(scores, policy), dtype=object)
-    actions, values = recommend_actions(scores, policy)
-    offer, offer_uplift, offer_value = _best_offer({**scores, "segment": segments}, policy, uplift or {})
+    chosen = recommend({**scores, "segment": segments, **_uplift_columns(uplift or {})}, policy)
+    actions = chosen["recommended_action"]
 
     if mode == "none":
         explained = np.zeros(0, dtype=int)
@@ -127,15 +125,15 @@ def _score(
         "as_of": as_of,
         "value_tier": value_tier,
         "segment": segments.astype(str),
-        "recommended_action": np.asarray(actions).astype(str),
-        "expected_value_of_contact": np.asarray(values, dtype="float64"),
+        "recommended_action": actions.astype(str),
+        "expected_value_of_contact": chosen["expected_value_of_contact"],
         "churn_probability": churn,
         "upgrade_probability": upgrade,
         "clv_12m": clv,
         "value_at_risk": churn * clv,
-        "recommended_offer": offer,
-        "offer_uplift": offer_uplift,
-        "offer_incremental_value": offer_value,
+        "recommended_offer": chosen["recommended_offer"].astype(str),
+        "offer_uplift": chosen["offer_uplift"],
+        "offer_incremental_value": chosen["offer_incremental_value"],
         **{f"{m.name}_reasons": _explain(m, X[m.name], per_model[m.name], reason_k, num_threads) for m in models},
         **{f"{m.name}_model_version": [m.version] * n for m in models},
     }
@@ -242,29 +240,12 @@ def score_records(
     return out
 
 
-def _best_offer(scores: Mapping[str, np.ndarray], policy: Policy,
-                uplift: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each row's campaign offer worth most (:func:`serving.runtime.campaign.best_offers`), its uplift and its expected
-    incremental value (the uplift models' when given, else the policy's rule of thumb)."""
-    from serving.runtime.campaign import UPLIFT_COLUMNS, best_offers, offer_values
-
+def _uplift_columns(uplift: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each offer's modelled uplift under its score column (:data:`serving.runtime.policy.UPLIFT_COLUMNS`)."""
     unknown = set(uplift) - set(OFFERS)
     if unknown:
         raise ValueError(f"uplift is keyed by offer ({', '.join(OFFERS)}), got {sorted(unknown)}")
-    n = len(scores["churn_probability"])
-    inputs = pd.DataFrame({
-        **{k: scores[k] for k in ("churn_probability", "upgrade_probability", "clv_12m", "value_tier", "segment")},
-        "aum_month_end": scores.get("aum_month_end", np.zeros(n)),  # unknown balances: no offer cost
-        **{UPLIFT_COLUMNS[o]: np.asarray(values, dtype="float64") for o, values in uplift.items()},
-    })
-    best = best_offers(inputs, policy)
-    chosen_offer = best["best_offer"].to_numpy(dtype=object)
-    offer_uplift = np.full(n, np.nan)
-    for offer in OFFERS:
-        chosen = chosen_offer == offer
-        if chosen.any():
-            offer_uplift[chosen] = offer_values(inputs.loc[chosen], offer, policy)["uplift"].to_numpy()
-    return chosen_offer.astype(str), offer_uplift, best["best_offer_value"].to_numpy(dtype="float64")
+    return {UPLIFT_COLUMNS[offer]: np.asarray(values, dtype="float64") for offer, values in uplift.items()}
 
 
 def input_columns(models: ScoringModels) -> list[str]:
