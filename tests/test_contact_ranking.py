@@ -9,19 +9,19 @@ from custbase.config import Policy
 from serving.runtime.campaign import best_offers, offer_values
 from serving.runtime.policy import CONTACTS, contact_values, recommend
 from serving.runtime.scoring import score_customers, score_records
-from serving.synthetic import synthetic_customer_months, train_tiny_models
+from synthetic import scoring_month, train_tiny_models
 
 DEMO_CUSTOMERS = 5_000  # the demo's default bank size
 
 
 @pytest.fixture(scope="module")
 def models():
-    return train_tiny_models(synthetic_customer_months(400, seed=0))
+    return train_tiny_models()
 
 
 @pytest.fixture(scope="module")
 def base():
-    return synthetic_customer_months(DEMO_CUSTOMERS, seed=11)
+    return scoring_month(DEMO_CUSTOMERS, seed=11)
 
 
 def _uplift(offer: str):
