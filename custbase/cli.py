@@ -83,11 +83,16 @@ def _fail(message: str, code: int = USAGE_ERROR) -> NoReturn:
 
 def _config(path: Path | None) -> "Config":
     from custbase.config import ConfigError, load_config
+    from features.contract import check_revenue_names
 
     try:
-        return load_config(path)
+        config = load_config(path)
+        check_revenue_names(config.revenue)
     except ConfigError as err:
         _fail(str(err))
+    except ValueError as err:  # the configuration names something the raw-data contract does not know
+        _fail(f"{path or 'the configuration'}: {err}")
+    return config
 
 
 _MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")

@@ -73,17 +73,6 @@ class Revenue(_Frozen):
     transaction_rate: dict[str, float] = Field(default_factory=lambda: {"fee": 1.0})
     cost_to_serve_monthly: float = 8.0
 
-    @model_validator(mode="after")
-    def _known_names(self) -> "Revenue":
-        from features.contract import PRODUCTS, TRANSACTION_CATEGORIES  # pure declarations; no cycle at run time
-
-        for field_name, known in (("annual_rate", PRODUCTS), ("transaction_rate", TRANSACTION_CATEGORIES)):
-            unknown = sorted(set(getattr(self, field_name)) - set(known))
-            if unknown:
-                raise ValueError(f"revenue.{field_name} names {', '.join(unknown)}, which the contract does not know; "
-                                 f"use {', '.join(known)}")
-        return self
-
 
 class LabelNames(BaseModel):
     """Column names that carry a horizon, derived from :class:`Labels` by :attr:`Labels.names` (the one place).

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from custbase.config import Config, LabelNames, Labels
+from features.contract import check_revenue_names
 from features.definitions import (
     CHURN_POPULATION_COLUMN,
     MonthRange,
@@ -121,6 +122,7 @@ def build_customer_months(
         Check the raw tables against the contract first (raises ``features.validate.RawDataInvalid``).
     """
     began = time.perf_counter()
+    check_revenue_names(config.revenue)
     engine = engine or config.features.engine
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")

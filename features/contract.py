@@ -275,3 +275,16 @@ def contract_markdown() -> str:
             lines.append(f"| `{c.name}` | {c.dtype} | {'yes' if c.required else 'no'} | {'; '.join(rules)} | {c.description} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def check_revenue_names(revenue) -> None:
+    """Refuse a value definition (``config.revenue``) that names a product or category the contract does not know.
+
+    Called where the configuration meets the data (the CLI's configuration loader, the feature builder, the
+    simulator), so that a typo in ``revenue.annual_rate`` is one line before any work, not a silently zero margin.
+    """
+    for field_name, known in (("annual_rate", PRODUCTS), ("transaction_rate", TRANSACTION_CATEGORIES)):
+        unknown = sorted(set(getattr(revenue, field_name)) - set(known))
+        if unknown:
+            raise ValueError(f"revenue.{field_name} names {', '.join(unknown)}, which the contract does not know; "
+                             f"use {', '.join(known)}")

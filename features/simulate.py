@@ -103,6 +103,7 @@ from features.contract import (
     PRODUCTS,
     TABLES,
     TRANSACTION_CATEGORIES,
+    check_revenue_names,
 )
 from features.raw import read_manifest, write_manifest
 
@@ -261,6 +262,7 @@ def simulate_bank(settings: Simulation, out_dir: Path, *, config: Config, progre
     """
     started = time.perf_counter()
     _check_settings(settings)
+    check_revenue_names(config.revenue)
     out_dir = Path(out_dir)
     _prepare_out_dir(out_dir)
     write_manifest(out_dir, source="simulated", status="writing", seed=settings.seed)

@@ -103,10 +103,8 @@ def _service_training_imports(start: str) -> list[str]:
     return sorted(m for m in reachable(import_graph(), start) if m.split(".")[0] == "training")
 
 
-def test_the_service_imports_no_training_module(request):
+def test_the_service_imports_no_training_module():
     found = _service_training_imports("serving.service")
-    if found == ["training.explain"]:  # through serving/runtime/scoring.py, removed on branch vocab
-        request.applymarker(pytest.mark.xfail(reason="until vocab lands", strict=False))
     assert found == [], f"serving.service imports (transitively) {', '.join(found)}"
 
 
@@ -115,10 +113,8 @@ def _runtime_modules() -> list[str]:
 
 
 @pytest.mark.parametrize("module", _runtime_modules())
-def test_the_runtime_needs_no_training_module(module, request):
+def test_the_runtime_needs_no_training_module(module):
     found = _service_training_imports(module)
-    if found == ["training.explain"]:  # serving/runtime/scoring.py -> training.explain, removed on branch vocab
-        request.applymarker(pytest.mark.xfail(reason="until vocab lands", strict=False))
     assert found == [], f"{module} imports (transitively) {', '.join(found)}"
 
 
@@ -131,13 +127,7 @@ def _direct_imports(prefix: str) -> dict[str, set[str]]:
     ("features", ("training", "serving")),
     ("serving.runtime", ("training",)),
 ])
-def test_each_layer_imports_only_the_layers_below_it(layer, forbidden, request):
+def test_each_layer_imports_only_the_layers_below_it(layer, forbidden):
     wrong = sorted(f"{m} -> {t}" for m, targets in _direct_imports(layer).items() for t in targets
                    if t.split(".")[0] in forbidden)
-    if wrong == ["serving.runtime.scoring -> training.explain"]:
-        request.applymarker(pytest.mark.xfail(reason="until vocab lands", strict=False))
-    if wrong == ["custbase.config -> features.contract"]:
-        # Revenue._known_names checks revenue names against the contract's products and categories (config.py ~78);
-        # the fix moves those two lists below config, which is the vocabulary's area (branch vocab).
-        request.applymarker(pytest.mark.xfail(reason="config validates revenue names against features.contract", strict=False))
     assert wrong == [], f"{layer} must not import {', '.join(forbidden)}: " + "; ".join(wrong)
