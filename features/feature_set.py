@@ -252,7 +252,7 @@ def check_feature_set(metadata: dict, expected: str | dict | FeatureSet | None =
     Refused: a table of a version this code does not pin (``customer_month_v2`` read by code that knows only
     v1); a table that names a pinned version but holds columns that version lacks (built by code whose v1 was
     not the pinned one); and, when ``expected`` (a name, a feature-set dict as models log it, or a
-    :class:`FeatureSet`) is given, a table of any other version. Tables that name no feature set, or one
+    :class:`FeatureSet`) is given, a table of any other version of a pinned family. Tables that name no feature set, or one
     outside the pinned families (``prepared:...``, test tables), are accepted.
     """
     found = metadata.get("feature_set")
@@ -274,7 +274,7 @@ def check_feature_set(metadata: dict, expected: str | dict | FeatureSet | None =
             raise FeatureSetMismatch(
                 f"{source} says it holds {name} but has columns this code's pinned {name} lacks "
                 f"({', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}): it was built by other code; {rebuild}")
-    if wanted and wanted != name:
+    if wanted and wanted != name and family and family["family"] in pinned_families:
         raise FeatureSetMismatch(
             f"{source} holds feature set {name} but {expected_by} expects {wanted}: retrain on {name} "
             f"(`custbase train`), or rebuild the table as {wanted} with the code that builds it (`custbase features`)")

@@ -186,8 +186,13 @@ def score(config: Config, plan: ScorePlan, *, engine: str = "local", reasons: st
 
         build_customer_months(plan.raw, plan.features_path, config, start=plan.as_of, end=plan.as_of,
                               engine="spark" if engine == "spark" else "duckdb")
+    from features.feature_set import check_feature_set, read_feature_metadata
     from serving.batch import score_base
 
+    _, spec = latest_bento()
+    # the models read the columns of the feature set they were trained on: a table of another version is refused
+    check_feature_set(read_feature_metadata(plan.features_path), spec.feature_set, source=str(plan.features_path),
+                      expected_by="the bento's models")
     models, _ = bento_models()
     uplift = None
     if engine == "local":  # the champion uplift models, when registered, price each customer's offer

@@ -99,16 +99,6 @@ def test_features_list_from_the_cli():
     assert "txn_count_3m" not in result.stdout
 
 
-def test_serving_runtime_imports_no_training_module():
-    code = ("import sys, serving.runtime.scoring, serving.runtime.reasons; "
-            "print(sorted(m for m in sys.modules if m == 'training' or m.startswith('training.')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    assert out == "[]"
-
-
-# --------------------------------------------------------------------------------------------- pinned feature sets
-
-
 def test_customer_month_v1_is_pinned():
     produced, pinned = _produced(), list(CUSTOMER_MONTH_V1.schema)
     added = [c for c in produced if c[0] not in dict(pinned)]

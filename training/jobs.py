@@ -63,7 +63,7 @@ def train_model(
     ``clv``: churn's retention CLV (:func:`retention_clv`). Everything else as :func:`training.train.train`.
     """
     tracker = MlflowTracker(config)
-    frame, metadata = read_feature_table(features_path)
+    frame, metadata = read_feature_table(features_path, feature_set=config.features.feature_set)
     spec = get_spec(model).for_labels(labels_of(metadata, config))
     oracle = read_oracle(metadata.get("raw_dir"), spec)
     chosen = retention_clv(clv) if spec.name == "churn" else None
