@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import re
 import string
-import subprocess
 import sys
 
 import pandas as pd
