@@ -14,9 +14,10 @@ import pandas as pd
 
 from custbase.config import Config, Labels
 from features.definitions import LABEL_COLUMNS, in_churn_population
+from features.feature_set import CUSTOMER_MONTH_V1
 
-CATEGORICAL_COLUMNS: tuple[str, ...] = ("gender", "city_tier", "income_band", "value_tier", "previous_value_tier")
-"""Text feature columns that training casts to pandas ``category`` (the customer-month table interface)."""
+#: Text feature columns that training casts to pandas ``category`` when a table does not list its own.
+CATEGORICAL_COLUMNS: tuple[str, ...] = CUSTOMER_MONTH_V1.categorical_columns
 
 KEY_COLUMNS: tuple[str, ...] = ("customer_id", "as_of")
 # LABEL_COLUMNS (declared in features.definitions): label columns with the default horizons; a table's own are in
