@@ -154,3 +154,14 @@ def test_scores_carry_the_best_offer_its_uplift_and_incremental_value(models, fr
     assert "retention" not in set(backfire["recommended_offer"])
     with pytest.raises(ValueError, match="keyed by offer"):
         score_customers(frame, models, Policy(), reasons="none", uplift={"winback": lambda f: np.zeros(len(f))})
+
+
+def test_one_customer_fast_path_predicts_and_explains_exactly_as_the_batch_path(models, frame):
+    from serving.runtime.models import matrix_models
+
+    for model in matrix_models(models):
+        X = model.encode_frame(frame.head(40))
+        one_by_one = np.concatenate([model.predict(X[i:i + 1]) for i in range(len(X))])
+        np.testing.assert_array_equal(one_by_one, model.predict(X))
+        contributions = np.vstack([model.contributions(X[i:i + 1]) for i in range(len(X))])
+        np.testing.assert_array_equal(contributions, model.contributions(X))
