@@ -145,7 +145,7 @@ def build_customer_months(
 
     def metadata() -> dict:
         return _metadata(config, tables, as_of_min=stats.as_of_min, as_of_max=stats.as_of_max, data_end=data_end,
-                         raw_dir=str(raw_dir), engine=engine)
+                         raw_dir=str(raw_dir), engine=engine, data_start=month_end(first))
 
     if engine == "duckdb":
         # Customer slices in ascending id ranges, each written as soon as it is built: the file is sorted by
@@ -352,7 +352,7 @@ def table_metadata(table: pa.Table, config: Config, *, data_end: date, raw_dir: 
 
 
 def _metadata(config: Config, tables: frozenset[str], *, as_of_min: date | None, as_of_max: date | None, data_end: date,
-              raw_dir: str | None, engine: str) -> dict:
+              raw_dir: str | None, engine: str, data_start: date | None = None) -> dict:
     columns = [f.name for f in features_for(config, tables)]
     return {
         "feature_set": {"name": CUSTOMER_MONTH_V1.name, "version": CUSTOMER_MONTH_V1.version, "columns": columns},
@@ -362,6 +362,8 @@ def _metadata(config: Config, tables: frozenset[str], *, as_of_min: date | None,
         "labels": config.labels.model_dump(),
         "value_tiers": list(config.value_tiers.names),
         "data_end": data_end.isoformat(),
+        # the month end of the raw data's first month: how much history the first as_of months' windows saw
+        "data_start": data_start.isoformat() if data_start is not None else None,
         "as_of_min": str(as_of_min) if as_of_min is not None else None,
         "as_of_max": str(as_of_max) if as_of_max is not None else None,
         "raw_dir": raw_dir,

@@ -25,8 +25,12 @@ import numpy as np
 import pandas as pd
 
 from custbase.config import Config, Monitoring
+from features.definitions import WINDOWS
 
 DRIFT_FILE = "_drift.json"
+#: The longest fixed look-back window of a feature; a model trained on months with less history before them saw
+#: truncated windows.
+LONGEST_WINDOW_MONTHS = max(WINDOWS)
 WARNED_COLUMNS = 12  # columns named per model in a printed warning, largest PSI first (all are in _drift.json)
 MONITORING_EXPERIMENT = "custbase-monitoring"
 #: The score column of each model in a score frame.
@@ -98,6 +102,8 @@ class DriftReport:
     psi_alert: float
     models_without_profile: list[str] = field(default_factory=list)
     model_versions: dict[str, str] = field(default_factory=dict)
+    #: Model -> ``{"data_start", "train_months", "months_before_training"}`` from its reference profile.
+    training_history: dict[str, dict] = field(default_factory=dict)
 
     def shifted(self) -> pd.DataFrame:
         """Rows at or above the warning threshold, largest PSI first."""
@@ -115,11 +121,22 @@ class DriftReport:
                          f"(PSI >= {self.psi_warn:g}): {names}{more}")
         lines += [f"note: the {m} model has no reference profile (trained before drift monitoring); retrain it to check "
                   "its drift" for m in self.models_without_profile]
+        for model in shifted["model"].unique():
+            history = self.training_history.get(model) or {}
+            months = history.get("months_before_training")
+            if months is not None and months < LONGEST_WINDOW_MONTHS:
+                lines.append(
+                    f"note: the {model} model was trained on {history['train_months']}, {months} month(s) after the data "
+                    f"starts ({history['data_start']}): its rows' windows of up to {LONGEST_WINDOW_MONTHS} months (and the "
+                    f"months-in-tier and months-since counts) saw less history than today's rows do, so those inputs differ "
+                    f"by construction; with {LONGEST_WINDOW_MONTHS}+ months of data before its training months (a longer "
+                    f"extract) the comparison is like for like")
         return lines
 
     def to_dict(self) -> dict:
         return {"as_of": self.as_of, "psi_warn": self.psi_warn, "psi_alert": self.psi_alert,
                 "models_without_profile": self.models_without_profile, "model_versions": self.model_versions,
+                "training_history": self.training_history,
                 "table": self.table.to_dict(orient="records")}
 
     @classmethod
@@ -127,7 +144,7 @@ class DriftReport:
         table = pd.DataFrame(data["table"], columns=["model", "column", "kind", "importance_rank", "psi", "status", "rows",
                                                      "baseline"])
         return cls(data["as_of"], table, data["psi_warn"], data["psi_alert"], list(data.get("models_without_profile", [])),
-                   dict(data.get("model_versions", {})))
+                   dict(data.get("model_versions", {})), dict(data.get("training_history", {})))
 
 
 def write_drift(report: DriftReport, scores_dir: Path) -> Path:
@@ -185,7 +202,8 @@ def monitor_scoring_run(config: Config, *, features_path: Path, as_of: str, scor
             without.append(model.name)
     report = DriftReport(str(pd.Timestamp(month["as_of"].iloc[0]).date())[:7] if len(month) else as_of,
                          drift_table(month, scores, profiles, config), config.monitoring.psi_warn,
-                         config.monitoring.psi_alert, without, {m.name: str(m.version) for m in models})
+                         config.monitoring.psi_alert, without, {m.name: str(m.version) for m in models},
+                         {name: p["history"] for name, p in profiles.items() if p.get("history")})
     write_drift(report, scores_dir)
     if log_to_mlflow:
         _log_to_mlflow(report, config)

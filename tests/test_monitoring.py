@@ -92,6 +92,23 @@ def test_drift_report_warns_naming_the_shifted_features_and_score_and_round_trip
     assert read_drift(tmp_path / "nowhere") is None
 
 
+def test_drift_of_a_model_trained_on_truncated_history_says_why():
+    config = Config()
+    train = _training_rows()
+    now = _training_rows(seed=1).assign(salary_amount_3m=lambda f: f["salary_amount_3m"] / 2)
+    scores = pd.DataFrame({"customer_id": now["customer_id"], "churn_probability": 0.1,
+                           "upgrade_probability": 0.1, "clv_12m": 100.0})
+    table = drift_table(now, scores, {"churn": _profile(train)}, config)
+    short = {"data_start": "2023-01", "train_months": "2023-01..2023-06", "months_before_training": 0}
+    report = DriftReport("2025-12", table, config.monitoring.psi_warn, config.monitoring.psi_alert, [], {},
+                         {"churn": short})
+    note = report.warnings()[-1]
+    assert note.startswith("note: the churn model was trained on 2023-01..2023-06, 0 month(s) after the data starts")
+    long = {**short, "train_months": "2024-01..2024-06", "months_before_training": 12}
+    assert not any(w.startswith("note:") for w in DriftReport("2025-12", table, config.monitoring.psi_warn,
+                                                              config.monitoring.psi_alert, [], {}, {"churn": long}).warnings())
+
+
 def test_drift_status_thresholds():
     settings = Config().monitoring
     assert [drift_status(v, settings) for v in (0.05, 0.1, 0.2, 0.25, 1.0)] == ["stable", "moderate", "moderate", "major", "major"]

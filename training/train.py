@@ -582,8 +582,22 @@ def training_profile(bundle, data: ModelingData, config: Config) -> dict:
     score = bundle.predict(data.train)
     if data.spec.kind == "clv":
         score = np.maximum(score, 0.0)  # serving clips CLV at 0
-    return reference_profile(data.train, data.feature_columns, data.categories, score=score, importance=importance,
-                             bins=config.monitoring.psi_bins)
+    profile = reference_profile(data.train, data.feature_columns, data.categories, score=score, importance=importance,
+                                bins=config.monitoring.psi_bins)
+    return {**profile, "history": training_history(data)}
+
+
+def training_history(data: ModelingData) -> dict:
+    """How much history the training rows' look-back windows saw: months from the data's first month to the first
+    training month (``None`` when the table does not record where its data starts)."""
+    start = data.metadata.get("data_start") or data.metadata.get("as_of_min")
+    train = data.split.train_months
+    months = None
+    if start:
+        first, begin = pd.Period(str(start)[:7], "M"), pd.Period(str(train[0])[:7], "M")
+        months = int((begin - first).n)
+    return {"data_start": str(start)[:7] if start else None, "train_months": f"{train[0]}..{train[-1]}",
+            "months_before_training": months}
 
 
 #: The retention CLV when no CLV model is given: the last 12 months' net revenue, carried forward.
