@@ -190,6 +190,7 @@ def build_customer_months_frame(
     ``tables`` maps contract table names to frames (``customers`` and ``transactions`` required);
     ``data_end`` is the last day the data covers. The frames are not changed. Same SQL as the file build.
     """
+    check_revenue_names(config.revenue)
     missing = {"customers", "transactions"} - set(tables)
     if missing:
         raise ValueError(f"tables {sorted(missing)} are required; got {sorted(tables)}")

@@ -167,5 +167,6 @@ def test_the_value_definition_comes_from_config():
     # The label follows the horizon: clv_2m, two months of spend; customer-initiated activity is unchanged.
     assert _nan_list(_series(shop, 1, "clv_2m")) == [100.0, 100.0, 100.0, 100.0, "nan", "nan"]
     assert _series(shop, 1, "customer_txn_count_3m") == _series(bank, 1, "customer_txn_count_3m")
+    typo = Config.model_validate({"revenue": {"transaction_rate": {"spend": 1.0}}})
     with pytest.raises(ValueError, match="revenue.transaction_rate names spend"):
-        Config.model_validate({"revenue": {"transaction_rate": {"spend": 1.0}}})
+        build_customer_months_frame(tables, typo, data_end=date(2024, 6, 30))

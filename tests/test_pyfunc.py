@@ -34,7 +34,7 @@ def champion(tmp_path_factory):
     from mlflow import MlflowClient
 
     from raw_factory import simulated_customer_months
-    from training.train import train_model
+    from training.jobs import train_model
 
     root = tmp_path_factory.mktemp("pyfunc")
     config = Config.model_validate({
