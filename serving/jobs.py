@@ -194,16 +194,12 @@ def score(config: Config, plan: ScorePlan, *, engine: str = "local", reasons: st
     check_feature_set(read_feature_metadata(plan.features_path), spec.feature_set, source=str(plan.features_path),
                       expected_by="the bento's models")
     models, _ = bento_models()
-    uplift = None
-    if engine == "local":  # the champion uplift models, when registered, price each customer's offer
-        from functools import partial
-
-        from training.uplift import bundle_uplift, champion_uplift_bundles
-
-        uplift = {offer: partial(bundle_uplift, bundle) for offer, bundle in champion_uplift_bundles(config).items()} or None
+    # No uplift models here: the action and the offer come from one ranking, which must be the same for the local
+    # and Spark engines and the online service (none of which has the uplift models); campaign lists re-price the
+    # month's offers with them (`campaign`).
     summary = score_base(
         plan.features_path, models, config.policy, plan.out, as_of=plan.as_of, engine=engine, reasons=reasons,
-        snapshot_path=plan.snapshot, uplift=uplift,
+        snapshot_path=plan.snapshot,
     )
     from serving.monitoring import monitor_scoring_run
 

@@ -1,6 +1,8 @@
 """One contact ranking: recommended_action and recommended_offer come from the same values and never contradict,
 and campaign lists offer what scoring recommends (batch and online alike)."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -104,3 +106,31 @@ def test_one_offer_is_priced_from_its_own_inputs_only():
     assert np.isnan(values["expected_incremental_value"].iloc[1])
     retention_rows = pd.DataFrame({"churn_probability": [0.2], "clv_12m": [1_000.0], "aum_month_end": [0.0]})
     assert offer_values(retention_rows, "retention", Policy())["expected_incremental_value"].iloc[0] == pytest.approx(45.0)
+
+
+def test_the_demo_scores_never_contradict_and_online_gives_the_same_offers(monkeypatch):
+    """On the demo's own bank and bento (after `make demo`): batch scores, and the online path on its snapshot."""
+    from pathlib import Path
+
+    from custbase.config import load_config
+    from serving.batch import read_scores
+    from serving.jobs import bento_models
+    from serving.runtime.snapshot import OnlineFeatureSnapshot
+
+    root = Path(__file__).parents[1]
+    paths = load_config().paths
+    scores_dir, snapshot = root / paths.scores_dir, root / paths.online_snapshot
+    if not (scores_dir / "_SUCCESS").exists() or not snapshot.exists():
+        pytest.skip("run `make demo` first")
+    monkeypatch.setenv("BENTOML_HOME", str(root / "bentoml_home"))
+    batch = read_scores(scores_dir)
+    action, offer = batch["recommended_action"], batch["recommended_offer"]
+    assert (offer[action == "retain"] == "retention").all() and (offer[action == "upgrade_offer"] == "upgrade").all()
+    assert (offer[action == "none"] == "none").all()
+    models, _ = bento_models()
+    if models.versions() != json.loads((scores_dir / "_run.json").read_text())["model_versions"]:
+        pytest.skip("the newest bento holds other model versions than the demo's scores")
+    found = OnlineFeatureSnapshot(snapshot).lookup_records(batch["customer_id"].tolist())
+    online = score_records([found[i] for i in batch["customer_id"]], models, load_config().policy, reasons="none")
+    assert [r["recommended_offer"] for r in online] == offer.tolist()
+    np.testing.assert_array_equal([r["offer_incremental_value"] for r in online], batch["offer_incremental_value"].to_numpy())
