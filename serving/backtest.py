@@ -9,6 +9,9 @@ Each month, each strategy picks at most ``budget`` customers of the offer's popu
                     whose rule-of-thumb expected value of contact is positive
 ``uplift_x_value``  expected incremental value from the uplift model (:func:`serving.runtime.campaign.offer_values`),
                     positive only
+``true_uplift_x_value``  (simulated bank) the rule of ``uplift_x_value`` with the true effect in place of the
+                    model's uplift (predicted CLV, planned take-up): what a perfect uplift model would earn, so the
+                    gap to the oracle splits into the learner's part and the value and cost estimates' part
 ``oracle``          (simulated bank) the true effect x true value - contact cost - true offer cost, positive only
 ==================  ==========================================================================================
 
@@ -37,14 +40,17 @@ import pandas as pd
 from custbase.config import Config
 from serving.runtime.campaign import offer_values
 
-STRATEGIES: tuple[str, ...] = ("random", "risk_top_n", "risk_x_value", "uplift_x_value", "oracle")
+STRATEGIES: tuple[str, ...] = ("random", "risk_top_n", "risk_x_value", "uplift_x_value", "true_uplift_x_value", "oracle")
+#: Strategies that need the simulator's ground truth.
+TRUTH_STRATEGIES = ("true_uplift_x_value", "oracle")
 
 
 def choose(population: pd.DataFrame, strategy: str, kind: str, budget: int, config: Config, *, seed: int = 0) -> np.ndarray:
     """Positions in ``population`` (one month) that ``strategy`` contacts at ``budget``.
 
     ``population`` needs the scores (``churn_probability``, ``upgrade_probability``, ``clv_12m``, ``value_tier``,
-    ``aum_month_end``), ``*_uplift`` for ``uplift_x_value`` and ``true_incremental_value`` for ``oracle``.
+    ``aum_month_end``), ``*_uplift`` for ``uplift_x_value``, ``true_effect`` for ``true_uplift_x_value`` and
+    ``true_incremental_value`` for ``oracle``.
     """
     policy = config.policy
     n = len(population)
@@ -64,6 +70,9 @@ def choose(population: pd.DataFrame, strategy: str, kind: str, budget: int, conf
         return positions[np.argsort(-score[positions], kind="stable")][:budget]
     if strategy == "uplift_x_value":
         value = offer_values(population, kind, policy)["expected_incremental_value"].to_numpy()
+    elif strategy == "true_uplift_x_value":
+        perfect = population.assign(**{f"{kind}_uplift": population["true_effect"].to_numpy(dtype="float64")})
+        value = offer_values(perfect, kind, policy)["expected_incremental_value"].to_numpy()
     elif strategy == "oracle":
         value = population["true_incremental_value"].to_numpy(dtype="float64")
     else:
@@ -212,11 +221,13 @@ def run_backtest(kind: str, config: Config, *, budget: int, features_path: Path,
     truth = _ground_truth(raw_dir)
     if truth is not None:
         scores["true_incremental_value"] = true_incremental_value(scores, truth, kind, config)
+        effect = "campaign_effect" if kind == "retention" else "upgrade_campaign_effect"
+        scores["true_effect"] = scores[["customer_id", "_month"]].merge(truth, on=["customer_id", "_month"], how="left")[effect].to_numpy()
 
     contacts = _randomized_contacts(frame, raw_dir, spec, kind, scores, config, notes)
     results = []
     for name in STRATEGIES:
-        if name == "oracle" and truth is None:
+        if name in TRUTH_STRATEGIES and truth is None:
             continue
         chosen_keys, true_total, count = [], 0.0, 0
         for month, population in scores.groupby("_month", sort=True):
