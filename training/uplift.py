@@ -271,8 +271,11 @@ def _fit(X: pd.DataFrame, y: np.ndarray, hp: dict, objective: str, num_threads: 
 
 
 def fit_uplift(X: pd.DataFrame, treated: np.ndarray, outcome: np.ndarray, hp: dict, *, num_threads: int = 1, seed: int = 0,
-               untreated: tuple[pd.DataFrame, np.ndarray] | None = None) -> dict[str, lgb.Booster]:
+               untreated: tuple[pd.DataFrame, np.ndarray] | None = None, outcome_models: dict | None = None) -> dict[str, lgb.Booster]:
     """Fit the meta-learner ``hp['learner']`` (``shift``, ``t`` or ``x``); returns its boosters by role.
+
+    ``outcome_models``: a dict kept by the caller across calls on the same rows, where the shift learner's no-offer
+    model (which does not depend on the searched trees) is stored by control pool and reused.
 
     ``untreated`` (features, outcome) are customer-months offered nothing: with ``hp['control_pool'] == 'all'`` they
     join the control arm's outcome model, which then no longer rests on the few randomized controls alone
@@ -287,10 +290,15 @@ def fit_uplift(X: pd.DataFrame, treated: np.ndarray, outcome: np.ndarray, hp: di
         control_X, control_y = pd.concat([X.loc[~w], untreated[0]]), np.r_[y[~w], untreated[1]]
     else:
         control_X, control_y = X.loc[~w], y[~w]
-    mu0 = _fit(control_X, control_y, OUTCOME_MODEL if learner == "shift" else hp, "binary", num_threads, seed)
     if learner == "shift":
+        key = hp.get("control_pool", "contacts")
+        cache = outcome_models if outcome_models is not None else {}
+        if key not in cache:
+            cache[key] = _fit(control_X, control_y, OUTCOME_MODEL, "binary", num_threads, seed)
+        mu0 = cache[key]
         shift = _fit(X.loc[w], y[w], hp, "binary", num_threads, seed, init_score=mu0.predict(X.loc[w], raw_score=True))
         return {"control": mu0, "shift": shift}
+    mu0 = _fit(control_X, control_y, hp, "binary", num_threads, seed)
     mu1 = _fit(X.loc[w], y[w], hp, "binary", num_threads, seed)
     boosters = {"treated": mu1, "control": mu0}
     if learner == "x":
@@ -344,6 +352,7 @@ def search_uplift(train_X, train_w, train_y, valid_X, valid_w, valid_y, *, trial
     n_untreated = len(untreated[1]) if untreated is not None else 0
     counts = (int(np.sum(train_w)), int(len(train_w) - np.sum(train_w)), n_untreated)
     predictions: dict[int, np.ndarray] = {}
+    outcome_models: dict = {}  # the shift learner's no-offer model, the same in every trial
 
     def objective(trial: optuna.Trial) -> float:
         hp = {name: trial.suggest_categorical(name, list(UPLIFT_SEARCH[name][1])) for name in ("learner", "control_pool")}
@@ -355,7 +364,8 @@ def search_uplift(train_X, train_w, train_y, valid_X, valid_w, valid_y, *, trial
             hp[name] = trial.suggest_float(name, lo, hi, log=True)
         lo, hi = UPLIFT_SEARCH["feature_fraction"][1]
         hp["feature_fraction"] = trial.suggest_float("feature_fraction", lo, hi)
-        boosters = fit_uplift(train_X, train_w, train_y, hp, num_threads=num_threads, seed=seed, untreated=untreated)
+        boosters = fit_uplift(train_X, train_w, train_y, hp, num_threads=num_threads, seed=seed, untreated=untreated,
+                              outcome_models=outcome_models)
         predictions[trial.number] = predict_uplift(boosters, valid_X, blend_weight(hp, *counts))
         return qini_coefficient(valid_y, valid_w, predictions[trial.number])
 
