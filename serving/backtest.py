@@ -142,15 +142,16 @@ class BacktestResult:
     def render(self) -> str:
         c = self.currency
         oracle = self.figure("oracle")
+        width = max([16] + [len(s["name"]) + 2 for s in self.strategies])
         lines = [f"{self.kind} backtest, budget {self.budget:,} contacts per month, months {', '.join(self.months)} ({c}, net of contact and offer costs)",
-                 f"  {'strategy':<16}{'contacts':>10}{'true value':>16}{'/ oracle':>10}{'estimated (randomized contacts)':>34}"]
+                 f"  {'strategy':<{width}}{'contacts':>10}{'true value':>16}{'/ oracle':>10}{'estimated (randomized contacts)':>34}"]
         for s in self.strategies:
             true = s["true_incremental_value"]
             ratio = f"{true / oracle:>10.2f}" if (true is not None and oracle) else f"{'-':>10}"
             true_text = f"{true:>16,.0f}" if true is not None else f"{'-':>16}"
             est = s["estimated_incremental_value"]
             est_text = f"{est:,.0f} +/- {s['estimated_standard_error']:,.0f} (n={s['randomized_contacts']})" if est is not None else "-"
-            lines.append(f"  {s['name']:<16}{s['contacts']:>10,}{true_text}{ratio}{est_text:>34}")
+            lines.append(f"  {s['name']:<{width}}{s['contacts']:>10,}{true_text}{ratio}{est_text:>34}")
         baseline, uplift = self.figure("risk_x_value"), self.figure("uplift_x_value")
         if oracle is not None and baseline is not None and uplift is not None and oracle != baseline:
             lines.append(f"  uplift x value closes {(uplift - baseline) / (oracle - baseline):.0%} of the oracle's margin over risk x value "
