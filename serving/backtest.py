@@ -9,6 +9,9 @@ Each month, each strategy picks at most ``budget`` customers of the offer's popu
                     whose rule-of-thumb expected value of contact is positive
 ``uplift_x_value``  expected incremental value from the uplift model (:func:`serving.runtime.campaign.offer_values`),
                     positive only
+``true_uplift_x_value``  (simulated bank) the rule of ``uplift_x_value`` with the true effect in place of the
+                    model's uplift (predicted CLV, planned take-up): what a perfect uplift model would earn, so the
+                    gap to the oracle splits into the learner's part and the value and cost estimates' part
 ``oracle``          (simulated bank) the true effect x true value - contact cost - true offer cost, positive only
 ==================  ==========================================================================================
 
@@ -37,14 +40,17 @@ import pandas as pd
 from custbase.config import Config
 from serving.runtime.campaign import offer_values
 
-STRATEGIES: tuple[str, ...] = ("random", "risk_top_n", "risk_x_value", "uplift_x_value", "oracle")
+STRATEGIES: tuple[str, ...] = ("random", "risk_top_n", "risk_x_value", "uplift_x_value", "true_uplift_x_value", "oracle")
+#: Strategies that need the simulator's ground truth.
+TRUTH_STRATEGIES = ("true_uplift_x_value", "oracle")
 
 
 def choose(population: pd.DataFrame, strategy: str, kind: str, budget: int, config: Config, *, seed: int = 0) -> np.ndarray:
     """Positions in ``population`` (one month) that ``strategy`` contacts at ``budget``.
 
     ``population`` needs the scores (``churn_probability``, ``upgrade_probability``, ``clv_12m``, ``value_tier``,
-    ``aum_month_end``), ``*_uplift`` for ``uplift_x_value`` and ``true_incremental_value`` for ``oracle``.
+    ``aum_month_end``), ``*_uplift`` for ``uplift_x_value``, ``true_effect`` for ``true_uplift_x_value`` and
+    ``true_incremental_value`` for ``oracle``.
     """
     policy = config.policy
     n = len(population)
@@ -64,6 +70,9 @@ def choose(population: pd.DataFrame, strategy: str, kind: str, budget: int, conf
         return positions[np.argsort(-score[positions], kind="stable")][:budget]
     if strategy == "uplift_x_value":
         value = offer_values(population, kind, policy)["expected_incremental_value"].to_numpy()
+    elif strategy == "true_uplift_x_value":
+        perfect = population.assign(**{f"{kind}_uplift": population["true_effect"].to_numpy(dtype="float64")})
+        value = offer_values(perfect, kind, policy)["expected_incremental_value"].to_numpy()
     elif strategy == "oracle":
         value = population["true_incremental_value"].to_numpy(dtype="float64")
     else:
@@ -133,15 +142,16 @@ class BacktestResult:
     def render(self) -> str:
         c = self.currency
         oracle = self.figure("oracle")
+        width = max([16] + [len(s["name"]) + 2 for s in self.strategies])
         lines = [f"{self.kind} backtest, budget {self.budget:,} contacts per month, months {', '.join(self.months)} ({c}, net of contact and offer costs)",
-                 f"  {'strategy':<16}{'contacts':>10}{'true value':>16}{'/ oracle':>10}{'estimated (randomized contacts)':>34}"]
+                 f"  {'strategy':<{width}}{'contacts':>10}{'true value':>16}{'/ oracle':>10}{'estimated (randomized contacts)':>34}"]
         for s in self.strategies:
             true = s["true_incremental_value"]
             ratio = f"{true / oracle:>10.2f}" if (true is not None and oracle) else f"{'-':>10}"
             true_text = f"{true:>16,.0f}" if true is not None else f"{'-':>16}"
             est = s["estimated_incremental_value"]
             est_text = f"{est:,.0f} +/- {s['estimated_standard_error']:,.0f} (n={s['randomized_contacts']})" if est is not None else "-"
-            lines.append(f"  {s['name']:<16}{s['contacts']:>10,}{true_text}{ratio}{est_text:>34}")
+            lines.append(f"  {s['name']:<{width}}{s['contacts']:>10,}{true_text}{ratio}{est_text:>34}")
         baseline, uplift = self.figure("risk_x_value"), self.figure("uplift_x_value")
         if oracle is not None and baseline is not None and uplift is not None and oracle != baseline:
             lines.append(f"  uplift x value closes {(uplift - baseline) / (oracle - baseline):.0%} of the oracle's margin over risk x value "
@@ -212,11 +222,13 @@ def run_backtest(kind: str, config: Config, *, budget: int, features_path: Path,
     truth = _ground_truth(raw_dir)
     if truth is not None:
         scores["true_incremental_value"] = true_incremental_value(scores, truth, kind, config)
+        effect = "campaign_effect" if kind == "retention" else "upgrade_campaign_effect"
+        scores["true_effect"] = scores[["customer_id", "_month"]].merge(truth, on=["customer_id", "_month"], how="left")[effect].to_numpy()
 
     contacts = _randomized_contacts(frame, raw_dir, spec, kind, scores, config, notes)
     results = []
     for name in STRATEGIES:
-        if name == "oracle" and truth is None:
+        if name in TRUTH_STRATEGIES and truth is None:
             continue
         chosen_keys, true_total, count = [], 0.0, 0
         for month, population in scores.groupby("_month", sort=True):

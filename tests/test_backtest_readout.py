@@ -23,6 +23,7 @@ def month():
         # customer 1 is a sleeping dog: highest risk, contact pushes them out
         "retention_uplift": [-0.05, 0.01, 0.04, 0.0],
         "true_incremental_value": [-55.0, 45.0, 155.0, -5.0],
+        "true_effect": [-0.05, 0.0, 0.04, 0.0],
     })
 
 
@@ -33,6 +34,8 @@ def test_strategies_pick_what_they_promise(month):
     # uplift x value: 0.04 x 4,000 - 5 = 155 > 0.01 x 5,000 - 5 = 45; the sleeping dog and the zero are left alone
     assert choose(month, "uplift_x_value", "retention", 3, CONFIG).tolist() == [2, 1]
     assert choose(month, "oracle", "retention", 3, CONFIG).tolist() == [2, 1]
+    # the same rule with the true effect: customer 2's true effect is 0, so only customer 3 pays
+    assert choose(month, "true_uplift_x_value", "retention", 3, CONFIG).tolist() == [2]
     assert sorted(choose(month, "random", "retention", 4, CONFIG).tolist()) == [0, 1, 2, 3]
     with pytest.raises(ValueError, match="strategy"):
         choose(month, "psychic", "retention", 1, CONFIG)

@@ -39,7 +39,7 @@ def test_qini_ranks_the_true_effect_above_random_and_its_reverse():
     assert average_effect(outcome, treated) == pytest.approx(effect.mean(), abs=0.02)
 
 
-@pytest.mark.parametrize("learner", ["t", "x"])
+@pytest.mark.parametrize("learner", ["t", "x", "shift"])
 def test_meta_learners_recover_a_planted_effect(learner):
     rng = np.random.default_rng(1)
     n = 8_000
@@ -50,6 +50,7 @@ def test_meta_learners_recover_a_planted_effect(learner):
     hp = {"learner": learner, "num_leaves": 4, "min_child_samples": 200, "learning_rate": 0.1, "rounds": 60,
           "feature_fraction": 1.0, "lambda_l2": 1.0}
     boosters = fit_uplift(X, treated, outcome, hp)
+    assert ("shift" in boosters) == (learner == "shift")
     uplift = predict_uplift(boosters, X, 0.5)
     assert uplift[X["saver"] > 0.5].mean() > 0.15 and uplift[X["saver"] <= 0.5].mean() < 0
     assert np.corrcoef(uplift, effect)[0, 1] > 0.8
@@ -122,3 +123,43 @@ def test_the_blend_leans_on_the_treated_arm_when_the_control_arm_has_the_untreat
 
     assert blend_weight({"control_pool": "contacts"}, 600, 400, 10_000) == pytest.approx(0.6)
     assert blend_weight({"control_pool": "all"}, 600, 400, 10_000) == pytest.approx(600 / 11_000)
+
+
+def test_the_shift_learner_keeps_a_relative_effect_proportional_to_the_risk():
+    # the offer halves the odds of leaving for everyone: the absolute effect is largest where the risk is
+    rng = np.random.default_rng(3)
+    n = 30_000
+    X = pd.DataFrame({"risk": rng.random(n)})
+    base = 0.02 + 0.3 * X["risk"].to_numpy()
+    treated = rng.random(n) < 0.5
+    leave = np.where(treated, base / (2 - base), base)  # odds halved
+    outcome = (rng.random(n) >= leave).astype(float)  # outcome = stayed
+    hp = {"learner": "shift", "control_pool": "contacts", "num_leaves": 2, "min_child_samples": 400,
+          "learning_rate": 0.05, "rounds": 100, "feature_fraction": 1.0, "lambda_l2": 10.0}
+    uplift = predict_uplift(fit_uplift(X, treated, outcome, hp), X, 0.5)
+    true = base - base / (2 - base)
+    assert np.corrcoef(uplift, true)[0, 1] > 0.9
+    assert abs(uplift.mean() - true.mean()) < 0.01
+
+
+def test_expected_qini_known_answers():
+    from training.uplift import expected_qini
+
+    tau = np.array([0.3, 0.1, 0.0, -0.2])
+    # ranked by the truth: cumulative 0, .3, .4, .4, .2 against the random line 0, .05, .1, .15, .2
+    assert expected_qini(tau, tau) == pytest.approx(np.trapezoid([0, 0.25, 0.3, 0.25, 0], np.linspace(0, 1, 5)) / 4)
+    assert expected_qini(tau, -tau) == pytest.approx(-expected_qini(tau, tau))
+    assert expected_qini(tau, [2, 3, 1, 0]) < expected_qini(tau, tau)  # the top two swapped
+
+
+def test_the_search_keeps_the_defaults_unless_a_trial_beats_them_beyond_noise():
+    from training.uplift import beats_beyond_noise
+
+    rng = np.random.default_rng(4)
+    n = 4_000
+    effect = rng.uniform(-0.1, 0.3, n)
+    treated = (rng.random(n) < 0.5).astype(float)
+    outcome = (rng.random(n) < 0.3 + treated * effect).astype(float)
+    assert beats_beyond_noise(outcome, treated, effect, rng.random(n)) > 0.95
+    # two equally uninformed rankings: neither wins beyond noise
+    assert 0.05 < beats_beyond_noise(outcome, treated, rng.random(n), rng.random(n)) < 0.95
