@@ -126,11 +126,11 @@ class DriftReport:
             months = history.get("months_before_training")
             if months is not None and months < LONGEST_WINDOW_MONTHS:
                 lines.append(
-                    f"note: the {model} model was trained on {history['train_months']}, {months} month(s) after the data "
-                    f"starts ({history['data_start']}): its rows' windows of up to {LONGEST_WINDOW_MONTHS} months (and the "
-                    f"months-in-tier and months-since counts) saw less history than today's rows do, so those inputs differ "
-                    f"by construction; with {LONGEST_WINDOW_MONTHS}+ months of data before its training months (a longer "
-                    f"extract) the comparison is like for like")
+                    f"note: the {model} model's training months ({history['train_months']}) begin {months} month(s) after "
+                    f"the data does ({history['data_start']}): their windows of up to {LONGEST_WINDOW_MONTHS} months (and the "
+                    f"months-in-tier and months-since counts) saw less history than today's rows, so those inputs differ "
+                    f"by construction, not by a change in the customers; with {LONGEST_WINDOW_MONTHS}+ months of data before "
+                    f"the training months (a longer extract) the comparison is like for like")
         return lines
 
     def to_dict(self) -> dict:

@@ -23,6 +23,7 @@ Client errors are logged as one line without values; ``/metrics`` counts request
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import logging
 import os
 import time
@@ -536,6 +537,10 @@ class CustbaseScoring:
         models = _models_override or models_from_environment(SPEC.refs() if SPEC else None)
         app.state.scoring = Scoring(models, SPEC.policy if SPEC else Policy(), OnlineFeatureSnapshot(snapshot_path()))
         logger.info("serving models %s; online feature snapshot %s", models.versions(), app.state.scoring.snapshot.path)
+        # Everything loaded so far (models, libraries: ~200k objects) lives as long as the worker. Freezing it keeps
+        # Python's full garbage collections, which would walk it all (~75-120 ms), off the request path: they were
+        # the open-loop p99.
+        gc.freeze()
 
 
 CustbaseScoring.add_asgi_middleware(RequestGuard)

@@ -103,7 +103,7 @@ def test_drift_of_a_model_trained_on_truncated_history_says_why():
     report = DriftReport("2025-12", table, config.monitoring.psi_warn, config.monitoring.psi_alert, [], {},
                          {"churn": short})
     note = report.warnings()[-1]
-    assert note.startswith("note: the churn model was trained on 2023-01..2023-06, 0 month(s) after the data starts")
+    assert note.startswith("note: the churn model's training months (2023-01..2023-06) begin 0 month(s) after the data does")
     long = {**short, "train_months": "2024-01..2024-06", "months_before_training": 12}
     assert not any(w.startswith("note:") for w in DriftReport("2025-12", table, config.monitoring.psi_warn,
                                                               config.monitoring.psi_alert, [], {}, {"churn": long}).warnings())
