@@ -20,7 +20,9 @@ from serving.runtime.spec import DEFAULT_SNAPSHOT, SPEC_FILE, spec_from_models, 
 
 BENTO_NAME = "custbase"
 SERVICE = "serving.service:CustbaseScoring"
-PACKAGES = ("custbase", "features", "training", "serving")
+#: What the bento ships: the service needs the runtime layer, the features it reads and the configuration, never
+#: training code (tests/test_architecture.py checks the imports).
+PACKAGES = ("custbase", "features", "serving")
 #: Runtime requirements of the bento, pinned to the versions installed here.
 REQUIREMENTS = ("bentoml", "lightgbm", "numpy", "pandas", "pyarrow", "pydantic", "pyyaml", "scikit-learn", "mlflow", "duckdb", "typer", "tqdm")
 
