@@ -344,14 +344,6 @@ def _conform(table: pa.Table, tables: frozenset[str], config: Config) -> pa.Tabl
 # ------------------------------------------------------------------------------------------------ metadata, summary
 
 
-def table_metadata(table: pa.Table, config: Config, *, data_end: date, raw_dir: str | None, engine: str,
-                   tables: frozenset[str]) -> dict:
-    """The ``custbase`` parquet metadata of a customer-month table (see the interface brief)."""
-    as_of = table.column("as_of")
-    return _metadata(config, tables, as_of_min=pc.min(as_of).as_py() if len(table) else None,
-                     as_of_max=pc.max(as_of).as_py() if len(table) else None, data_end=data_end, raw_dir=raw_dir, engine=engine)
-
-
 def _metadata(config: Config, tables: frozenset[str], *, as_of_min: date | None, as_of_max: date | None, data_end: date,
               raw_dir: str | None, engine: str, data_start: date | None = None) -> dict:
     columns = [f.name for f in features_for(config, tables)]

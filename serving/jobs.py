@@ -111,11 +111,16 @@ def latest_bento(tag: str | None = None) -> tuple[str, ServingSpec]:
 
 def bento_models(tag: str | None = None) -> tuple[ScoringModels, str]:
     """The three models packed in the newest bento (the same ones the online service serves)."""
+    bento_tag, spec = latest_bento(tag)
+    return _bento_champions(spec), bento_tag
+
+
+def _bento_champions(spec: ServingSpec) -> ScoringModels:
+    """The models a bento's serving spec pins, from the BentoML store."""
     from serving.runtime.models import ModelStoreError, load_champions_from_bento
 
-    bento_tag, spec = latest_bento(tag)
     try:
-        return load_champions_from_bento(spec.refs()), bento_tag
+        return load_champions_from_bento(spec.refs())
     except ModelStoreError as err:
         raise ServingSetupError(str(err)) from None
 
@@ -193,7 +198,7 @@ def score(config: Config, plan: ScorePlan, *, engine: str = "local", reasons: st
     # the models read the columns of the feature set they were trained on: a table of another version is refused
     check_feature_set(read_feature_metadata(plan.features_path), spec.feature_set, source=str(plan.features_path),
                       expected_by="the bento's models")
-    models, _ = bento_models()
+    models = _bento_champions(spec)
     # No uplift models here: the action and the offer come from one ranking, which must be the same for the local
     # and Spark engines and the online service (none of which has the uplift models); campaign lists re-price the
     # month's offers with them (`campaign`).

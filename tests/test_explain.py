@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving.runtime.reasons import Reason, reason_codes, sentence
-from training.explain import contributions, global_importance
+from serving.runtime.reasons import Reason, contributions, reason_codes, sentence
+from training.explain import global_importance
 
 TIERS = ["mass", "affluent", "high_net_worth", "private"]
 

@@ -1,7 +1,7 @@
-"""Training-side explanations of a LightGBM model: per-row contributions (SHAP values) and global importance.
+"""Training-side explanations of a LightGBM model: global importance from per-row contributions.
 
-Contributions and reason codes live in the runtime (:mod:`serving.runtime.reasons`), which the service
-needs; this module adds what only training reports use.
+Contributions (SHAP values) and reason codes live in the runtime (:mod:`serving.runtime.reasons`), which the
+service needs; this module adds what only training reports use.
 """
 
 from __future__ import annotations
@@ -11,9 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from serving.runtime.reasons import contributions
-
-__all__ = ["contributions", "global_importance"]
+__all__ = ["global_importance"]
 
 
 def global_importance(contrib: np.ndarray, feature_names: Sequence[str]) -> pd.Series:

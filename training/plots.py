@@ -22,7 +22,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_auc_score, roc_curve  # noqa: E402
 
 from training.evaluation import _as_float_arrays, _check_binary, _rank_bins, _tie_averaged  # noqa: E402
-from training.explain import contributions  # noqa: E402
+from serving.runtime.reasons import contributions  # noqa: E402
 
 MODEL_COLOR = "#1f77b4"
 REFERENCE_COLOR = "#7f7f7f"

@@ -480,7 +480,8 @@ class TrainResult:
 
 
 def _card(spec, data, fitted, ev, result_fields: dict, fingerprint: dict, config: Config) -> dict:
-    from training.explain import contributions, global_importance
+    from serving.runtime.reasons import contributions
+    from training.explain import global_importance
     from training.fairness import fairness_card
 
     sample = data.test.sample(n=min(len(data.test), config.training.shap_sample_rows), random_state=config.training.seed)
