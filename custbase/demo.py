@@ -108,7 +108,7 @@ def run_demo(config: Config, *, customers: int, trials: int, config_file: Path |
     with _step(7, total, f"train the retention and upgrade uplift models ({trials} Optuna trials)", timings):
         for name in ("retention-uplift", "upgrade-uplift"):
             typer.echo(train_uplift(name, cfg, features_path=paths.features_path, raw_dir=paths.raw_dir, trials=trials).render())
-    with _step(8, total, "build the bento of the three champions", timings):
+    with _step(8, total, "build the bento of the three champions and the uplift models", timings):
         _, stand_ins = jobs.pinned_champions(cfg, challenger_if_no_champion=True)
         for model in stand_ins:
             typer.secho(

@@ -1,4 +1,5 @@
-"""``custbase build``: the three pinned champion models, the service, the feature set and the policy, as one bento.
+"""``custbase build``: the three pinned champion models (and the champion uplift models, when registered), the service,
+the feature set and the policy, as one bento.
 
 Builds offline: ``python.lock_packages`` is off (locking would query the package index), BentoML tracking is
 off, and BentoML's home defaults to ``./bentoml_home`` in the project unless ``BENTOML_HOME`` is set.
@@ -14,7 +15,18 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
-from serving.runtime.models import MODEL_NAMES, REGISTERED_NAMES, ModelRef, ScoringModels, check_models, load_mlflow_model_dir, model_files_sha256
+from serving.runtime.bundle import ModelBundle, find_bundle_folder
+from serving.runtime.models import (
+    MODEL_NAMES,
+    REGISTERED_NAMES,
+    ModelRef,
+    ScoringModels,
+    check_models,
+    load_mlflow_model_dir,
+    model_files_sha256,
+    uplift_model,
+)
+from serving.runtime.uplift import UPLIFT_MODEL_NAMES
 from serving.runtime.policy import Policy
 from serving.runtime.spec import DEFAULT_SNAPSHOT, SPEC_FILE, spec_from_models, write_spec
 
@@ -94,14 +106,16 @@ def _requirements() -> list[str]:
 
 def build_bento(config, model_uris: dict[str, str], *, policy: Policy | None = None, feature_set: dict | None = None,
                 snapshot_path: str | None = None, bentoml_home: Path | None = None, project_dir: Path | None = None) -> str:
-    """Import the three pinned champions and build the bento; returns its tag (``custbase:<version>``).
+    """Import the pinned champions (the three, and the uplift models given) and build the bento; returns its tag
+    (``custbase:<version>``).
 
     Parameters
     ----------
     config
         The custbase Config (its ``policy`` field is used when ``policy`` is None and the field exists).
     model_uris
-        ``{"churn": "models:/custbase-churn/3", "upgrade": ..., "clv": ...}``: pinned versions only.
+        ``{"churn": "models:/custbase-churn/3", "upgrade": ..., "clv": ...}``: pinned versions only; optionally
+        ``"retention-uplift"`` / ``"upgrade-uplift"``, whose uplift then prices the offers in every score.
     feature_set
         The feature set spec (name, version, columns) packed with the bento.
     snapshot_path
@@ -116,14 +130,25 @@ def build_bento(config, model_uris: dict[str, str], *, policy: Policy | None = N
     missing = [n for n in MODEL_NAMES if n not in model_uris]
     if missing:
         raise ValueError(f"build_bento needs pinned URIs for {missing}")
+    unknown = set(model_uris) - set(MODEL_NAMES) - set(UPLIFT_MODEL_NAMES.values())
+    if unknown:
+        raise ValueError(f"build_bento packs {', '.join(MODEL_NAMES)} and the uplift models {', '.join(UPLIFT_MODEL_NAMES.values())}; "
+                         f"not {sorted(unknown)}")
     policy = policy or getattr(config, "policy", None) or Policy()
-    refs = {name: import_champion(name, model_uris[name]) for name in MODEL_NAMES}
-    loaded, digests = {}, {}
+    refs = {name: import_champion(name, uri) for name, uri in model_uris.items()}
+    loaded, uplift, digests = {}, {}, {}
     for name, ref in refs.items():
         folder = Path(bentoml.models.get(ref.bento_tag).path_of("mlflow_model"))
         digests[name] = model_files_sha256(folder)
-        loaded[name] = load_mlflow_model_dir(folder, ref)
-    models = check_models(ScoringModels(**loaded))
+        if name in MODEL_NAMES:
+            loaded[name] = load_mlflow_model_dir(folder, ref)
+        else:
+            offer = next(o for o, n in UPLIFT_MODEL_NAMES.items() if n == name)
+            bundle_folder = find_bundle_folder(folder)
+            if bundle_folder is None:
+                raise ValueError(f"the {name} model {ref.model_uri} holds no custbase bundle: retrain it with `custbase train {name}`")
+            uplift[offer] = uplift_model(ModelBundle.load(bundle_folder), ref.version, ref.model_uri)
+    models = check_models(ScoringModels(**loaded, uplift=uplift))
     spec = spec_from_models(models, policy, feature_set=feature_set, snapshot_path=str(snapshot_path or DEFAULT_SNAPSHOT),
                             bento_tags={n: r.bento_tag for n, r in refs.items()}, sha256=digests)
 
@@ -146,7 +171,7 @@ def build_bento(config, model_uris: dict[str, str], *, policy: Policy | None = N
             build_ctx=str(ctx),
             include=[*(f"{p}/**/*.py" for p in PACKAGES), "bento_spec/*.json"],
             labels=labels,
-            description="custbase churn, upgrade and CLV scoring with segments, actions and reasons",
+            description="custbase churn, upgrade and CLV scoring with segments, actions, offers priced by uplift and reasons",
             python={"packages": _requirements(), "lock_packages": False},
             models=[ref.bento_tag for ref in refs.values()],
             args={"serving_spec": SPEC_FILE},

@@ -60,8 +60,26 @@ def pinned_champions(config: Config, *, challenger_if_no_champion: bool = False)
     return uris, stand_ins
 
 
+def pinned_uplift_champions(config: Config) -> dict[str, str]:
+    """``{"retention-uplift": "models:/custbase-retention-uplift/<version>", ...}`` for each uplift model with a
+    champion (none is required: an offer without one is priced by the policy's rule of thumb)."""
+    from serving.runtime.models import REGISTERED_NAMES
+    from serving.runtime.uplift import UPLIFT_MODEL_NAMES
+    from training import tracking
+    from training.registry import CHAMPION, alias_version
+
+    tracking.configure_tracking(config)
+    uris = {}
+    for name in UPLIFT_MODEL_NAMES.values():
+        version = alias_version(REGISTERED_NAMES[name], CHAMPION)
+        if version is not None:
+            uris[name] = f"models:/{REGISTERED_NAMES[name]}/{version}"
+    return uris
+
+
 def build(config: Config, *, challenger_if_no_champion: bool = False) -> str:
-    """Import the pinned champions into the BentoML store and build the bento; returns its tag."""
+    """Import the pinned champions (and the champion uplift models) into the BentoML store and build the bento;
+    returns its tag."""
     from features.feature_set import FEATURE_SETS
     from serving.bento import build_bento
 
@@ -69,7 +87,7 @@ def build(config: Config, *, challenger_if_no_champion: bool = False) -> str:
     uris, _ = pinned_champions(config, challenger_if_no_champion=challenger_if_no_champion)
     return build_bento(
         config,
-        uris,
+        {**uris, **pinned_uplift_champions(config)},
         policy=config.policy,
         feature_set=feature_set,
         snapshot_path=str(config.paths.online_snapshot.resolve()),
@@ -198,10 +216,7 @@ def score(config: Config, plan: ScorePlan, *, engine: str = "local", reasons: st
     # the models read the columns of the feature set they were trained on: a table of another version is refused
     check_feature_set(read_feature_metadata(plan.features_path), spec.feature_set, source=str(plan.features_path),
                       expected_by="the bento's models")
-    models = _bento_champions(spec)
-    # No uplift models here: the action and the offer come from one ranking, which must be the same for the local
-    # and Spark engines and the online service (none of which has the uplift models); campaign lists re-price the
-    # month's offers with them (`campaign`).
+    models = _bento_champions(spec)  # with the bento's uplift models: the online service prices offers the same way
     summary = score_base(
         plan.features_path, models, config.policy, plan.out, as_of=plan.as_of, engine=engine, reasons=reasons,
         snapshot_path=plan.snapshot,
@@ -223,15 +238,28 @@ def _check_writable(folder: Path, what: str) -> None:
         raise ServingSetupError(f"cannot write to {folder} ({what}): {err.strerror or err}; choose a writable folder") from None
 
 
+def _campaign_uplift(features, config: Config) -> dict:
+    """Both offers' uplift columns for a campaign: from the newest bento's uplift models (those that priced the
+    scores), or, with no bento, from the champion uplift models in the registry."""
+    from serving.runtime.scoring import uplift_columns
+
+    try:
+        return uplift_columns(features, bento_models()[0])
+    except ServingSetupError:
+        from training.uplift import champion_uplift_bundles, with_uplift
+
+        bundles = champion_uplift_bundles(config)
+        return {c: v.to_numpy() for c, v in with_uplift(features, bundles).items() if c.endswith("_uplift") and c not in features}
+
+
 def campaign(config: Config, kind: str, *, out: Path, budget: int | None = None, budget_amount: float | None = None,
              scores_dir: Path | None = None, features_path: Path | None = None) -> tuple[Path, CampaignSummary]:
     """Write the ``kind`` campaign list of the scored month (CSV) and its summary (JSON beside it).
 
     The scores give risk, propensity and CLV; the month's features give the balances the offer cost scales with
-    and, through the champion uplift models when registered, each customer's uplift.
+    and, through the uplift models of the bento that scored them, each customer's uplift of both offers (the
+    scores carry only the recommended offer's), so that the list and the scores price offers alike.
     """
-    from training.uplift import champion_uplift_bundles, with_uplift
-
     folder = Path(scores_dir or config.paths.scores_dir)
     if not (folder / "_SUCCESS").exists():
         raise ServingSetupError(f"no complete scores in {folder}: score the base first with `{hints.make('score')}`")
@@ -246,7 +274,7 @@ def campaign(config: Config, kind: str, *, out: Path, budget: int | None = None,
                                 scores["as_of"].max()).reset_index(drop=True)
     except ValueError as err:  # the scored month is not in the table
         raise ServingSetupError(str(err)) from None
-    features = with_uplift(features, champion_uplift_bundles(config))
+    features = features.assign(**_campaign_uplift(features, config))
     extra = [c for c in ("aum_month_end", "retention_uplift", "upgrade_uplift") if c in features.columns]
     frame = scores.merge(features[["customer_id", *extra]], on="customer_id", how="left")
     chosen, summary = campaign_list(frame, kind, config.policy, budget=budget, budget_amount=budget_amount,

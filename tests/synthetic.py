@@ -8,7 +8,8 @@ three small models trained on it.
 - :func:`synthetic_customer_months`: customers x months with labels ``churn_3m``, ``upgrade_3m``, ``clv_3m``
   (missing for the last 3 months, which have no future yet);
 - :func:`scoring_month`: one month end of it, the identity columns and :data:`FEATURES` only, as a scoring input;
-- :func:`train_tiny_models`: three small boosters on :data:`FEATURES`, for scoring and service tests.
+- :func:`train_tiny_models`: three small boosters on :data:`FEATURES`, for scoring and service tests;
+- :func:`tiny_uplift_bundles`: a retention and an upgrade uplift model with planted effects, as training logs them.
 """
 
 from __future__ import annotations
@@ -169,3 +170,40 @@ def train_tiny_models(frame: pd.DataFrame | None = None, *, num_trees: int = 20,
         models[name] = BoosterModel(name, version, booster, list(FEATURES), {k: list(v) for k, v in CATEGORIES.items()},
                                     model_uri=f"models:/custbase-{name}/{version}")
     return ScoringModels(**models)
+
+
+def tiny_uplift_bundles(frame: pd.DataFrame | None = None, *, seed: int = 0) -> dict[str, "ModelBundle"]:
+    """``{"retention": ..., "upgrade": ...}``: uplift bundles (shift learner, T-learner) learned from a randomized
+    offer with a planted effect: a retention offer helps customers with many logins and hurts the rest; an upgrade
+    offer helps the affluent tier. Bundles as :func:`training.uplift.train_uplift` logs them."""
+    from serving.runtime.bundle import ModelBundle
+    from training.uplift import fit_uplift
+
+    frame = synthetic_customer_months(400, seed=0, salary_gaps=True) if frame is None else frame
+    X = _matrix(frame)
+    rng = np.random.default_rng(seed)
+    treated = rng.random(len(frame)) < 0.5
+    planted = {
+        "retention": np.where(frame["logins_3m"].to_numpy(dtype="float64") > np.nanmedian(frame["logins_3m"]), 0.2, -0.1),
+        "upgrade": np.where(frame["value_tier"].astype("object").eq("affluent").to_numpy(), 0.15, 0.0),
+    }
+    bundles = {}
+    for offer, effect in planted.items():
+        outcome = (rng.random(len(frame)) < 0.3 + treated * effect).astype("float64")
+        learner = "shift" if offer == "retention" else "t"
+        hp = {"learner": learner, "num_leaves": 4, "min_child_samples": 100, "learning_rate": 0.1, "rounds": 30,
+              "feature_fraction": 1.0, "lambda_l2": 1.0}
+        boosters = fit_uplift(X, treated, outcome, hp)
+        bundles[offer] = ModelBundle(f"{offer}-uplift", f"uplift_{learner}", list(FEATURES), {k: list(v) for k, v in CATEGORIES.items()},
+                                     boosters, None, {"offer": offer, "propensity": 0.5, "learner": learner})
+    return bundles
+
+
+def with_tiny_uplift(models: ScoringModels, bundles: dict | None = None, version: str = "1") -> ScoringModels:
+    """``models`` plus the uplift models of :func:`tiny_uplift_bundles` (or ``bundles``)."""
+    from dataclasses import replace
+
+    from serving.runtime.models import uplift_model
+
+    bundles = tiny_uplift_bundles() if bundles is None else bundles
+    return replace(models, uplift={offer: uplift_model(b, version, f"models:/custbase-{offer}-uplift/{version}") for offer, b in bundles.items()})

@@ -177,10 +177,26 @@ def test_the_bento_packs_the_pyfunc_models_and_checks_their_files(champion, tmp_
             uri = run.model(bundle, frame.head(5))
         version = mlflow.register_model(uri, f"custbase-{name}").version
         uris[name] = f"models:/custbase-{name}/{version}"
+    # an uplift model, logged as training logs it: the bento packs it and every score prices the offer with it
+    from training.uplift import _log_bundle, bundle_uplift, fit_uplift
+
+    X = prepare_features(frame, features, categories)
+    treated = np.random.default_rng(0).random(len(frame)) < 0.5
+    outcome = np.random.default_rng(1).random(len(frame)) < 0.3 + 0.2 * treated * (frame["logins_3m"].fillna(0).to_numpy() > 2)
+    hp = {"learner": "shift", "num_leaves": 4, "min_child_samples": 20, "learning_rate": 0.1, "rounds": 10, "feature_fraction": 1.0, "lambda_l2": 1.0}
+    uplift_bundle = ModelBundle("retention-uplift", "uplift_shift", features, categories, fit_uplift(X, treated, outcome.astype(float), hp),
+                                None, {"offer": "retention", "propensity": 0.5, "learner": "shift"})
+    with training_run(experiment, "retention-uplift"):
+        uplift_uri = _log_bundle(uplift_bundle, X.head(5))
+    uris["retention-uplift"] = f"models:/custbase-retention-uplift/{mlflow.register_model(uplift_uri, 'custbase-retention-uplift').version}"
     tag = build_bento(None, uris, bentoml_home=tmp_path / "bentoml")
     spec = ServingSpec.model_validate(json.loads(Path(bentoml.get(tag).path_of("src/bento_spec/serving_spec.json")).read_text()))
     models = load_champions_from_bento(spec.refs())
     rows = frame.head(30)
+    assert set(models.uplift) == {"retention"} and models.versions()["retention-uplift"] == uris["retention-uplift"].rsplit("/", 1)[1]
+    served = models.uplift["retention"]
+    np.testing.assert_allclose(served.predict(served.encode_frame(rows)), bundle_uplift(load_bundle(uris["retention-uplift"]), rows), rtol=1e-9)
+    uris.pop("retention-uplift")
     for name, uri in uris.items():
         # the bento's model folder is the MLflow model: the same pyfunc scores the same numbers
         folder = Path(bentoml.models.get(spec.models[name].bento_tag).path_of("mlflow_model"))

@@ -30,9 +30,11 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from serving.runtime.uplift import UPLIFT_MODEL_NAMES, uplift_from
+
 MODEL_NAMES: tuple[str, ...] = ("churn", "upgrade", "clv")
-#: Name of each model in the MLflow registry and in the BentoML model store.
-REGISTERED_NAMES: dict[str, str] = {name: f"custbase-{name}" for name in MODEL_NAMES}
+#: Name of each model in the MLflow registry and in the BentoML model store (the three, then the optional uplift models).
+REGISTERED_NAMES: dict[str, str] = {name: f"custbase-{name}" for name in (*MODEL_NAMES, *UPLIFT_MODEL_NAMES.values())}
 
 #: Environment hooks (development and tests): a pickle written by :func:`save_scoring_models`, or
 #: ``module:function`` returning :class:`ScoringModels`.
@@ -179,38 +181,48 @@ class BundleModel:
 
 @dataclass(frozen=True)
 class ScoringModels:
-    """The three models one scoring run uses."""
+    """The three models one scoring run uses, and the uplift model of each offer that has one.
+
+    Iterating gives the three (churn, upgrade, clv); ``uplift`` maps an offer (``retention``, ``upgrade``) to its
+    :class:`UpliftModel`. Without an uplift model an offer's value uses the policy's rule of thumb.
+    """
 
     churn: ScoringModel
     upgrade: ScoringModel
     clv: ScoringModel
+    uplift: Mapping[str, "UpliftModel"] = field(default_factory=dict)
 
     def __iter__(self):
         return iter((self.churn, self.upgrade, self.clv))
 
     def versions(self) -> dict[str, str]:
-        """``{"churn": "3", "upgrade": "2", "clv": "5"}``."""
-        return {m.name: str(m.version) for m in self}
+        """``{"churn": "3", "upgrade": "2", "clv": "5", "retention-uplift": "1"}``."""
+        return {**{m.name: str(m.version) for m in self}, **{u.name: str(u.version) for u in self.uplift.values()}}
 
     def uris(self) -> dict[str, str]:
-        return {m.name: m.model_uri for m in self}
+        return {**{m.name: m.model_uri for m in self}, **{u.name: u.model_uri for u in self.uplift.values()}}
 
     def feature_names(self) -> list[str]:
-        """Union of the three models' features, in first-seen order."""
-        return list(dict.fromkeys(name for m in self for name in m.feature_names))
+        """Union of the models' features (the three, then the uplift models'), in first-seen order."""
+        return list(dict.fromkeys(name for m in (*self, *self.uplift.values()) for name in m.feature_names))
 
     def categories(self) -> dict[str, list[str]]:
         merged: dict[str, list[str]] = {}
-        for m in self:
-            merged.update(m.categories)
+        for m in (*self, *self.uplift.values()):
+            merged.update({c: list(v) for c, v in m.categories.items()})
         return merged
 
 
 def check_models(models: ScoringModels) -> ScoringModels:
-    """Refuse a set whose models are not churn, upgrade and clv in that order (a swapped model scores silently wrong)."""
+    """Refuse a set whose models are not churn, upgrade and clv in that order, or whose uplift models are not keyed
+    by their own offer (a swapped model scores silently wrong)."""
     names = tuple(m.name for m in models)
     if names != MODEL_NAMES:
         raise ValueError(f"ScoringModels must hold the churn, upgrade and clv models in that order; got {names}")
+    for offer, model in models.uplift.items():
+        if offer not in UPLIFT_MODEL_NAMES or getattr(model, "offer", None) != offer:
+            raise ValueError(f"ScoringModels.uplift[{offer!r}] must be the {offer} offer's uplift model "
+                             f"(offers: {', '.join(UPLIFT_MODEL_NAMES)}); got {getattr(model, 'offer', type(model).__name__)!r}")
     return models
 
 
@@ -287,7 +299,8 @@ def load_mlflow_model_dir(path: Path, ref: ModelRef) -> ScoringModel:
 
 
 def load_champions_from_bento(refs: Mapping[str, ModelRef], loader: ModelLoader | None = None) -> ScoringModels:
-    """Load the three pinned models from the BentoML model store (inside a bento: the bento's own models).
+    """Load the pinned models from the BentoML model store (inside a bento: the bento's own models): the three,
+    and the uplift model of each offer the bento packed (``retention-uplift``, ``upgrade-uplift``).
 
     Parameters
     ----------
@@ -296,31 +309,46 @@ def load_champions_from_bento(refs: Mapping[str, ModelRef], loader: ModelLoader 
     loader
         Turns the imported MLflow model folder into a :class:`ScoringModel`; :func:`load_mlflow_model_dir` by default.
     """
-    import bentoml
+    from serving.runtime.bundle import ModelBundle, find_bundle_folder
 
     loader = loader or load_mlflow_model_dir
     loaded = {}
     for name in MODEL_NAMES:
         if name not in refs:
             raise KeyError(f"the serving spec names no {name} model; rebuild the bento with `custbase build`")
-        ref = refs[name]
-        try:
-            stored = bentoml.models.get(ref.bento_tag)
-        except bentoml.exceptions.NotFound:
+        loaded[name] = loader(_stored_model_folder(refs[name]), refs[name])
+    uplift = {}
+    for offer, name in UPLIFT_MODEL_NAMES.items():
+        if name not in refs:
+            continue
+        folder = find_bundle_folder(_stored_model_folder(refs[name]))
+        if folder is None:
+            raise ModelStoreError(f"the {name} model {refs[name].bento_tag} holds no custbase bundle: rebuild the bento with `custbase build`")
+        uplift[offer] = uplift_model(ModelBundle.load(folder), refs[name].version, refs[name].model_uri)
+    return check_models(ScoringModels(**loaded, uplift=uplift))
+
+
+def _stored_model_folder(ref: ModelRef) -> Path:
+    """The MLflow model folder of ``ref`` in the BentoML store, checked against the SHA-256 recorded at build."""
+    import bentoml
+
+    name = ref.name
+    try:
+        stored = bentoml.models.get(ref.bento_tag)
+    except bentoml.exceptions.NotFound:
+        raise ModelStoreError(
+            f"the {name} model {ref.bento_tag} of this bento is not in the BentoML store ({os.environ.get('BENTOML_HOME', 'bentoml_home')}): "
+            "it was deleted; rebuild the bento with `custbase build`"
+        ) from None
+    folder = Path(stored.path_of("mlflow_model"))
+    if ref.sha256:
+        found = model_files_sha256(folder)
+        if found != ref.sha256:
             raise ModelStoreError(
-                f"the {name} model {ref.bento_tag} of this bento is not in the BentoML store ({os.environ.get('BENTOML_HOME', 'bentoml_home')}): "
-                "it was deleted; rebuild the bento with `custbase build`"
-            ) from None
-        folder = Path(stored.path_of("mlflow_model"))
-        if ref.sha256:
-            found = model_files_sha256(folder)
-            if found != ref.sha256:
-                raise ModelStoreError(
-                    f"the files of the {name} model {ref.bento_tag} changed since the bento was built (SHA-256 "
-                    f"{found[:12]}... recorded {ref.sha256[:12]}...): refusing to serve; rebuild with `custbase build`"
-                )
-        loaded[name] = loader(folder, ref)
-    return check_models(ScoringModels(**loaded))
+                f"the files of the {name} model {ref.bento_tag} changed since the bento was built (SHA-256 "
+                f"{found[:12]}... recorded {ref.sha256[:12]}...): refusing to serve; rebuild with `custbase build`"
+            )
+    return folder
 
 
 def models_from_environment(refs: Mapping[str, ModelRef] | None = None) -> ScoringModels:
@@ -357,7 +385,7 @@ class _SingleRow:
     serialised by a lock (uncontended on the service's event loop).
     """
 
-    NORMAL, CONTRIB = 0, 3
+    NORMAL, RAW, CONTRIB = 0, 1, 3
 
     def __init__(self, booster: lgb.Booster, predict_type: int) -> None:
         from lightgbm.basic import _LIB, _c_str, _safe_call
@@ -399,33 +427,19 @@ def _single_row(booster: lgb.Booster, predict_type: int) -> _SingleRow:
 
 
 @dataclass(frozen=True, eq=False)
-class MatrixModel:
-    """One model as arrays: what the per-request fast path and the batch job score with.
+class FeatureMatrix:
+    """A model's feature layout, and how rows become its matrix.
 
     The matrix has the model's features in order, numbers as float64 and each categorical as its code in the
     training categories (NaN when missing or unseen): exactly what LightGBM makes of a pandas ``category``
-    frame, so the boosters here (copies that take codes) predict and explain identically to the originals.
-
-    Attributes
-    ----------
-    boosters
-        ``(booster,)`` or, for the CLV hurdle model, ``(occurrence, severity)`` whose predictions multiply.
-    explained
-        The booster whose ``pred_contrib`` gives the reason codes.
-    calibrate
-        Raw -> calibrated probability on arrays, or None.
-    fallback
-        A model that does not expose its boosters scores through its own ``predict`` on a frame (slow path).
+    frame, so boosters that take codes (:func:`serving.runtime.bundle.numeric_booster`) predict and explain
+    identically to the originals. :class:`MatrixModel` and the uplift models build on it.
     """
 
     name: str
     version: str
     feature_names: tuple[str, ...]
     categories: dict[str, tuple[str, ...]]
-    boosters: tuple[lgb.Booster, ...]
-    explained: lgb.Booster
-    calibrate: Callable[[np.ndarray], np.ndarray] | None = None
-    fallback: ScoringModel | None = None
 
     @property
     def codes(self) -> dict[str, dict[str, int]]:
@@ -434,6 +448,12 @@ class MatrixModel:
     def __post_init__(self) -> None:
         object.__setattr__(self, "_codes", {c: {v: i for i, v in enumerate(cats)} for c, cats in self.categories.items()})
         object.__setattr__(self, "_categorical", np.array([n in self.categories for n in self.feature_names], dtype=bool))
+        object.__setattr__(self, "_layout", (tuple(self.feature_names), tuple(sorted((c, tuple(v)) for c, v in self.categories.items()))))
+
+    @property
+    def layout(self) -> tuple:
+        """Features and categories: two models with the same layout have the same matrix for the same rows."""
+        return self._layout  # type: ignore[attr-defined]
 
     def encode_frame(self, frame: pd.DataFrame) -> np.ndarray:
         """The model matrix of ``frame`` (vectorised; the batch path and large requests)."""
@@ -486,6 +506,49 @@ class MatrixModel:
                     row[j] = float(value)
         return X
 
+    def value(self, X: np.ndarray, i: int, j: int) -> Any:
+        """The feature value behind cell ``(i, j)`` as the customer's record has it (category text, float or None)."""
+        v = X[i, j]
+        if np.isnan(v):
+            return None
+        if self._categorical[j]:  # type: ignore[attr-defined]
+            return self.categories[self.feature_names[j]][int(v)]
+        return float(v)
+
+    def to_frame(self, X: np.ndarray) -> pd.DataFrame:
+        """The pandas model matrix of ``X`` (categoricals as ``category``): for models without exposed boosters."""
+        columns = {}
+        for j, name in enumerate(self.feature_names):
+            if name in self.categories:
+                codes = np.where(np.isnan(X[:, j]), -1, X[:, j]).astype("int64")
+                columns[name] = pd.Categorical.from_codes(codes, categories=list(self.categories[name]))
+            else:
+                columns[name] = X[:, j]
+        return pd.DataFrame(columns)
+
+
+@dataclass(frozen=True, eq=False)
+class MatrixModel(FeatureMatrix):
+    """One model as arrays: what the per-request fast path and the batch job score with (its matrix:
+    :class:`FeatureMatrix`).
+
+    Attributes
+    ----------
+    boosters
+        ``(booster,)`` or, for the CLV hurdle model, ``(occurrence, severity)`` whose predictions multiply.
+    explained
+        The booster whose ``pred_contrib`` gives the reason codes.
+    calibrate
+        Raw -> calibrated probability on arrays, or None.
+    fallback
+        A model that does not expose its boosters scores through its own ``predict`` on a frame (slow path).
+    """
+
+    boosters: tuple[lgb.Booster, ...] = ()
+    explained: lgb.Booster | None = None
+    calibrate: Callable[[np.ndarray], np.ndarray] | None = None
+    fallback: ScoringModel | None = None
+
     def predict(self, X: np.ndarray, num_threads: int = 1) -> np.ndarray:
         """Calibrated probability or CLV for the rows of the model matrix ``X``."""
         if len(X) == 0:
@@ -511,25 +574,45 @@ class MatrixModel:
             return _single_row(self.explained, _SingleRow.CONTRIB)(X[0]).reshape(1, -1)
         return np.asarray(self.explained.predict(X, pred_contrib=True, num_threads=num_threads), dtype="float64")
 
-    def value(self, X: np.ndarray, i: int, j: int) -> Any:
-        """The feature value behind cell ``(i, j)`` as the customer's record has it (category text, float or None)."""
-        v = X[i, j]
-        if np.isnan(v):
-            return None
-        if self._categorical[j]:  # type: ignore[attr-defined]
-            return self.categories[self.feature_names[j]][int(v)]
-        return float(v)
 
-    def to_frame(self, X: np.ndarray) -> pd.DataFrame:
-        """The pandas model matrix of ``X`` (categoricals as ``category``): for models without exposed boosters."""
-        columns = {}
-        for j, name in enumerate(self.feature_names):
-            if name in self.categories:
-                codes = np.where(np.isnan(X[:, j]), -1, X[:, j]).astype("int64")
-                columns[name] = pd.Categorical.from_codes(codes, categories=list(self.categories[name]))
-            else:
-                columns[name] = X[:, j]
-        return pd.DataFrame(columns)
+@dataclass(frozen=True, eq=False)
+class UpliftModel(FeatureMatrix):
+    """One offer's uplift model as arrays (:func:`serving.runtime.uplift.uplift_from` on boosters that take codes).
+
+    ``name`` is the registered name without ``custbase-`` (``retention-uplift``), ``offer`` the offer it prices,
+    ``boosters`` the meta-learner's parts by role, ``propensity`` the X-learner's blend weight.
+    """
+
+    offer: str = ""
+    boosters: Mapping[str, lgb.Booster] = field(default_factory=dict)
+    propensity: float = 0.5
+    model_uri: str = ""
+
+    def predict(self, X: np.ndarray, num_threads: int = 1) -> np.ndarray:
+        """Uplift of each row of the model matrix ``X`` (one row: LightGBM's single-row fast path)."""
+        if len(X) == 0:
+            return np.zeros(0)
+        if len(X) == 1:
+            row = X[0]
+            return uplift_from(self.boosters, self.propensity,
+                               lambda booster, raw: _single_row(booster, _SingleRow.RAW if raw else _SingleRow.NORMAL)(row))
+        return uplift_from(self.boosters, self.propensity,
+                           lambda booster, raw: booster.predict(X, raw_score=raw, num_threads=num_threads))
+
+
+def uplift_model(bundle, version: str, model_uri: str = "") -> UpliftModel:
+    """The :class:`UpliftModel` of a trained uplift ``serving.runtime.bundle.ModelBundle`` (``kind`` ``uplift_*``)."""
+    offer = bundle.metadata.get("offer")
+    if not str(bundle.kind).startswith("uplift_") or offer not in UPLIFT_MODEL_NAMES:
+        raise ValueError(f"model {bundle.model!r} (kind {bundle.kind!r}) is not an uplift model of an offer "
+                         f"({', '.join(UPLIFT_MODEL_NAMES)})")
+    names = list(bundle.feature_columns)
+    return UpliftModel(
+        name=UPLIFT_MODEL_NAMES[offer], version=str(version), feature_names=tuple(names),
+        categories={c: tuple(str(v) for v in cats) for c, cats in bundle.categories.items()},
+        offer=offer, boosters={role: _codes_booster(b, names) for role, b in bundle.boosters.items()},
+        propensity=float(bundle.metadata.get("propensity", 0.5)), model_uri=model_uri,
+    )
 
 
 def _codes_booster(booster: lgb.Booster, feature_names: list[str]) -> lgb.Booster:
@@ -563,11 +646,12 @@ def matrix_model(model: ScoringModel) -> MatrixModel:
 
 @dataclass(frozen=True, eq=False)
 class MatrixModels:
-    """The three :class:`MatrixModel` of one :class:`ScoringModels`."""
+    """The three :class:`MatrixModel` of one :class:`ScoringModels`, and its uplift models by offer."""
 
     churn: MatrixModel
     upgrade: MatrixModel
     clv: MatrixModel
+    uplift: Mapping[str, UpliftModel] = field(default_factory=dict)
 
     def __iter__(self):
         return iter((self.churn, self.upgrade, self.clv))
@@ -581,7 +665,7 @@ def matrix_models(models: ScoringModels) -> MatrixModels:
     cached = _MATRIX_CACHE.get(id(models))
     if cached is not None and cached[0] is models:
         return cached[1]
-    built = MatrixModels(*(matrix_model(m) for m in models))
+    built = MatrixModels(*(matrix_model(m) for m in models), uplift=dict(models.uplift))
     if len(_MATRIX_CACHE) >= 8:
         _MATRIX_CACHE.clear()
     _MATRIX_CACHE[id(models)] = (models, built)

@@ -92,10 +92,13 @@ def _score(
 ) -> dict[str, Any]:
     """The scoring rule on arrays: every column of :data:`SCORE_COLUMNS`, one value per row.
 
-    ``uplift`` holds each offer's modelled uplift per row (keyed by :data:`OFFERS`); without it the policy's rule of
-    thumb stands in (:func:`serving.runtime.policy.contact_values`).
+    Each offer's uplift comes from ``models.uplift`` (its matrix in ``X`` under the uplift model's name), or from
+    ``uplift`` (per offer, one value per row), which wins; without either the policy's rule of thumb stands in
+    (:func:`serving.runtime.policy.contact_values`).
     """
     n = len(customer_id)
+    modelled = {offer: model.predict(X[model.name], num_threads) for offer, model in models.uplift.items()}
+    modelled.update(uplift or {})
     top = value_tier == policy.top_value_tier
     churn = np.clip(models.churn.predict(X["churn"], num_threads), 0.0, 1.0)
     upgrade = np.full(n, np.nan)
@@ -106,7 +109,7 @@ def _score(
     scores = {"customer_id": customer_id, "value_tier": value_tier, "churn_probability": churn, "upgrade_probability": upgrade,
               "clv_12m": clv, "value_at_risk": churn * clv, **policy_inputs}
     segments = np.asarray(segment_customers(scores, policy), dtype=object)
-    chosen = recommend({**scores, "segment": segments, **_uplift_columns(uplift or {})}, policy)
+    chosen = recommend({**scores, "segment": segments, **_uplift_columns(modelled)}, policy)
     actions = chosen["recommended_action"]
 
     if mode == "none":
@@ -171,8 +174,9 @@ def score_customers(
     num_threads
         LightGBM threads (0: all cores).
     uplift
-        Per offer (:data:`OFFERS`), a function of the feature frame giving each row's modelled uplift (the champion
-        uplift models in batch scoring); without it the offer's value uses the policy's rule of thumb.
+        Per offer (:data:`OFFERS`), a function of the feature frame giving each row's uplift, in place of
+        ``models.uplift`` (the uplift models packed with the three); an offer with neither is valued by the
+        policy's rule of thumb.
 
     Returns
     -------
@@ -187,7 +191,7 @@ def score_customers(
         raise ValueError(f"the {len(features)}-row feature frame lacks {missing}: scoring needs {list(IDENTITY_COLUMNS)}")
     frame = features.reset_index(drop=True)
     matrices = matrix_models(models)
-    X = {m.name: m.encode_frame(frame) for m in matrices}
+    X = _matrices(matrices, lambda m: m.encode_frame(frame))
     tier = frame["value_tier"].astype("object").where(frame["value_tier"].notna(), None).to_numpy(dtype=object)
     policy_inputs = {c: pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
                      for c in POLICY_COLUMNS if c in frame.columns}
@@ -218,7 +222,7 @@ def score_records(
     if not records:
         return []
     matrices = matrix_models(models)
-    X = {m.name: m.encode_records(records) for m in matrices}
+    X = _matrices(matrices, lambda m: m.encode_records(records))
     tier = np.array([r.get("value_tier") for r in records], dtype=object)
     policy_inputs = {c: np.array([np.nan if r.get(c) is None else float(r[c]) for r in records], dtype="float64")
                      for c in POLICY_COLUMNS if any(c in r for r in records)}
@@ -240,6 +244,17 @@ def score_records(
     return out
 
 
+def _matrices(matrices: MatrixModels, encode: Callable[[Any], np.ndarray]) -> dict[str, np.ndarray]:
+    """Each model's matrix by model name, encoded once per layout (the models usually share the feature set)."""
+    by_layout: dict[tuple, np.ndarray] = {}
+    out = {}
+    for model in (*matrices, *matrices.uplift.values()):
+        if model.layout not in by_layout:
+            by_layout[model.layout] = encode(model)
+        out[model.name] = by_layout[model.layout]
+    return out
+
+
 def _uplift_columns(uplift: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Each offer's modelled uplift under its score column (:data:`serving.runtime.policy.UPLIFT_COLUMNS`)."""
     unknown = set(uplift) - set(OFFERS)
@@ -251,3 +266,10 @@ def _uplift_columns(uplift: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 def input_columns(models: ScoringModels) -> list[str]:
     """Columns :func:`score_customers` reads (identity, the models' features, the optional policy inputs)."""
     return list(dict.fromkeys([*IDENTITY_COLUMNS, *models.feature_names(), *POLICY_COLUMNS]))
+
+
+def uplift_columns(features: pd.DataFrame, models: ScoringModels) -> dict[str, np.ndarray]:
+    """Each offer's uplift from ``models.uplift`` for the rows of ``features``, under its score column
+    (``retention_uplift``, ``upgrade_uplift``); offers without an uplift model are left out."""
+    matrices = matrix_models(models)
+    return _uplift_columns({offer: model.predict(model.encode_frame(features)) for offer, model in matrices.uplift.items()})

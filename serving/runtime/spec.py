@@ -108,7 +108,7 @@ def spec_from_models(models: ScoringModels, policy: Policy, *, feature_set: dict
     return ServingSpec(
         features=features,
         models={m.name: ModelSpec(bento_tag=tags.get(m.name, ""), model_uri=m.model_uri, version=str(m.version),
-                                  sha256=(sha256 or {}).get(m.name, "")) for m in models},
+                                  sha256=(sha256 or {}).get(m.name, "")) for m in (*models, *models.uplift.values())},
         policy=policy,
         feature_set=feature_set,
         snapshot_path=snapshot_path,
