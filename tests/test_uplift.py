@@ -163,3 +163,40 @@ def test_the_search_keeps_the_defaults_unless_a_trial_beats_them_beyond_noise():
     assert beats_beyond_noise(outcome, treated, effect, rng.random(n)) > 0.95
     # two equally uninformed rankings: neither wins beyond noise
     assert 0.05 < beats_beyond_noise(outcome, treated, rng.random(n), rng.random(n)) < 0.95
+
+
+@pytest.mark.slow
+def test_a_retrained_uplift_model_no_better_than_the_champion_is_not_promoted(tmp_path, monkeypatch):
+    """The gate rescores the champion on the same test contacts: a challenger whose Qini does not beat it beyond the
+    noise of a paired bootstrap stays a challenger (the same data and seed give the same model: 0 % of resamples)."""
+    from raw_factory import simulated_customer_months
+    from training import registry
+    from training.uplift import train_uplift
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    config = Config.model_validate({"paths": {"mlruns_dir": str(tmp_path / "mlruns")},
+                                    "training": {"num_threads": 1, "trials": 1, "log_figures": False}})
+    bank, table = simulated_customer_months(tmp_path, config, customers=1500, months=24, seed=2)
+    first = train_uplift("retention-uplift", config, features_path=table, raw_dir=bank, progress=False)
+    assert first.promoted
+    second = train_uplift("retention-uplift", config, features_path=table, raw_dir=bank, progress=False)
+    assert second.test["qini"] == pytest.approx(first.test["qini"])
+    assert not second.promoted and "below the required margin" in second.gate_reason, second.gate_reason
+    assert registry.alias_version("custbase-retention-uplift", registry.CHAMPION) == first.version
+
+
+def test_a_qini_gain_within_the_noise_does_not_replace_the_champion():
+    from training.uplift import beyond_noise
+
+    rng = np.random.default_rng(3)
+    n = 6_000
+    effect = rng.normal(0.0, 0.05, n)
+    treated = rng.random(n) < 0.5
+    outcome = (rng.random(n) < 0.5 + treated * effect).astype(float)
+    champion = effect + rng.normal(0, 0.05, n)
+    # a challenger that is the champion plus a hair of noise: whatever its point Qini, it wins about half the resamples
+    promoted, reason = beyond_noise("qini up", outcome, treated, champion + rng.normal(0, 1e-4, n), champion)
+    assert not promoted and "within the noise" in reason
+    # the true effect against a ranking that ignores it: better in (nearly) every resample
+    promoted, reason = beyond_noise("qini up", outcome, treated, effect, rng.random(n))
+    assert promoted and "paired bootstrap resamples" in reason

@@ -39,11 +39,11 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from scipy.special import expit
 
 from custbase.config import Config
 from features.feature_set import read_feature_table
 from serving.runtime.bundle import ModelBundle, prepare_features
+from serving.runtime.uplift import predict_uplift
 from training.spec import ModelSpec, get_spec
 from training.splits import OutOfTimeSplit, as_of_months, out_of_time_split, split_frame
 
@@ -322,16 +322,6 @@ def blend_weight(hp: dict, treated: int, control: int, untreated: int) -> float:
     return treated / max(treated + control + pool, 1)
 
 
-def predict_uplift(boosters: dict[str, lgb.Booster], X: pd.DataFrame, propensity: float) -> np.ndarray:
-    """Uplift of each row of the prepared matrix ``X`` (``propensity``: :func:`blend_weight`, used by the X-learner)."""
-    if "shift" in boosters:
-        base = boosters["control"].predict(X, raw_score=True)
-        return expit(base + boosters["shift"].predict(X, raw_score=True)) - expit(base)
-    if "effect_treated" in boosters:
-        return propensity * boosters["effect_control"].predict(X) + (1 - propensity) * boosters["effect_treated"].predict(X)
-    return boosters["treated"].predict(X) - boosters["control"].predict(X)
-
-
 def bundle_uplift(bundle: ModelBundle, frame: pd.DataFrame) -> np.ndarray:
     """Uplift of each row of a customer-month ``frame`` with a logged uplift bundle."""
     return predict_uplift(bundle.boosters, bundle.prepare(frame), float(bundle.metadata.get("propensity", 0.5)))
@@ -558,7 +548,7 @@ def train_uplift(name: str, config: Config, *, features_path: Path, raw_dir: Pat
         version = registry.register_challenger(spec.gate_spec(), model_uri, run_id=run.run_id, tags={
             "test_qini": f"{metrics['qini']:.8f}", "test_ate_abs_error": f"{metrics['ate_abs_error']:.8f}",
             "test_months": f"{split.test_months[0]}..{split.test_months[-1]}", "learner": hp["learner"]})
-        promoted, reason = _gate(spec, version, metrics, split, config)
+        promoted, reason = _gate(spec, version, metrics, split, config, test=test, outcome=y["test"], treated=w["test"], uplift=uplift_test)
         log_run(run, tags={"registered_model": spec.registered_name, "registered_version": version, "promoted": promoted})
         card = _card(spec, hp, split, {"train": len(train), "validation": len(valid), "test": len(test)}, metrics, oracle_qini,
                      study.user_attrs["chosen_qini"], features, version, run.run_id, reason)
@@ -589,9 +579,29 @@ def _log_bundle(bundle: ModelBundle, rows: pd.DataFrame) -> str:
     return info.model_uri
 
 
-def _gate(spec: UpliftSpec, version: str, metrics: dict, split: OutOfTimeSplit, config: Config) -> tuple[bool, str]:
-    """The promotion gate of :func:`training.registry.decide`, on the champion's test Qini from the same months."""
+#: The share of paired bootstrap resamples of the test contacts in which a challenger's Qini must beat the
+#: champion's (on the same rows) to replace it: one quarter's Qini difference is mostly noise.
+GATE_BOOTSTRAP_SHARE = 0.9
+
+
+def beyond_noise(reason: str, outcome, treated, uplift, incumbent, *, champion: str = "the champion", seed: int = 0) -> tuple[bool, str]:
+    """Whether a challenger that passed the point comparison (``reason``) also beats the champion beyond the noise:
+    its Qini (``uplift``) is higher than the champion's (``incumbent``, on the same rows) in at least
+    :data:`GATE_BOOTSTRAP_SHARE` of paired bootstrap resamples. Returns (promote, reason)."""
+    share = beats_beyond_noise(outcome, treated, np.asarray(uplift), np.asarray(incumbent), seed=seed)
+    if share < GATE_BOOTSTRAP_SHARE:
+        return False, (f"{reason}; but its Qini beats {champion}'s on the same test contacts in only {share:.0%} of paired "
+                       f"bootstrap resamples (needs {GATE_BOOTSTRAP_SHARE:.0%}): a difference within the noise")
+    return True, f"{reason}; it beats {champion} in {share:.0%} of paired bootstrap resamples of the test contacts"
+
+
+def _gate(spec: UpliftSpec, version: str, metrics: dict, split: OutOfTimeSplit, config: Config, *,
+          test: pd.DataFrame, outcome: np.ndarray, treated: np.ndarray, uplift: np.ndarray) -> tuple[bool, str]:
+    """The promotion gate of :func:`training.registry.decide`, on the champion's test Qini from the same months,
+    and beyond the noise: the champion is rescored on the same test contacts, and the challenger replaces it only if
+    its Qini is higher in at least :data:`GATE_BOOTSTRAP_SHARE` of paired bootstrap resamples of them."""
     from training import registry
+    from serving.runtime.bundle import load_bundle
 
     client = registry._client()
     champion_version = registry.alias_version(spec.registered_name, registry.CHAMPION)
@@ -601,13 +611,15 @@ def _gate(spec: UpliftSpec, version: str, metrics: dict, split: OutOfTimeSplit, 
         tags = client.get_model_version(spec.registered_name, champion_version).tags
         if tags.get("test_months") == months:
             champion = {"qini": float(tags["test_qini"]), "ate_abs_error": float(tags["test_ate_abs_error"])}
-        else:
-            champion = None
     # Qini is a per-row area of the order of 1e-3: the configured margin is read as a relative improvement
     promotion = config.promotion
     if champion is not None:
         promotion = promotion.model_copy(update={"margin": promotion.margin * abs(champion["qini"])})
     promoted, reason = registry.decide(spec.gate_spec(), metrics, champion, promotion)
+    if champion is not None and promoted:
+        incumbent = bundle_uplift(load_bundle(f"models:/{spec.registered_name}/{champion_version}"), test)
+        promoted, reason = beyond_noise(reason, outcome, treated, uplift, incumbent, champion=f"champion v{champion_version}",
+                                        seed=config.training.seed)
     if champion_version and champion is None:
         promoted, reason = True, f"champion v{champion_version} was tested on other months than {months}: the newer data wins"
     if promoted:
