@@ -107,10 +107,11 @@ def test_spark_engine_gives_the_local_output(models, base, tmp_path, spark):
     pd.testing.assert_frame_equal(read_scores(tmp_path / "spark"), read_scores(tmp_path / "local"))
 
 
-def test_campaign_job_writes_a_list_and_its_summary_from_scores_and_features(models, base, tmp_path):
+def test_campaign_job_writes_a_list_and_its_summary_from_scores_and_features(models, base, tmp_path, monkeypatch):
     from custbase.config import Config
     from serving.jobs import campaign
 
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))  # not the bento of a demo run in the working folder
     score_base(base, models, Policy(), tmp_path / "scores", progress=False)
     features = tmp_path / "features.parquet"
     base.to_parquet(features)
