@@ -90,3 +90,17 @@ def test_an_uplift_model_under_the_wrong_offer_is_refused(models):
     not_uplift = ModelBundle("churn", "binary", ["a"], {}, {}, None, {})
     with pytest.raises(ValueError, match="not an uplift model"):
         uplift_model(not_uplift, "1")
+
+
+def test_the_request_schema_accepts_every_category_the_main_models_know(models, bundles):
+    """An uplift model learned from the contacts may have seen fewer categories; a request must still be accepted
+    with any value the churn, upgrade and CLV models know (the uplift model scores it as missing)."""
+    from serving.runtime.spec import spec_from_models
+
+    narrow = {**bundles}
+    tier = narrow["upgrade"]
+    narrow["upgrade"] = ModelBundle(tier.model, tier.kind, tier.feature_columns, {**tier.categories, "value_tier": ["mass"]},
+                                    tier.boosters, None, tier.metadata)
+    spec = spec_from_models(with_tiny_uplift(train_tiny_models(), narrow), Policy())
+    accepted = {f.name: f.categories for f in spec.features if f.categories}
+    assert accepted["value_tier"] == list(models.churn.categories["value_tier"])

@@ -207,9 +207,13 @@ class ScoringModels:
         return list(dict.fromkeys(name for m in (*self, *self.uplift.values()) for name in m.feature_names))
 
     def categories(self) -> dict[str, list[str]]:
+        """Each categorical feature's categories over all the models, in first-seen order: an uplift model learned
+        from the contacts may know fewer of them, and a value unseen by one model scores as missing there."""
         merged: dict[str, list[str]] = {}
         for m in (*self, *self.uplift.values()):
-            merged.update({c: list(v) for c, v in m.categories.items()})
+            for column, values in m.categories.items():
+                known = merged.setdefault(column, [])
+                known.extend(v for v in values if v not in known)
         return merged
 
 
