@@ -15,7 +15,6 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
-from serving.runtime.bundle import ModelBundle, find_bundle_folder
 from serving.runtime.models import (
     MODEL_NAMES,
     REGISTERED_NAMES,
@@ -23,8 +22,8 @@ from serving.runtime.models import (
     ScoringModels,
     check_models,
     load_mlflow_model_dir,
+    load_uplift_model_dir,
     model_files_sha256,
-    uplift_model,
 )
 from serving.runtime.uplift import UPLIFT_MODEL_NAMES
 from serving.runtime.policy import Policy
@@ -143,11 +142,8 @@ def build_bento(config, model_uris: dict[str, str], *, policy: Policy | None = N
         if name in MODEL_NAMES:
             loaded[name] = load_mlflow_model_dir(folder, ref)
         else:
-            offer = next(o for o, n in UPLIFT_MODEL_NAMES.items() if n == name)
-            bundle_folder = find_bundle_folder(folder)
-            if bundle_folder is None:
-                raise ValueError(f"the {name} model {ref.model_uri} holds no custbase bundle: retrain it with `custbase train {name}`")
-            uplift[offer] = uplift_model(ModelBundle.load(bundle_folder), ref.version, ref.model_uri)
+            model = load_uplift_model_dir(folder, ref)
+            uplift[model.offer] = model
     models = check_models(ScoringModels(**loaded, uplift=uplift))
     spec = spec_from_models(models, policy, feature_set=feature_set, snapshot_path=str(snapshot_path or DEFAULT_SNAPSHOT),
                             bento_tags={n: r.bento_tag for n, r in refs.items()}, sha256=digests)

@@ -38,22 +38,22 @@ def pinned_champions(config: Config, *, challenger_if_no_champion: bool = False)
     With ``challenger_if_no_champion`` (the demo only), a model with no champion is pinned at its challenger
     instead, and named in the second value; otherwise a missing champion is an error.
     """
-    from serving.runtime.models import MODEL_NAMES, REGISTERED_NAMES
+    from serving.runtime.models import MODEL_NAMES
     from training import tracking
-    from training.registry import CHALLENGER, CHAMPION, alias_version
+    from training.registry import CHALLENGER, CHAMPION
 
     tracking.configure_tracking(config)
     uris, missing, stand_ins = {}, [], []
     for name in MODEL_NAMES:
-        version = alias_version(REGISTERED_NAMES[name], CHAMPION)
-        if version is None and challenger_if_no_champion:
-            version = alias_version(REGISTERED_NAMES[name], CHALLENGER)
-            if version is not None:
+        uri = _pinned(name, CHAMPION)
+        if uri is None and challenger_if_no_champion:
+            uri = _pinned(name, CHALLENGER)
+            if uri is not None:
                 stand_ins.append(name)
-        if version is None:
+        if uri is None:
             missing.append(name)
         else:
-            uris[name] = f"models:/{REGISTERED_NAMES[name]}/{version}"
+            uris[name] = uri
     if missing:
         steps = " && ".join(f"{hints.custbase(f'train {m}')} && {hints.custbase(f'promote {m}')}" for m in missing)
         raise ServingSetupError(f"no champion for {', '.join(missing)} in the MLflow registry: run {steps}")
@@ -63,18 +63,21 @@ def pinned_champions(config: Config, *, challenger_if_no_champion: bool = False)
 def pinned_uplift_champions(config: Config) -> dict[str, str]:
     """``{"retention-uplift": "models:/custbase-retention-uplift/<version>", ...}`` for each uplift model with a
     champion (none is required: an offer without one is priced by the policy's rule of thumb)."""
-    from serving.runtime.models import REGISTERED_NAMES
     from serving.runtime.uplift import UPLIFT_MODEL_NAMES
     from training import tracking
-    from training.registry import CHAMPION, alias_version
+    from training.registry import CHAMPION
 
     tracking.configure_tracking(config)
-    uris = {}
-    for name in UPLIFT_MODEL_NAMES.values():
-        version = alias_version(REGISTERED_NAMES[name], CHAMPION)
-        if version is not None:
-            uris[name] = f"models:/{REGISTERED_NAMES[name]}/{version}"
-    return uris
+    return {name: uri for name in UPLIFT_MODEL_NAMES.values() if (uri := _pinned(name, CHAMPION)) is not None}
+
+
+def _pinned(name: str, alias: str) -> str | None:
+    """``models:/custbase-<name>/<version>`` of the version ``alias`` points to, or None (tracking configured)."""
+    from serving.runtime.models import REGISTERED_NAMES
+    from training.registry import alias_version
+
+    version = alias_version(REGISTERED_NAMES[name], alias)
+    return None if version is None else f"models:/{REGISTERED_NAMES[name]}/{version}"
 
 
 def build(config: Config, *, challenger_if_no_champion: bool = False) -> str:
@@ -241,15 +244,16 @@ def _check_writable(folder: Path, what: str) -> None:
 def _campaign_uplift(features, config: Config) -> dict:
     """Both offers' uplift columns for a campaign: from the newest bento's uplift models (those that priced the
     scores), or, with no bento, from the champion uplift models in the registry."""
+    from serving.runtime.models import load_uplift_from_bento, uplift_model
     from serving.runtime.scoring import uplift_columns
 
     try:
-        return uplift_columns(features, bento_models()[0])
+        uplift = load_uplift_from_bento(latest_bento()[1].refs())
     except ServingSetupError:
-        from training.uplift import champion_uplift_bundles, with_uplift
+        from training.uplift import champion_uplift_bundles
 
-        bundles = champion_uplift_bundles(config)
-        return {c: v.to_numpy() for c, v in with_uplift(features, bundles).items() if c.endswith("_uplift") and c not in features}
+        uplift = {offer: uplift_model(bundle, "champion") for offer, bundle in champion_uplift_bundles(config).items()}
+    return uplift_columns(features, uplift)
 
 
 def campaign(config: Config, kind: str, *, out: Path, budget: int | None = None, budget_amount: float | None = None,

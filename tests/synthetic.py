@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from custbase.config import Labels
+from serving.runtime.bundle import ModelBundle
 from serving.runtime.models import BoosterModel, ScoringModels
 
 TIER_BOUNDS = (0.0, 50_000.0, 500_000.0, 6_000_000.0)
@@ -172,11 +173,10 @@ def train_tiny_models(frame: pd.DataFrame | None = None, *, num_trees: int = 20,
     return ScoringModels(**models)
 
 
-def tiny_uplift_bundles(frame: pd.DataFrame | None = None, *, seed: int = 0) -> dict[str, "ModelBundle"]:
+def tiny_uplift_bundles(frame: pd.DataFrame | None = None, *, seed: int = 0) -> dict[str, ModelBundle]:
     """``{"retention": ..., "upgrade": ...}``: uplift bundles (shift learner, T-learner) learned from a randomized
     offer with a planted effect: a retention offer helps customers with many logins and hurts the rest; an upgrade
     offer helps the affluent tier. Bundles as :func:`training.uplift.train_uplift` logs them."""
-    from serving.runtime.bundle import ModelBundle
     from training.uplift import fit_uplift
 
     frame = synthetic_customer_months(400, seed=0, salary_gaps=True) if frame is None else frame

@@ -37,16 +37,16 @@ def test_the_served_uplift_is_trainings_uplift_of_the_same_bundle(bundles, model
         reloaded = uplift_model(ModelBundle.load(tmp_path / offer), "1")
         expected = bundle_uplift(bundle, frame)
         np.testing.assert_allclose(reloaded.predict(reloaded.encode_frame(frame)), expected, rtol=1e-9, atol=1e-12)
-        np.testing.assert_allclose(uplift_columns(frame, models)[f"{offer}_uplift"], expected, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(uplift_columns(frame, models.uplift)[f"{offer}_uplift"], expected, rtol=1e-9, atol=1e-12)
     # the planted effects: retention helps the active, upgrade the affluent
-    upgrade = uplift_columns(frame, models)["upgrade_uplift"]
+    upgrade = uplift_columns(frame, models.uplift)["upgrade_uplift"]
     affluent = frame["value_tier"].eq("affluent").to_numpy()
     assert upgrade[affluent].mean() > upgrade[~affluent].mean() + 0.05
 
 
 def test_scores_price_the_recommended_offer_with_its_uplift_model(models, frame):
     scores = score_customers(frame, models, Policy(), reasons="none")
-    uplift = uplift_columns(frame, models)
+    uplift = uplift_columns(frame, models.uplift)
     for offer in ("retention", "upgrade"):
         rows = (scores["recommended_offer"] == offer).to_numpy()
         assert rows.any(), offer

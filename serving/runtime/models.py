@@ -304,7 +304,7 @@ def load_mlflow_model_dir(path: Path, ref: ModelRef) -> ScoringModel:
 
 def load_champions_from_bento(refs: Mapping[str, ModelRef], loader: ModelLoader | None = None) -> ScoringModels:
     """Load the pinned models from the BentoML model store (inside a bento: the bento's own models): the three,
-    and the uplift model of each offer the bento packed (``retention-uplift``, ``upgrade-uplift``).
+    and the uplift model of each offer the bento packed (:func:`load_uplift_from_bento`).
 
     Parameters
     ----------
@@ -313,23 +313,31 @@ def load_champions_from_bento(refs: Mapping[str, ModelRef], loader: ModelLoader 
     loader
         Turns the imported MLflow model folder into a :class:`ScoringModel`; :func:`load_mlflow_model_dir` by default.
     """
-    from serving.runtime.bundle import ModelBundle, find_bundle_folder
-
     loader = loader or load_mlflow_model_dir
     loaded = {}
     for name in MODEL_NAMES:
         if name not in refs:
             raise KeyError(f"the serving spec names no {name} model; rebuild the bento with `custbase build`")
         loaded[name] = loader(_stored_model_folder(refs[name]), refs[name])
-    uplift = {}
-    for offer, name in UPLIFT_MODEL_NAMES.items():
-        if name not in refs:
-            continue
-        folder = find_bundle_folder(_stored_model_folder(refs[name]))
-        if folder is None:
-            raise ModelStoreError(f"the {name} model {refs[name].bento_tag} holds no custbase bundle: rebuild the bento with `custbase build`")
-        uplift[offer] = uplift_model(ModelBundle.load(folder), refs[name].version, refs[name].model_uri)
-    return check_models(ScoringModels(**loaded, uplift=uplift))
+    return check_models(ScoringModels(**loaded, uplift=load_uplift_from_bento(refs)))
+
+
+def load_uplift_from_bento(refs: Mapping[str, ModelRef]) -> dict[str, "UpliftModel"]:
+    """The uplift model of each offer among ``refs`` (``retention-uplift``, ``upgrade-uplift``), from the BentoML
+    store, by offer; the three scoring models are not loaded."""
+    return {offer: load_uplift_model_dir(_stored_model_folder(refs[name]), refs[name])
+            for offer, name in UPLIFT_MODEL_NAMES.items() if name in refs}
+
+
+def load_uplift_model_dir(path: Path, ref: ModelRef) -> "UpliftModel":
+    """The :class:`UpliftModel` of a downloaded MLflow uplift model folder (its custbase bundle)."""
+    from serving.runtime.bundle import ModelBundle, find_bundle_folder
+
+    folder = find_bundle_folder(Path(path))
+    if folder is None:
+        raise ModelStoreError(f"the {ref.name} model {ref.model_uri or ref.bento_tag} holds no custbase bundle: retrain it with "
+                              f"`custbase train {ref.name}`, then rebuild the bento with `custbase build`")
+    return uplift_model(ModelBundle.load(folder), ref.version, ref.model_uri)
 
 
 def _stored_model_folder(ref: ModelRef) -> Path:

@@ -9,7 +9,7 @@ from typing import Any, Callable, Literal
 import numpy as np
 import pandas as pd
 
-from serving.runtime.models import MatrixModel, MatrixModels, ScoringModels, matrix_models
+from serving.runtime.models import MatrixModel, MatrixModels, ScoringModels, UpliftModel, matrix_models
 from serving.runtime.policy import OFFERS, UPLIFT_COLUMNS, Policy, recommend, segment_customers
 from serving.runtime.reasons import phraser, top_drivers
 from serving.runtime.schema import SCORE_COLUMNS
@@ -97,8 +97,9 @@ def _score(
     (:func:`serving.runtime.policy.contact_values`).
     """
     n = len(customer_id)
-    modelled = {offer: model.predict(X[model.name], num_threads) for offer, model in models.uplift.items()}
-    modelled.update(uplift or {})
+    given = dict(uplift or {})
+    modelled = {offer: model.predict(X[model.name], num_threads) for offer, model in models.uplift.items() if offer not in given}
+    modelled.update(given)
     top = value_tier == policy.top_value_tier
     churn = np.clip(models.churn.predict(X["churn"], num_threads), 0.0, 1.0)
     upgrade = np.full(n, np.nan)
@@ -268,8 +269,7 @@ def input_columns(models: ScoringModels) -> list[str]:
     return list(dict.fromkeys([*IDENTITY_COLUMNS, *models.feature_names(), *POLICY_COLUMNS]))
 
 
-def uplift_columns(features: pd.DataFrame, models: ScoringModels) -> dict[str, np.ndarray]:
-    """Each offer's uplift from ``models.uplift`` for the rows of ``features``, under its score column
-    (``retention_uplift``, ``upgrade_uplift``); offers without an uplift model are left out."""
-    matrices = matrix_models(models)
-    return _uplift_columns({offer: model.predict(model.encode_frame(features)) for offer, model in matrices.uplift.items()})
+def uplift_columns(features: pd.DataFrame, uplift: Mapping[str, UpliftModel]) -> dict[str, np.ndarray]:
+    """Each offer's uplift from its uplift model (``ScoringModels.uplift``) for the rows of ``features``, under its
+    score column (``retention_uplift``, ``upgrade_uplift``); offers without an uplift model are left out."""
+    return _uplift_columns({offer: model.predict(model.encode_frame(features)) for offer, model in uplift.items()})
