@@ -115,3 +115,7 @@ bench-full: $(ENV) ## longer runs and more repeats of make bench
 .PHONY: clean
 clean: ## remove generated data and the local MLflow home (keeps the environment)
 	rm -rf data && find mlruns -mindepth 1 ! -name .gitignore -exec rm -rf {} +
+
+.PHONY: campaign-coverage
+campaign-coverage: $(ENV) ## coverage and bias of the campaign estimates on 5 simulated banks (a few minutes) -> benchmarks/results/
+	$(RUN) python -m benchmarks.campaign_coverage

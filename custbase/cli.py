@@ -544,6 +544,12 @@ def campaign_readout(
     except (FileNotFoundError, ValueError) as err:
         _fail(str(err))
     typer.echo(result.render())
+    from serving.readout import campaign_value
+
+    try:
+        typer.echo(campaign_value(campaign_id, result.offer, contacts, frame, cfg).render())
+    except ValueError as err:
+        typer.echo(f"  value: not estimated: {err}")
 
 
 @app.command()

@@ -68,6 +68,27 @@ def next_commands(config_file: Path | None = None) -> list[str]:
     ]
 
 
+def _readouts(cfg: Config, paths) -> None:
+    """The read-out of the newest matured retention and upgrade campaign of the simulated bank, value included."""
+    from features.feature_set import read_feature_table
+    from serving.readout import campaign_readout, campaign_value, newest_matured_campaign
+    from training.uplift import read_contacts
+
+    frame, _ = read_feature_table(paths.features_path)
+    contacts = read_contacts(paths.raw_dir)
+    for offer in ("retention", "upgrade"):
+        campaign_id = newest_matured_campaign(offer, contacts, frame)
+        if campaign_id is None:
+            continue
+        readout = campaign_readout(campaign_id, contacts, frame, currency=cfg.value_tiers.currency)
+        typer.echo(readout.render().splitlines()[0])
+        try:
+            typer.echo(campaign_value(campaign_id, offer, contacts, frame, cfg).render())
+        except ValueError as err:
+            typer.echo(f"  value: not estimated: {err}")
+        typer.echo(f"  (whole read-out: {hints.custbase(f'campaign readout --campaign {campaign_id}')})")
+
+
 def run_demo(config: Config, *, customers: int, trials: int, config_file: Path | None = None) -> dict[str, float]:
     """Run the main job end to end; returns the seconds of each step."""
     from features.build import build_customer_months
@@ -126,10 +147,11 @@ def run_demo(config: Config, *, customers: int, trials: int, config_file: Path |
         for kind in ("retention", "upgrade"):
             path, summary = jobs.campaign(cfg, kind, budget=CAMPAIGN_BUDGET, out=paths.campaigns_dir / f"{kind}.csv")
             typer.echo(f"{summary.render()}\n  -> {path}")
-    with _step(11, total, f"backtest the targeting strategies at {CAMPAIGN_BUDGET} contacts a month", timings):
+    with _step(11, total, f"backtest the targeting strategies at {CAMPAIGN_BUDGET} contacts a month; read out the newest campaigns", timings):
         for kind in ("retention", "upgrade"):
             typer.echo(run_backtest(kind, cfg, budget=CAMPAIGN_BUDGET, features_path=paths.features_path,
                                     raw_dir=paths.raw_dir).render())
+        _readouts(cfg, paths)
     with _step(12, total, "backtest the matured months and write the base report", timings):
         from serving.monitoring import backtest, render_backtest
         from serving.report import write_base_report

@@ -20,12 +20,13 @@ Two figures per strategy:
 - ``true_incremental_value`` (simulated bank only): the sum over the chosen customers of the true effect x true
   value (retention: ``expected_clv_12m``; upgrade: the policy's value gain of the tier) - contact cost - the true
   expected offer cost, from ``ground_truth``;
-- ``estimated_incremental_value`` (any bank): from the randomized contacts (exploration samples when the bank has
-  them, else every randomized campaign) of the chosen customers, the difference of the inverse-propensity weighted
-  means (Hajek) of treated and control of the value each contact yields (retention: minus the value lost by an
-  exit, so that the 95 % who stay anyway add no noise; upgrade: the value gained by a tier step; minus the offer
-  cost paid to treated acceptors), minus the contact cost, times the strategy's contacts. Noisy: few randomized
-  contacts fall in any one list; the standard error is given.
+- ``estimate`` (any bank): the doubly robust (AIPW) value from the bank's randomized contacts
+  (:mod:`serving.policy_value`: cross-fitted outcome models, every randomized contact of the offer with its known
+  assignment probability, campaign lists standing for themselves and the exploration sample for everyone else), with
+  ``standard_error``, the 95 % interval, and the paired differences against ``risk_x_value`` and ``random`` on the
+  same contacts. It prices a contact at the value the strategy itself uses (retention: the CLV model's prediction),
+  so on the simulated bank ``estimand_truth`` (the true effect x that value - the true costs) is what it estimates;
+  ``true_incremental_value`` (the true CLV) differs from it by the CLV model's error.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ import numpy as np
 import pandas as pd
 
 from custbase.config import Config
+from serving.policy_value import (CAMPAIGN, EXPLORATION, Z95, OutcomeModels, PolicyEvidence, PolicyValue, corrections,
+                                  estimand_truth, gain, model_terms, paired_difference, policy_value)
 from serving.runtime.campaign import offer_values
 
 STRATEGIES: tuple[str, ...] = ("random", "risk_top_n", "risk_x_value", "uplift_x_value", "true_uplift_x_value", "oracle")
@@ -95,29 +98,8 @@ def true_incremental_value(population: pd.DataFrame, truth: pd.DataFrame, kind: 
     return (effect.to_numpy(dtype="float64") * value.to_numpy(dtype="float64") - cost.to_numpy(dtype="float64"))
 
 
-def estimate_from_contacts(chosen_keys: pd.DataFrame, contacts: pd.DataFrame, kind: str, config: Config) -> tuple[float, float, int]:
-    """Inverse-propensity estimate of the incremental value per contact among the randomized contacts of the chosen
-    customers: (value per contact, its standard error, randomized contacts used).
-
-    ``contacts`` are :func:`training.uplift.contact_rows` with ``_month``, ``gain`` (the value the row yields:
-    retention ``(outcome - 1) x value``, upgrade ``outcome x value``, minus the offer cost paid by a treated acceptor)
-    and ``propensity`` (treated share of the row's campaign).
-    """
-    policy = config.policy
-    rows = contacts.merge(chosen_keys, on=["customer_id", "_month"], how="inner")
-    w = rows["treated"].to_numpy(dtype=bool)
-    if w.sum() < 2 or (~w).sum() < 2:
-        return float("nan"), float("nan"), len(rows)
-    e = rows["propensity"].to_numpy(dtype="float64")
-    gain = rows["gain"].to_numpy(dtype="float64")
-    means, variances = [], []
-    for arm, weight in ((w, 1 / e), (~w, 1 / (1 - e))):
-        g, k = gain[arm], weight[arm] / weight[arm].sum()
-        mean = float((k * g).sum())
-        means.append(mean)
-        variances.append(float((k**2 * (g - mean) ** 2).sum()))
-    contact = policy.retention_contact_cost if kind == "retention" else policy.upgrade_contact_cost
-    return means[0] - means[1] - contact, float(np.sqrt(sum(variances))), len(rows)
+#: The strategies every other one is compared with, on the same randomized contacts.
+BASELINES = ("risk_x_value", "random")
 
 
 @dataclass
@@ -130,13 +112,13 @@ class BacktestResult:
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        keys = ("name", "contacts", "true_incremental_value", "estimated_incremental_value")
-        return {"strategies": [{k: s[k] for k in keys} for s in self.strategies]}
+        return {"kind": self.kind, "budget": self.budget, "months": self.months, "currency": self.currency,
+                "strategies": self.strategies, "notes": self.notes}
 
     def figure(self, name: str, key: str = "true_incremental_value"):
         for s in self.strategies:
             if s["name"] == name:
-                return s[key]
+                return s.get(key)
         return None
 
     def render(self) -> str:
@@ -144,14 +126,18 @@ class BacktestResult:
         oracle = self.figure("oracle")
         width = max([16] + [len(s["name"]) + 2 for s in self.strategies])
         lines = [f"{self.kind} backtest, budget {self.budget:,} contacts per month, months {', '.join(self.months)} ({c}, net of contact and offer costs)",
-                 f"  {'strategy':<{width}}{'contacts':>10}{'true value':>16}{'/ oracle':>10}{'estimated (randomized contacts)':>34}"]
+                 f"  {'strategy':<{width}}{'contacts':>10}{'true value':>14}{'/ oracle':>10}"
+                 f"{'estimate [95% interval] (randomized contacts)':>52}{'- risk x value [95%]':>30}"]
         for s in self.strategies:
             true = s["true_incremental_value"]
             ratio = f"{true / oracle:>10.2f}" if (true is not None and oracle) else f"{'-':>10}"
-            true_text = f"{true:>16,.0f}" if true is not None else f"{'-':>16}"
-            est = s["estimated_incremental_value"]
-            est_text = f"{est:,.0f} +/- {s['estimated_standard_error']:,.0f} (n={s['randomized_contacts']})" if est is not None else "-"
-            lines.append(f"  {s['name']:<{width}}{s['contacts']:>10,}{true_text}{ratio}{est_text:>34}")
+            true_text = f"{true:>14,.0f}" if true is not None else f"{'-':>14}"
+            est = s.get("estimate")
+            est_text = (f"{est:,.0f} [{s['ci_low']:,.0f}, {s['ci_high']:,.0f}] (n={s['randomized_contacts']})"
+                        if est is not None else "-")
+            diff = (s.get("differences") or {}).get("risk_x_value")
+            diff_text = f"{diff['estimate']:+,.0f} [{diff['ci_low']:+,.0f}, {diff['ci_high']:+,.0f}]" if diff else ""
+            lines.append(f"  {s['name']:<{width}}{s['contacts']:>10,}{true_text}{ratio}{est_text:>52}{diff_text:>30}")
         baseline, uplift = self.figure("risk_x_value"), self.figure("uplift_x_value")
         if oracle is not None and baseline is not None and uplift is not None and oracle != baseline:
             lines.append(f"  uplift x value closes {(uplift - baseline) / (oracle - baseline):.0%} of the oracle's margin over risk x value "
@@ -184,7 +170,7 @@ def run_backtest(kind: str, config: Config, *, budget: int, features_path: Path,
     from features.feature_set import read_feature_table
     from serving.runtime.bundle import load_bundle
     from training.registry import champion_uri
-    from training.uplift import champion_uplift_bundles, contact_rows, get_uplift_spec, read_contacts, with_uplift
+    from training.uplift import champion_uplift_bundles, get_uplift_spec, read_contacts, with_uplift
 
     if kind not in ("retention", "upgrade"):
         raise ValueError(f"backtest kind must be retention or upgrade, not {kind!r}")
@@ -203,92 +189,158 @@ def run_backtest(kind: str, config: Config, *, budget: int, features_path: Path,
         if tested:
             notes.append("months: the uplift model's test months, never seen in its training or tuning")
     wanted = {pd.Period(m, "M") for m in months}
+    all_months = frame
     frame = frame.loc[frame["_month"].isin(wanted)].reset_index(drop=True)
     if frame.empty:
         raise ValueError(f"feature table {features_path} has no labeled {spec.base.label} rows in months {', '.join(months)}")
 
     scores = frame.copy()
     needed = (("churn", "churn_probability"), ("clv", "clv_12m_predicted")) if kind == "retention" else (("upgrade", "upgrade_probability"),)
+    bundles = {}
     for model, column in needed:
         uri = champion_uri(model)
         if uri is None:
             raise ValueError(f"no champion {model} model: train and promote it first (custbase train {model}; custbase promote {model})")
-        scores[column] = load_bundle(uri).predict(frame)
+        bundles[model] = load_bundle(uri)
+        scores[column] = bundles[model].predict(frame)
     if kind == "retention":  # the label column gives way to the CLV model's prediction
         scores = scores.drop(columns=["clv_12m"]).rename(columns={"clv_12m_predicted": "clv_12m"})
     if kind not in uplift:
         notes.append(f"no champion {spec.name} model: uplift x value falls back to the policy's rule of thumb")
     scores = with_uplift(scores, uplift)
+    value, price = contact_value(scores, kind, config), offer_price(scores, kind, config)
     truth = _ground_truth(raw_dir)
     if truth is not None:
         scores["true_incremental_value"] = true_incremental_value(scores, truth, kind, config)
-        effect = "campaign_effect" if kind == "retention" else "upgrade_campaign_effect"
-        scores["true_effect"] = scores[["customer_id", "_month"]].merge(truth, on=["customer_id", "_month"], how="left")[effect].to_numpy()
+        joined = scores[["customer_id", "_month"]].merge(truth, on=["customer_id", "_month"], how="left")
+        scores["true_effect"] = joined[spec.oracle_column].to_numpy()
+        scores["estimand_truth"] = estimand_truth(joined[spec.oracle_column], value, joined[spec.offer_cost_column],
+                                                  _contact_cost(kind, config))
 
-    contacts = _randomized_contacts(frame, raw_dir, spec, kind, scores, config, notes)
-    results = []
+    try:
+        evidence = build_evidence(kind, scores, value, price, all_months, read_contacts(raw_dir), config,
+                                  feature_columns=bundles[spec.base_model].feature_columns, notes=notes)
+    except FileNotFoundError:
+        notes.append("no campaign_contacts table: no estimates from randomized contacts")
+        evidence = None
+    except ValueError as err:
+        notes.append(f"no estimates from randomized contacts: {err}")
+        evidence = None
+    chosen, results = {}, []
+    months_of = scores["_month"].to_numpy()
     for name in STRATEGIES:
         if name in TRUTH_STRATEGIES and truth is None:
             continue
-        chosen_keys, true_total, count = [], 0.0, 0
-        for month, population in scores.groupby("_month", sort=True):
-            population = population.reset_index(drop=True)
-            picked = choose(population, name, kind, budget, config, seed=seed)
-            count += len(picked)
-            chosen_keys.append(population.iloc[picked][["customer_id", "_month"]])
-            if truth is not None:
-                true_total += float(np.nansum(population["true_incremental_value"].to_numpy()[picked]))
-        keys = pd.concat(chosen_keys) if chosen_keys else pd.DataFrame(columns=["customer_id", "_month"])
-        per_contact, se, n = estimate_from_contacts(keys, contacts, kind, config) if contacts is not None else (float("nan"),) * 2 + (0,)
-        results.append({
-            "name": name,
-            "contacts": int(count),
-            "true_incremental_value": round(true_total, 2) if truth is not None else None,
-            "estimated_incremental_value": round(per_contact * count, 2) if np.isfinite(per_contact) else None,
-            "estimated_standard_error": round(se * count, 2) if np.isfinite(se) else None,
-            "randomized_contacts": n,
-        })
+        mask = np.zeros(len(scores), bool)
+        for month in sorted(wanted):
+            positions = np.flatnonzero(months_of == month)
+            population = scores.iloc[positions].reset_index(drop=True)
+            mask[positions[choose(population, name, kind, budget, config, seed=seed)]] = True
+        chosen[name] = mask
+        result = {"name": name, "contacts": int(mask.sum()),
+                  "true_incremental_value": _total(scores, "true_incremental_value", mask) if truth is not None else None,
+                  "estimand_truth": _total(scores, "estimand_truth", mask) if truth is not None else None}
+        if evidence is not None:
+            estimate = policy_value(mask, evidence)
+            result.update(_figures(estimate), randomized_contacts=estimate.randomized_contacts,
+                          model_only_contacts=estimate.model_only_contacts, _estimate=estimate)
+            result["months"] = [{"month": str(m), **_figures(policy_value(mask & (months_of == m), evidence)),
+                                 **({"estimand_truth": _total(scores, "estimand_truth", mask & (months_of == m)),
+                                     "true_incremental_value": _total(scores, "true_incremental_value", mask & (months_of == m))}
+                                    if truth is not None else {})}
+                                for m in sorted(wanted)]
+        results.append(result)
+    if evidence is not None:
+        by_name = {r["name"]: r for r in results}
+        for r in results:
+            r["differences"] = {base: _difference(r["_estimate"], by_name[base]["_estimate"])
+                                for base in BASELINES if base in by_name and base != r["name"]}
+        for r in results:
+            r.pop("_estimate")
     return BacktestResult(kind, budget, [str(m) for m in sorted(wanted)], config.value_tiers.currency, results, notes)
 
 
-def _randomized_contacts(frame, raw_dir, spec, kind, scores, config, notes) -> pd.DataFrame | None:
-    """The randomized contacts of the months, with the value of a success and the offer cost paid."""
-    from training.uplift import contact_rows, read_contacts
+def _contact_cost(kind: str, config: Config) -> float:
+    return config.policy.retention_contact_cost if kind == "retention" else config.policy.upgrade_contact_cost
 
-    try:
-        raw = read_contacts(raw_dir)
-    except FileNotFoundError:
-        notes.append("no campaign_contacts table: no estimates from randomized contacts")
-        return None
-    exploration = raw["campaign_id"].astype("str").str.endswith("-exploration")
-    if exploration.any():
-        raw = raw.loc[exploration]
-        notes.append("estimates use the exploration samples (randomized across the base)")
-    raw = raw.assign(propensity=raw.groupby("campaign_id")["treated"].transform("mean"))
-    raw = raw.loc[(raw["propensity"] > 0) & (raw["propensity"] < 1)]
-    try:
-        rows = contact_rows(frame.drop(columns=["_month"]), raw, spec, config)
-    except ValueError as err:
-        notes.append(f"no estimates from randomized contacts: {err}")
-        return None
-    extra = raw[["customer_id", "campaign_id", "propensity", "responded"]]
-    rows = rows.merge(extra, on=["customer_id", "campaign_id"], how="left")
-    rows["_month"] = rows["as_of"].dt.to_period("M")
-    priced = rows[["customer_id", "_month"]].merge(scores[["customer_id", "_month", "value_tier", "aum_month_end",
-                                                           *(["clv_12m"] if kind == "retention" else [])]],
-                                                   on=["customer_id", "_month"], how="left")
-    policy = config.policy
-    aum = priced["aum_month_end"].fillna(0).to_numpy(dtype="float64")
+
+def contact_value(frame: pd.DataFrame, kind: str, config: Config) -> np.ndarray:
+    """The value a success of a ``kind`` contact is priced at (retention: the CLV column, upgrade: the policy's
+    value of a step up from the row's tier): the same value the strategies rank by."""
     if kind == "retention":
-        value = priced["clv_12m"].to_numpy(dtype="float64")
-        rate = policy.retention_offer_rate
-    else:
-        value = priced["value_tier"].astype("object").map(policy.upgrade_value_gain).to_numpy(dtype="float64", na_value=np.nan)
-        rate = policy.upgrade_offer_rate
-    outcome = rows["outcome"].to_numpy(dtype="float64")
-    offer_paid = rows["treated"].to_numpy() * rows["responded"].astype("bool").to_numpy() * rate * aum
-    rows["gain"] = (outcome - 1 if kind == "retention" else outcome) * np.nan_to_num(value) - offer_paid
-    return rows
+        return frame["clv_12m"].to_numpy(dtype="float64")
+    return frame["value_tier"].astype("object").map(config.policy.upgrade_value_gain).to_numpy(dtype="float64", na_value=np.nan)
+
+
+def offer_price(frame: pd.DataFrame, kind: str, config: Config) -> np.ndarray:
+    """What the bank pays an acceptor of a ``kind`` offer: the offer's rate x the customer's AUM."""
+    rate = config.policy.retention_offer_rate if kind == "retention" else config.policy.upgrade_offer_rate
+    return rate * frame["aum_month_end"].fillna(0).to_numpy(dtype="float64")
+
+
+def _total(frame: pd.DataFrame, column: str, mask: np.ndarray) -> float:
+    return round(float(np.nansum(frame[column].to_numpy()[mask])), 2)
+
+
+def _figures(estimate: PolicyValue) -> dict:
+    low, high = estimate.ci
+    return {"estimate": round(estimate.estimate, 2), "standard_error": round(estimate.standard_error, 2),
+            "ci_low": round(low, 2), "ci_high": round(high, 2)}
+
+
+def _difference(a: PolicyValue, b: PolicyValue) -> dict:
+    diff, se = paired_difference(a, b)
+    return {"estimate": round(diff, 2), "standard_error": round(se, 2),
+            "ci_low": round(diff - Z95 * se, 2), "ci_high": round(diff + Z95 * se, 2)}
+
+
+def build_evidence(kind: str, population: pd.DataFrame, value, price, labeled: pd.DataFrame, contacts: pd.DataFrame,
+                   config: Config, *, feature_columns: list[str], notes: list[str] | None = None) -> PolicyEvidence:
+    """The AIPW evidence of the ``population`` months (:class:`serving.policy_value.PolicyEvidence`).
+
+    ``population``: the eligible customer-months the strategies choose from (``customer_id``, ``_month``, the
+    features), priced by ``value`` and ``price`` (arrays aligned with it). ``labeled``: every eligible, labeled
+    customer-month (the outcome models learn from all randomized contacts of the offer, any month). ``contacts``:
+    the raw ``campaign_contacts`` table.
+    """
+    from training.uplift import contact_rows, get_uplift_spec
+
+    notes = notes if notes is not None else []
+    spec = get_uplift_spec(f"{kind}-uplift")
+    for column in ("campaign_id", "treated", "responded"):
+        if column not in contacts.columns:
+            raise ValueError(f"table campaign_contacts ({len(contacts):,} rows) has no column {column}")
+    raw = contacts.assign(propensity=contacts.groupby("campaign_id")["treated"].transform("mean"))
+    raw = raw.loc[(raw["propensity"] > 0) & (raw["propensity"] < 1)]
+    raw = raw.assign(stratum=np.where(raw["campaign_id"].astype("str").str.endswith("-exploration"), EXPLORATION, CAMPAIGN))
+    rows = contact_rows(labeled.drop(columns=["_month"], errors="ignore"), raw, spec, config)
+    rows = rows.merge(raw[["customer_id", "campaign_id", "propensity", "responded", "stratum"]],
+                      on=["customer_id", "campaign_id"], how="left")
+    # one randomized contact per customer-month: a campaign list's row stands for its customer, so it wins
+    rows = (rows.assign(_order=(rows["stratum"] != CAMPAIGN).astype(int)).sort_values(["_order", "campaign_id"], kind="stable")
+            .drop_duplicates(["customer_id", "as_of"]).drop(columns="_order").reset_index(drop=True))
+    rows["_month"] = rows["as_of"].dt.to_period("M")
+    rows = rows.assign(success=rows["outcome"], accepted=rows["responded"].astype(bool).astype(int))
+    models = OutcomeModels(feature_columns).fit(rows)
+    retention = kind == "retention"
+    mu0, mu1 = model_terms(models.predict(population), value, price, retention=retention)
+    contact = _contact_cost(kind, config)
+    keys = population[["customer_id", "_month"]].reset_index(drop=True).assign(row=lambda f: np.arange(len(f)))
+    tested = rows.merge(keys, on=["customer_id", "_month"], how="inner")
+    r = tested["row"].to_numpy()
+    y = gain(tested["success"], tested["accepted"], tested["treated"], np.asarray(value)[r], np.asarray(price)[r], retention=retention)
+    tested["y"] = y
+    tested["c"] = corrections(y, tested["treated"], tested["propensity"], mu0[r], mu1[r])
+    on_campaign = np.zeros(len(keys), bool)
+    on_campaign[r[(tested["stratum"] == CAMPAIGN).to_numpy()]] = True
+    if not (tested["stratum"] == EXPLORATION).any():
+        notes.append("no exploration sample in these months: customers on no randomized campaign list are valued by the "
+                     "outcome models alone (model_only_contacts)")
+    notes.append(f"estimates: doubly robust (AIPW) on {len(tested):,} randomized contacts of these months "
+                 f"({int(on_campaign.sum()):,} on campaign lists, the rest exploration); outcome models cross-fitted on "
+                 f"{len(rows):,} randomized contacts of every labeled month")
+    pop = keys.assign(tau_model=mu1 - mu0 - contact, on_campaign=on_campaign)
+    return PolicyEvidence(pop, tested[["row", "_month", "stratum", "y", "c", "treated", "propensity"]].reset_index(drop=True))
 
 
 def write_backtest_json(result: BacktestResult, path: Path) -> Path:

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from custbase.config import Config, Policy
-from serving.backtest import BacktestResult, choose, estimate_from_contacts
+from serving.backtest import BacktestResult, choose
 from serving.readout import campaign_readout, difference
 
 CONFIG = Config(policy=Policy(retention_contact_cost=5.0, retention_offer_rate=0.0, holdout_share=0.0))
@@ -41,36 +41,20 @@ def test_strategies_pick_what_they_promise(month):
         choose(month, "psychic", "retention", 1, CONFIG)
 
 
-def test_estimate_from_randomized_contacts_is_the_weighted_difference_of_arm_means():
-    contacts = pd.DataFrame({
-        "customer_id": [1, 2, 3, 4, 9],
-        "_month": pd.Period("2025-07", "M"),
-        "treated": [1, 1, 0, 0, 1],
-        "propensity": 0.5,
-        # retention: a stayer yields 0, a leaver minus their value; the treated stayer 1 was paid an offer of 10
-        "gain": [-10.0, 0.0, 0.0, -100.0, -100.0],
-    })
-    keys = pd.DataFrame({"customer_id": [1, 2, 3, 4], "_month": pd.Period("2025-07", "M")})
-    per_contact, se, n = estimate_from_contacts(keys, contacts, "retention", CONFIG)
-    # treated mean -5, control mean -50: +45 per contact, minus the contact cost 5
-    assert n == 4 and per_contact == pytest.approx(40.0) and se > 0
-
-
-def test_backtest_json_has_exactly_the_agreed_shape():
-    result = BacktestResult("retention", 10, ["2025-07"], "CNY", [
-        {"name": "oracle", "contacts": 10, "true_incremental_value": 100.0, "estimated_incremental_value": 90.0,
-         "estimated_standard_error": 5.0, "randomized_contacts": 3},
-        {"name": "risk_x_value", "contacts": 10, "true_incremental_value": 20.0, "estimated_incremental_value": None,
-         "estimated_standard_error": None, "randomized_contacts": 0},
-        {"name": "uplift_x_value", "contacts": 8, "true_incremental_value": 80.0, "estimated_incremental_value": 70.0,
-         "estimated_standard_error": 9.0, "randomized_contacts": 2},
-    ])
-    assert result.to_json() == {"strategies": [
-        {"name": "oracle", "contacts": 10, "true_incremental_value": 100.0, "estimated_incremental_value": 90.0},
-        {"name": "risk_x_value", "contacts": 10, "true_incremental_value": 20.0, "estimated_incremental_value": None},
-        {"name": "uplift_x_value", "contacts": 8, "true_incremental_value": 80.0, "estimated_incremental_value": 70.0},
-    ]}
-    assert "closes 75% of the oracle's margin" in result.render()
+def test_backtest_json_carries_every_strategy_figure_and_its_interval():
+    strategies = [
+        {"name": "risk_x_value", "contacts": 10, "true_incremental_value": 20.0, "estimate": 15.0, "standard_error": 5.0,
+         "ci_low": 5.2, "ci_high": 24.8, "randomized_contacts": 4, "differences": {}},
+        {"name": "oracle", "contacts": 10, "true_incremental_value": 100.0, "estimate": 90.0, "standard_error": 5.0,
+         "ci_low": 80.2, "ci_high": 99.8, "randomized_contacts": 4,
+         "differences": {"risk_x_value": {"estimate": 75.0, "standard_error": 3.0, "ci_low": 69.1, "ci_high": 80.9}}},
+        {"name": "uplift_x_value", "contacts": 8, "true_incremental_value": 80.0, "estimate": None, "differences": {}},
+    ]
+    result = BacktestResult("retention", 10, ["2025-07"], "CNY", strategies)
+    assert result.to_json()["strategies"] == strategies and result.to_json()["budget"] == 10
+    text = result.render()
+    assert "closes 75% of the oracle's margin" in text
+    assert "90 [80, 100]" in text and "+75 [+69, +81]" in text
 
 
 def test_difference_and_its_interval():

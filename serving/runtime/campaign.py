@@ -30,6 +30,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from serving.runtime.evidence import gain_sd, holdout_for_power
 from serving.runtime.policy import OFFER_CONTACT, OFFERS, UPLIFT_COLUMNS, Policy, contact_values, offer_terms, recommend
 
 CampaignKind = Literal["retention", "upgrade"]
@@ -151,6 +152,18 @@ class CampaignSummary:
     roi: float | None
     uplift_source: str
     why_shorter: str
+    #: Holdout that would detect the expected incremental value at 80 % power (None: no holdout can at this size).
+    holdout_for_power: int | None = None
+
+    def power_text(self) -> str:
+        if self.contacts == 0:
+            return ""
+        if self.holdout_for_power is None:
+            return (f"power: no holdout detects the expected value at 80% power beside {self.contacts:,} contacts "
+                    f"(the value is small against the noise of single outcomes): read several months' campaigns together")
+        enough = "enough" if self.holdout >= self.holdout_for_power else "too small: the read-out will likely be inconclusive"
+        return (f"power: a holdout of {self.holdout_for_power:,} detects the expected value at 80% power; this list's "
+                f"{self.holdout:,} is {enough}")
 
     def render(self) -> str:
         c = self.currency
@@ -160,7 +173,8 @@ class CampaignSummary:
                 f"({self.holdout / max(self.rows, 1):.1%}) of budget {budget}; expected cost {c} {self.expected_cost:,.2f}, "
                 f"expected incremental value {c} {self.expected_incremental_value:,.2f} (net of costs), ROI {roi}; "
                 f"uplift from {self.uplift_source}")
-        return line + (f"; shorter than the budget: {self.why_shorter}" if self.why_shorter else "")
+        line += f"; shorter than the budget: {self.why_shorter}" if self.why_shorter else ""
+        return line + (f"\n  {self.power_text()}" if self.power_text() else "")
 
 
 def _reason_text(row_values: pd.Series, kind: str, other_value: float, currency: str, model_reasons) -> str:
@@ -259,6 +273,12 @@ def campaign_list(
     expected_cost = float((picked_values["contact_cost"] + picked_values["offer_cost"]).to_numpy()[contacted].sum())
     expected_value = float(picked_values["expected_incremental_value"].to_numpy()[contacted].sum())
     as_of = pd.to_datetime(frame["as_of"]).max() if len(frame) else None
+    success = _numbers(picked, _PROBABILITY[kind])[contacted]
+    success = 1 - success if kind == "retention" else success  # the outcome: staying, or stepping up a tier
+    take_up = policy.retention_offer_take_up if kind == "retention" else policy.upgrade_offer_take_up
+    price = picked_values["offer_cost"].to_numpy()[contacted] / take_up if take_up > 0 else np.zeros(int(contacted.sum()))
+    sd = gain_sd(success, picked_values["value"].to_numpy()[contacted], take_up, price) if contacted.any() else 0.0
+    needed = holdout_for_power(expected_value / max(int(contacted.sum()), 1), sd, int(contacted.sum()))
     summary = CampaignSummary(
         kind=kind,
         as_of=as_of.strftime("%Y-%m") if as_of is not None and not pd.isna(as_of) else "",
@@ -275,6 +295,7 @@ def campaign_list(
         uplift_source="uplift model" if (picked_values["uplift_source"] == "model").all() and len(out) else (
             "rule of thumb (no uplift model)" if len(out) else "-"),
         why_shorter=short,
+        holdout_for_power=needed,
     )
     return out, summary
 
