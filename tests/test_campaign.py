@@ -101,3 +101,17 @@ def test_written_list_and_summary(scores, tmp_path):
 def test_bad_kind_is_refused(scores):
     with pytest.raises(ValueError, match="retention"):
         campaign_list(scores, "winback", POLICY, budget=5)
+
+
+def test_the_summary_says_how_large_a_holdout_reads_the_list_out(scores):
+    # a strong offer: +30 pts of staying on customers worth 8,000 (value ~2,365 a contact against a noise of ~3,900)
+    strong = scores.assign(retention_uplift=0.3, churn_probability=0.6, clv_12m=8_000.0, aum_month_end=200_000.0)
+    many = pd.concat([strong.assign(customer_id=strong["customer_id"] + 10 * i) for i in range(400)], ignore_index=True)
+    policy = POLICY.model_copy(update={"holdout_share": 0.1})
+    _, small = campaign_list(many, "retention", policy, budget=15)
+    _, large = campaign_list(many, "retention", policy, budget=700)
+    # (2.80 x 3,920 / 2,365)^2 ~ 22 beside a huge treated arm; 15 contacts are too few for any holdout
+    assert small.holdout_for_power is None and "no holdout detects" in small.render()
+    assert 20 <= large.holdout_for_power <= 30 and "80% power" in large.render()
+    assert ("is enough" in large.render()) == (large.holdout >= large.holdout_for_power)
+    assert json.loads(json.dumps(large.__dict__))["holdout_for_power"] == large.holdout_for_power
