@@ -31,6 +31,11 @@ def difference(treated: np.ndarray, control: np.ndarray) -> tuple[float, float, 
     return float(diff), float(diff - Z95 * se), float(diff + Z95 * se)
 
 
+def _mean(values: np.ndarray) -> float:
+    known = values[~np.isnan(values)]
+    return float(known.mean()) if len(known) else float("nan")
+
+
 def readout_table(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per tier (and ``all``): group sizes, means of each outcome per group, difference and its 95 % CI.
 
@@ -48,8 +53,7 @@ def readout_table(rows: pd.DataFrame) -> pd.DataFrame:
             values = pd.to_numeric(part[column], errors="coerce").to_numpy(dtype="float64")
             diff, low, high = difference(values[treated], values[~treated])
             record.update({
-                f"{name}_treated": float(np.nanmean(values[treated])) if treated.any() else float("nan"),
-                f"{name}_holdout": float(np.nanmean(values[~treated])) if (~treated).any() else float("nan"),
+                f"{name}_treated": _mean(values[treated]), f"{name}_holdout": _mean(values[~treated]),
                 f"{name}_difference": diff, f"{name}_ci_low": low, f"{name}_ci_high": high,
             })
         records.append(record)
