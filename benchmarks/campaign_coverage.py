@@ -32,7 +32,7 @@ from features.feature_set import CUSTOMER_MONTH_V1, read_feature_table
 from features.raw import find_table
 from features.simulate import simulate_bank
 from serving.backtest import build_evidence, offer_price
-from serving.policy_value import Z95, estimand_truth, policy_value
+from serving.policy_value import Z95, PolicyEvidence, estimand_truth, policy_value
 from training.uplift import get_uplift_spec, read_contacts
 
 STRATEGIES = ("random", "top_value", "risk_x_value", "oracle", "worst")
@@ -79,6 +79,9 @@ def bank_cells(seed: int, config: Config, *, customers: int, months: int, test_m
                                        _truth=estimand_truth(joined[spec.oracle_column], value, joined[spec.offer_cost_column], contact))
         evidence = build_evidence(kind, population, value, price, labeled, contacts, config,
                                   feature_columns=list(CUSTOMER_MONTH_V1.columns))
+        # the same estimator on the exploration sample alone (as if the bank kept no campaign holdouts)
+        explore_only = PolicyEvidence(evidence.population.assign(on_campaign=False),
+                                      evidence.contacts.loc[evidence.contacts["stratum"] == "exploration"].reset_index(drop=True))
         rng = np.random.default_rng(seed)
         months_of = population["_month"].to_numpy()
         for strategy in STRATEGIES:
@@ -89,9 +92,11 @@ def bank_cells(seed: int, config: Config, *, customers: int, months: int, test_m
                 mask[picked] = True
                 estimate = policy_value(mask, evidence)
                 before, before_se = ipw_exploration(mask, evidence, contact)
+                explore = policy_value(mask, explore_only)
                 cells.append({"seed": seed, "kind": kind, "strategy": strategy, "month": str(month),
                               "contacts": int(mask.sum()), "randomized_contacts": estimate.randomized_contacts,
                               "estimate": estimate.estimate, "standard_error": estimate.standard_error,
+                              "explore_estimate": explore.estimate, "explore_standard_error": explore.standard_error,
                               "ipw_estimate": before, "ipw_standard_error": before_se,
                               "truth": float(population["_truth"].to_numpy()[mask].sum())})
     return cells
@@ -155,8 +160,9 @@ def main(argv: list[str] | None = None) -> int:
                                 budget_share=args.budget_share, folder=Path(folder))
             print(f"seed {seed}: {len(cells):,} cells so far ({time.perf_counter() - started:.0f} s)", flush=True)
     table = pd.DataFrame(cells)
-    summary, before = summarize(table), summarize(table, "ipw_")
-    for label, figures in (("before (IPW, exploration only)", before), ("AIPW, every randomized contact", summary)):
+    summary, before, explore = summarize(table), summarize(table, "ipw_"), summarize(table, "explore_")
+    for label, figures in (("before (IPW, exploration only)", before), ("AIPW, exploration only", explore),
+                           ("AIPW, every randomized contact", summary)):
         print(label)
         for name, s in figures.items():
             print(f"  {name:>9}: {s['cells']} strategy-months, 95% intervals cover the truth in {s['coverage_95']:.1%}; "
@@ -164,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{_signed(s['bias_in_standard_errors'])} standard errors); root mean square error "
                   f"{s['rmse']:,.0f}; median standard error / |truth| {s['median_standard_error_over_abs_truth']:.1f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"settings": vars(args) | {"out": str(args.out)}, "summary": summary, "before_ipw": before,
+    args.out.write_text(json.dumps({"settings": vars(args) | {"out": str(args.out)}, "summary": summary, "before_ipw": before, "aipw_exploration_only": explore,
                                     "seconds": round(time.perf_counter() - started, 1)}, indent=2))
     print(f"-> {args.out}")
     return 0

@@ -64,7 +64,8 @@ past), ``upgrade_probability_<H>m`` (value tier at month + H above today's; 0 fo
 in the churn probability if given a retention offer next month), ``upgrade_campaign_effect`` (rise in
 the upgrade probability if given an upgrade offer next month), ``engagement``, ``exit_month``,
 ``exit_type``, and ``retention_offer_cost`` and ``upgrade_offer_cost`` (expected offer cost of such a contact:
-true acceptance probability x the offer's price for this customer; ``campaign_effect`` is negative for
+true probability of ``responded`` (retention: accepting, or opening a time deposit unprompted, which the bank
+cannot tell apart and pays) x the offer's price for this customer; ``campaign_effect`` is negative for
 sleeping dogs). The true incremental value of a contact is ``effect x value - contact cost - offer cost``
 (value: the expected CLV for retention, the policy's ``upgrade_value_gain`` of the tier for upgrade).
 
@@ -148,6 +149,9 @@ ENGAGEMENT_NOISE = 0.28
 WEALTH_REVERSION = 0.06
 WEALTH_REVERSION_NEW = 0.15
 ADOPTION_BASE = 0.008  # monthly probability of adopting a wealth product, before drivers
+#: Monthly probability of opening a time deposit unprompted. A contacted customer who does counts as accepting
+#: the retention offer (``responded``) and is paid it, so the true expected offer cost includes it.
+TIME_DEPOSIT_OPENING = 0.008
 ADOPTION_JUMP = (0.2, 1.0)  # log AUM gained when a wealth product is adopted (uniform range)
 WINDFALL_RATE = 0.01  # monthly probability of a windfall (inheritance, property sale), partly kept
 WINDFALL_JUMP = (0.4, 1.6)
@@ -911,7 +915,7 @@ def _simulate_chunk(ctx: _Context, chunk: int, first: int, n: int, sink: _Sink, 
             book.log_aum[rows] += gain
             book.target[rows] += 0.5 * gain
         retention_response = treated_retention & active & (rng.random(n) < _retention_acceptance(retention_effect))
-        td_open = evolve & ~book.held[:, TD] & ((rng.random(n) < 0.008) | retention_response)
+        td_open = evolve & ~book.held[:, TD] & ((rng.random(n) < TIME_DEPOSIT_OPENING) | retention_response)
         book.held[td_open, TD] = True
         book.weights[td_open, TD] = rng.lognormal(0.3, 0.5, int(td_open.sum()))
         weak = np.clip(-book.engagement - 0.8, 0, None)
@@ -1446,7 +1450,9 @@ def _ground_truth(book, t, cfg, tenure, log_aum_history, complaints_history, td_
     # expected offer cost of a contact next month: every acceptor is paid, whatever they would have done
     aum_now = balance.sum(axis=1)
     policy = cfg.policy
-    retention_offer_cost = _retention_acceptance(retention_effect) * policy.retention_offer_rate * aum_now
+    accept = _retention_acceptance(retention_effect)
+    accept = accept + (1 - accept) * TIME_DEPOSIT_OPENING * ~book.held[:, TD]  # ``responded`` as the contacts record it
+    retention_offer_cost = accept * policy.retention_offer_rate * aum_now
     upgrade_accept = np.where(can_adopt, np.clip(adopt_p + upgrade_effect, 0, 1), 0.0)
     upgrade_offer_cost = np.where(top | ~active, 0.0, upgrade_accept * policy.upgrade_offer_rate * aum_now)
 

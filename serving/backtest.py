@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from custbase.config import Config
-from serving.policy_value import (CAMPAIGN, EXPLORATION, Z95, OutcomeModels, PolicyEvidence, PolicyValue, corrections,
+from serving.policy_value import (CAMPAIGN, EXPLORATION, Z95, OutcomeModels, PolicyEvidence, PolicyValue, residuals,
                                   estimand_truth, gain, model_terms, paired_difference, policy_value)
 from serving.runtime.campaign import offer_values
 
@@ -330,7 +330,7 @@ def build_evidence(kind: str, population: pd.DataFrame, value, price, labeled: p
     r = tested["row"].to_numpy()
     y = gain(tested["success"], tested["accepted"], tested["treated"], np.asarray(value)[r], np.asarray(price)[r], retention=retention)
     tested["y"] = y
-    tested["c"] = corrections(y, tested["treated"], tested["propensity"], mu0[r], mu1[r])
+    tested["r"] = residuals(y, tested["treated"], mu0[r], mu1[r])
     on_campaign = np.zeros(len(keys), bool)
     on_campaign[r[(tested["stratum"] == CAMPAIGN).to_numpy()]] = True
     if not (tested["stratum"] == EXPLORATION).any():
@@ -340,7 +340,7 @@ def build_evidence(kind: str, population: pd.DataFrame, value, price, labeled: p
                  f"({int(on_campaign.sum()):,} on campaign lists, the rest exploration); outcome models cross-fitted on "
                  f"{len(rows):,} randomized contacts of every labeled month")
     pop = keys.assign(tau_model=mu1 - mu0 - contact, on_campaign=on_campaign)
-    return PolicyEvidence(pop, tested[["row", "_month", "stratum", "y", "c", "treated", "propensity"]].reset_index(drop=True))
+    return PolicyEvidence(pop, tested[["row", "_month", "stratum", "y", "r", "treated", "propensity"]].reset_index(drop=True))
 
 
 def write_backtest_json(result: BacktestResult, path: Path) -> Path:

@@ -21,9 +21,10 @@ without the offer, and ``q(x)`` the probability that a contacted customer accept
 contact of the offer (exploration samples, campaign lists and their holdouts, each with its own assignment
 probability). They give every customer-month a model effect ``mu1 - mu0`` with ``mu1 = (p(x, 1) - r) value -
 q(x) price`` and ``mu0 = (p(x, 0) - r) value`` (``r = 1`` for retention, 0 for upgrade), and every randomized
-contact a correction ``c = T (y - mu1) / e - (1 - T)(y - mu0) / (1 - e)`` with its known propensity ``e``
-(Robins, Rotnitzky and Zhao 1994; the policy-value form as in Athey and Wager 2021, "Policy Learning With
-Observational Data", Econometrica).
+contact a correction ``T (y - mu1) / e - (1 - T)(y - mu0) / (1 - e)`` with its known propensity ``e`` (Robins,
+Rotnitzky and Zhao 1994; the policy-value form as in Athey and Wager 2021, "Policy Learning With Observational
+Data", Econometrica). Within each month's group of contacts the weights are normalized per arm (Hajek), so a
+chance imbalance between the arms of a few dozen contacts adds no noise (:func:`group_correction`).
 
 A strategy's value in one month is ``sum over S of (mu1 - mu0 - contact)`` plus the corrections of the randomized
 contacts in S, weighted by the share of S each sample stands for:
@@ -157,11 +158,10 @@ def gain(success, accepted, treated, value, price, *, retention: bool) -> np.nda
     return (np.asarray(success, dtype="float64") - r) * np.nan_to_num(np.asarray(value, dtype="float64")) - paid
 
 
-def corrections(y, treated, propensity, mu0, mu1) -> np.ndarray:
-    """The AIPW correction of each randomized contact."""
-    t = np.asarray(treated, dtype="float64")
-    e = np.asarray(propensity, dtype="float64")
-    return t * (y - mu1) / e - (1 - t) * (y - mu0) / (1 - e)
+def residuals(y, treated, mu0, mu1) -> np.ndarray:
+    """Each contact's gain minus the model of the arm it was in."""
+    t = np.asarray(treated, dtype=bool)
+    return np.asarray(y, dtype="float64") - np.where(t, mu1, mu0)
 
 
 @dataclass(frozen=True)
@@ -186,7 +186,8 @@ class PolicyEvidence:
 
     ``population``: one row per eligible customer-month with ``customer_id``, ``_month``, ``tau_model`` (model effect
     minus contact cost) and ``on_campaign`` (on a randomized campaign list that month). ``contacts``: one row per
-    randomized contact of those months with ``row`` (its position in ``population``), ``stratum`` and ``c``.
+    randomized contact of those months with ``row`` (its position in ``population``), ``stratum``, ``treated``,
+    ``propensity`` and ``r`` (:func:`residuals`).
     """
 
     population: pd.DataFrame
@@ -203,6 +204,8 @@ def policy_value(chosen: np.ndarray, evidence: PolicyEvidence) -> PolicyValue:
     picked = chosen[contacts["row"].to_numpy()]
     months = population["_month"].to_numpy()
     on_campaign = population["on_campaign"].to_numpy(dtype=bool)
+    residual, treated = contacts["r"].to_numpy(), contacts["treated"].to_numpy(dtype=bool)
+    propensity = contacts["propensity"].to_numpy(dtype="float64")
     for month in np.unique(months[chosen]):
         in_month = chosen & (months == month)
         for stratum, members in ((CAMPAIGN, in_month & on_campaign), (EXPLORATION, in_month & ~on_campaign)):
@@ -213,14 +216,32 @@ def policy_value(chosen: np.ndarray, evidence: PolicyEvidence) -> PolicyValue:
             if len(rows) == 0:
                 model_only += size
                 continue
-            c = contacts["c"].to_numpy()[rows]
-            scale = size / len(rows)  # campaign lists: 1 (every member is randomized); exploration: the sample's reach
-            total += scale * float(c.sum())
-            influence[rows] = scale * (c - c.mean())
+            correction, influence[rows] = group_correction(residual[rows], treated[rows], propensity[rows], size)
+            total += correction
             randomized += len(rows)
             if len(rows) > 1:
                 variance += float((influence[rows] ** 2).sum()) * len(rows) / (len(rows) - 1)
     return PolicyValue(total, float(np.sqrt(variance)), int(chosen.sum()), randomized, model_only, influence)
+
+
+def group_correction(residual, treated, propensity, size: int) -> tuple[float, np.ndarray]:
+    """The correction of one month's randomized contacts that stand for ``size`` customers, and its influence terms.
+
+    ``residual``: each contact's gain minus its own arm's model (``y - mu1`` treated, ``y - mu0`` control). With at
+    least two contacts in each arm, the inverse-propensity weights are normalized within each arm (Hajek): the
+    difference of the arms' weighted mean residuals, times ``size``, so that the chance imbalance of a few dozen
+    contacts between the arms adds no noise. Otherwise the plain AIPW terms (Horvitz-Thompson), scaled to ``size``.
+    """
+    r = np.asarray(residual, dtype="float64")
+    t = np.asarray(treated, dtype=bool)
+    e = np.asarray(propensity, dtype="float64")
+    if t.sum() >= 2 and (~t).sum() >= 2:
+        w1, w0 = np.where(t, 1 / e, 0.0), np.where(t, 0.0, 1 / (1 - e))
+        m1, m0 = (w1 * r).sum() / w1.sum(), (w0 * r).sum() / w0.sum()
+        return size * float(m1 - m0), size * (w1 * (r - m1) / w1.sum() - w0 * (r - m0) / w0.sum())
+    c = np.where(t, r / e, -r / (1 - e))
+    scale = size / len(r)
+    return scale * float(c.sum()), scale * (c - c.mean())
 
 
 def paired_difference(a: PolicyValue, b: PolicyValue) -> tuple[float, float]:
