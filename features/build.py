@@ -32,6 +32,7 @@ from features.definitions import (
     month_index,
     month_range,
     pipeline,
+    pipeline_at_month,
 )
 from features.feature_set import (
     CUSTOMER_MONTH_V1,
@@ -151,7 +152,7 @@ def build_customer_months(
         # Customer slices in ascending id ranges, each written as soon as it is built: the file is sorted by
         # customer and as_of, and only one slice is ever in memory.
         slices = _customer_slices(sources["customers"], months)
-        steps, final = pipeline(config, tables, months)
+        steps, final = duckdb_pipeline(config, tables, months)
         with _StreamingFeatureTable(out_path, arrow_schema([f.name for f in features_for(config, tables)],
                                                           label_columns(tables, config.labels))) as writer:
             for ids in tqdm(slices, desc="customer slices", unit="slice", disable=not progress or len(slices) == 1, leave=False):
@@ -200,16 +201,17 @@ def build_customer_months_frame(
         raise ValueError("table transactions has 0 rows: nothing to build features from")
     first = month_index(stamps.min().date())
     months = month_range(config, data_end=data_end, first_data_month=first, start=parse_month(start), end=parse_month(end))
-    steps, final = pipeline(config, present, months)
     if engine == "duckdb":
         def register(con) -> None:
             for name, frame in tables.items():
                 con.register(f"raw_{name}", frame)
 
+        steps, final = duckdb_pipeline(config, present, months)
         table = _run_duckdb(config, register, _months_table(months), steps, final)
     elif engine == "spark":
         from features.spark import run_steps, spark_session
 
+        steps, final = pipeline(config, present, months)
         with tempfile.TemporaryDirectory(prefix="custbase-raw-") as folder:
             sources = {}
             for name, frame in tables.items():
@@ -225,6 +227,13 @@ def build_customer_months_frame(
 
 
 # ------------------------------------------------------------------------------------------------ engines
+
+
+def duckdb_pipeline(config: Config, tables: frozenset[str], months: MonthRange):
+    """The SQL DuckDB runs: one as_of month as conditional aggregates over its look-back
+    (:func:`features.definitions.pipeline_at_month`, a few times faster), several months as windows over every month
+    read (:func:`features.definitions.pipeline`). Both give the same rows (tested)."""
+    return (pipeline_at_month if months.start == months.end else pipeline)(config, tables, months)
 
 
 def _scan_views(sources: dict[str, TableSource], ids: tuple[int, int] | None = None):
@@ -249,7 +258,7 @@ def _run_duckdb(config: Config, register, months: pa.Table, steps, final: str) -
         register(con)
         con.register("months", months)
         for step in steps:
-            con.execute(f"CREATE TEMP VIEW {step.name} AS {step.sql}")
+            con.execute(f"CREATE TEMP {'TABLE' if step.materialize else 'VIEW'} {step.name} AS {step.sql}")
         return con.sql(final).to_arrow_table()
     finally:
         con.close()
