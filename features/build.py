@@ -30,7 +30,7 @@ from features.definitions import (
     month_index,
     month_range,
     pipeline,
-    pipeline_at_month,
+    pipeline_at_months,
 )
 from features.feature_set import (
     CUSTOMER_MONTH_V1,
@@ -200,7 +200,7 @@ def append_month(raw_dir: Path, table_path: Path, config: Config, *, validate: b
     A month m's features read months up to m and its labels months up to m + h (h: each label's horizon), so
     when the data's last complete month moves from L to L', the rows that change are those of the new months
     and of the months m with L < m + h <= L' for some h (their labels were null, past the data's end). Each is
-    built alone (:func:`features.definitions.pipeline_at_month`), customer slice by customer slice, so the
+    built by :func:`features.definitions.pipeline_at_months` in one pass, customer slice by customer slice, so the
     result equals a full rebuild on the same raw data (tested) and only one slice of one month is in memory.
     The new files are published with one manifest replace: a failed or killed run leaves the table as it was.
     Assumes the raw history before the table's data end did not change (else rebuild with ``custbase features``).
@@ -257,16 +257,18 @@ def append_month(raw_dir: Path, table_path: Path, config: Config, *, validate: b
     matured = sorted({m for h in horizons for m in range(old_last - h + 1, new_last - h + 1) if start <= m <= old_last})
     parts = read_table_manifest(table_path)["parts"]
     keep = tuple(month for month in parts if parse_month(month) not in matured)
-    stats, relabeled = _TableStats(labels), _TableStats(labels)
+    stats = _TableStats(labels)
     with FeatureTableWriter(table_path, _schema(config, tables), keep=keep) as writer:
-        for m in tqdm([*matured, *added], desc="months", unit="month", disable=not progress):
-            months = month_range(config, data_end=data_end, first_data_month=first, start=m, end=m)
-            _write_duckdb(sources, config, tables, months, writer, stats if m in added else relabeled, progress)
+        # one pass over the raw months all of them read
+        months = month_range(config, data_end=data_end, first_data_month=first, start=min(matured + added), end=new_last)
+        _write_duckdb(sources, config, tables, months, writer, stats, progress, only=tuple(matured + added))
         as_of_min = date.fromisoformat(metadata["as_of_min"])
         writer.commit(_metadata(config, tables, as_of_min=as_of_min, as_of_max=month_end(new_last), data_end=data_end,
                                 raw_dir=str(raw_dir), engine="duckdb", data_start=month_end(first)))
+    rows = stats.rows_by_month
     return AppendSummary(table_path, tuple(f"{month_end(m):%Y-%m}" for m in added), tuple(f"{month_end(m):%Y-%m}" for m in matured),
-                         stats.rows, relabeled.rows, time.perf_counter() - began)
+                         sum(rows.get(month_end(m), 0) for m in added), sum(rows.get(month_end(m), 0) for m in matured),
+                         time.perf_counter() - began)
 
 
 def build_customer_months_frame(
@@ -321,11 +323,13 @@ def build_customer_months_frame(
 # ------------------------------------------------------------------------------------------------ engines
 
 
-def duckdb_pipeline(config: Config, tables: frozenset[str], months: MonthRange):
-    """The SQL DuckDB runs: one as_of month as conditional aggregates over its look-back
-    (:func:`features.definitions.pipeline_at_month`, a few times faster), several months as windows over every month
-    read (:func:`features.definitions.pipeline`). Both give the same rows (tested)."""
-    return (pipeline_at_month if months.start == months.end else pipeline)(config, tables, months)
+def duckdb_pipeline(config: Config, tables: frozenset[str], months: MonthRange, only: tuple[int, ...] | None = None):
+    """The SQL DuckDB runs: one as_of month (or the few months ``only``) as conditional aggregates over its
+    look-back (:func:`features.definitions.pipeline_at_months`, a few times faster), every month as windows over
+    every month read (:func:`features.definitions.pipeline`). Both give the same rows (tested)."""
+    if only is not None or months.start == months.end:
+        return pipeline_at_months(config, tables, months, only)
+    return pipeline(config, tables, months)
 
 
 def _scan_views(sources: dict[str, TableSource], ids: tuple[int, int] | None = None):
@@ -394,11 +398,11 @@ def _customer_slices(customers: TableSource, r: MonthRange) -> list[tuple[int, i
 
 
 def _write_duckdb(sources: dict[str, TableSource], config: Config, tables: frozenset[str], months: MonthRange,
-                  writer: FeatureTableWriter, stats: "_TableStats", progress: bool) -> None:
-    """Build ``months`` with DuckDB customer slice by customer slice, each written as soon as it is built: only one
-    slice is ever in memory, and each month file is sorted by customer."""
+                  writer: FeatureTableWriter, stats: "_TableStats", progress: bool, only: tuple[int, ...] | None = None) -> None:
+    """Build ``months`` (or the months ``only`` among them) with DuckDB customer slice by customer slice, each
+    written as soon as it is built: only one slice is ever in memory, and each month file is sorted by customer."""
     slices = _customer_slices(sources["customers"], months)
-    steps, final = duckdb_pipeline(config, tables, months)
+    steps, final = duckdb_pipeline(config, tables, months, only)
     for ids in tqdm(slices, desc="customer slices", unit="slice", disable=not progress or len(slices) == 1, leave=False):
         part = _conform(_run_duckdb(config, _scan_views(sources, ids), _months_table(months), steps, final), tables, config)
         writer.write(part)
@@ -465,12 +469,15 @@ class _TableStats:
         self.label_count: dict[str, int] = {}
         self.label_nulls: dict[str, int] = {}
         self.quiet = {"churn population": 0, "lapsing": 0, "dormant": 0}
+        self.rows_by_month: dict[date, int] = {}
 
     def add(self, table: pa.Table) -> None:
         self.columns = table.column_names
         self.rows += len(table)
         if not len(table):
             return
+        for row in pc.value_counts(table.column("as_of")).to_pylist():
+            self.rows_by_month[row["values"]] = self.rows_by_month.get(row["values"], 0) + row["counts"]
         self.customers += len(pc.unique(table.column("customer_id")))
         as_of = table.column("as_of")
         low, high = pc.min(as_of).as_py(), pc.max(as_of).as_py()

@@ -1,4 +1,4 @@
-"""One as_of month is built with conditional aggregates over its look-back (``pipeline_at_month``), not windows
+"""One as_of month is built with conditional aggregates over its look-back (``pipeline_at_months``), not windows
 over every month read: the same rows, columns and values as that month of the all-months build."""
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ def test_each_month_alone_equals_that_month_of_the_all_months_build(bank, config
 
 def test_the_month_rewrite_refuses_a_window_it_does_not_know():
     with pytest.raises(ValueError, match="not over a customer's months"):
-        at_month("SUM(x) OVER (PARTITION BY city ORDER BY month_idx ROWS BETWEEN 2 PRECEDING AND CURRENT ROW)", 100, {})
+        at_month("SUM(x) OVER (PARTITION BY city ORDER BY month_idx ROWS BETWEEN 2 PRECEDING AND CURRENT ROW)", {})
     with pytest.raises(ValueError, match="no ROWS frame"):
-        at_month("SUM(x) OVER (PARTITION BY customer_id ORDER BY month_idx)", 100, {})
+        at_month("SUM(x) OVER (PARTITION BY customer_id ORDER BY month_idx)", {})
     windows: dict[str, str] = {}
-    assert at_month("aum - LAG(aum, 3) OVER (PARTITION BY customer_id ORDER BY month_idx)", 100, windows) == "aum - w._w0"
-    assert list(windows) == ["MAX(CASE WHEN month_idx = 97 THEN aum END)"]
+    assert at_month("aum - LAG(aum, 3) OVER (PARTITION BY customer_id ORDER BY month_idx)", windows) == "aum - w._w0"
+    assert list(windows) == ["MAX(CASE WHEN month_idx = t_idx - 3 THEN aum END)"]
