@@ -915,16 +915,27 @@ def pipeline_at_months(config: Config, tables: frozenset[str] | set[str], r: Mon
     steps, _ = pipeline(config, ctx.tables, r)
     steps = [s for s in steps if s.name not in ("customer_month_features", "customer_month_labels")]
     windows: dict[str, str] = {}
-    steps.append(Step("customer_month_rows", f"SELECT *, {dormancy_sql(ctx)} AS dormant FROM base"))
+    settings = config.labels
+    horizon = {settings.names.churn: settings.churn_future_months, settings.names.upgrade: settings.upgrade_horizon_months,
+               settings.names.clv: settings.clv_horizon_months}
+    # A label whose horizon runs past the data's last month at every month built is null (label_sql): the latest
+    # month's case. Without such labels' windows no row needs its own dormancy flag, only month t does.
+    unknown = {name for name, h in horizon.items() if all(t + h > r.last for t in months)}
+    label_sqls = {name: ("CAST(NULL AS DOUBLE)" if name in unknown else sql) for name, sql in label_sql(ctx, r).items()}
+    if all(sql == "CAST(NULL AS DOUBLE)" for sql in label_sqls.values()):
+        steps.append(Step("customer_month_rows", "SELECT * FROM base"))
+        dormant = f"{at_month(dormancy_sql(ctx), windows, row_columns=True)} AS dormant"
+    else:
+        steps.append(Step("customer_month_rows", f"SELECT *, {dormancy_sql(ctx)} AS dormant FROM base"))
+        dormant = f"{at_month('dormant', windows, row_columns=True)} AS dormant"
     feats = features_for(config, ctx.tables)
-    carried = [*_label_inputs(ctx.tables), "dormant"]
     # Every column the features read at t (not in a window) is also an aggregate: the one GROUP BY is the only
     # reader of the rows, so the spine and its joins run once.
-    selects = ["w.customer_id", *(f"{at_month(c, windows, row_columns=True)} AS {c}" for c in carried)]
+    selects = ["w.customer_id", *(f"{at_month(c, windows, row_columns=True)} AS {c}" for c in _label_inputs(ctx.tables)), dormant]
     selects += [f"{at_month(f'CAST({f.sql} AS {_SQL_TYPE[f.dtype]})', windows, row_columns=True)} AS {f.name}" for f in feats
                 if f.name != "is_dormant"]
     open_at_t = at_month("COUNT(*)", windows, frame=(0, 0))
-    labels = {name: at_month(sql, windows) for name, sql in label_sql(ctx, r).items()}
+    labels = {name: at_month(sql, windows) for name, sql in label_sqls.items()}
     aggregates = ", ".join(f"{sql} AS {name}" for sql, name in windows.items())
     before, after = _reach(config)
     targets = ", ".join(str(m) for m in months)
