@@ -48,6 +48,10 @@ validate: $(ENV) ## validate the raw tables in data/bank
 features: $(ENV) ## build customer-month features and labels from data/bank into data/customer_months.parquet
 	$(CB) features $(CFG)
 
+.PHONY: features-append
+features-append: $(ENV) ## add data/bank's new month (and the labels that matured with it) to data/customer_months.parquet
+	$(CB) features --append $(CFG)
+
 .PHONY: train
 train: $(ENV) ## tune, log and register the three models on data/customer_months.parquet
 	$(CB) train clv $(CFG) && $(CB) train churn $(CFG) && $(CB) train upgrade $(CFG)

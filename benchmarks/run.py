@@ -351,6 +351,8 @@ def _simulated_bank(customers: int, folder: Path, logs: Path) -> Path:
 
 def feature_builds(customers: int, work: Path, logs: Path, repeats: int, engines: tuple[str, ...] = ("duckdb", "pandas", "spark")) -> dict:
     """Customer-months/s of the latest-month feature build: DuckDB, the pandas reference, Spark local[2]; same bank."""
+    import shutil
+
     from benchmarks.pandas_features import latest_month_features
     from custbase.config import load_config
     from features.build import build_customer_months
@@ -390,8 +392,8 @@ def feature_builds(customers: int, work: Path, logs: Path, repeats: int, engines
     for engine in ("pandas", "spark"):
         if f"{engine}_seconds" in out and "duckdb_seconds" in out:
             out[f"duckdb_vs_{engine}"] = out[f"{engine}_seconds"] / out["duckdb_seconds"]
-    for name in ("duckdb.parquet", "spark.parquet"):
-        (folder / name).unlink(missing_ok=True)
+    for name in ("duckdb.parquet", "spark.parquet"):  # DuckDB writes a folder of month files, Spark one file
+        shutil.rmtree(folder / name) if (folder / name).is_dir() else (folder / name).unlink(missing_ok=True)
     return out
 
 

@@ -194,8 +194,10 @@ def features(
     config: ConfigOption = None,
     list_: Annotated[bool, typer.Option("--list", help="Print every feature column with its family, dtype and meaning; build nothing.")] = False,
     family: Annotated[Optional[str], typer.Option(help="With --list: only this feature family (e.g. balances).")] = None,
+    append: Annotated[bool, typer.Option("--append", help="Add the raw data's new months (and the labels that matured "
+                                                          "with them) to the existing table --out; rewrite nothing else.")] = False,
 ) -> None:
-    """Build point-in-time customer-month features and labels from validated raw tables (or --list them)."""
+    """Build point-in-time customer-month features and labels from validated raw tables (or --list them, or --append a month)."""
     if list_ or family:
         from features.feature_set import render_features
 
@@ -206,12 +208,23 @@ def features(
         return
     _month(from_month, "--from")
     _month(to_month, "--to")
+    if append and (from_month or to_month or (engine is not None and engine.value != "duckdb")):
+        _fail("--append adds the raw data's new months with DuckDB: give it without --from, --to and --engine spark")
     cfg = _config(config)
     raw_dir = _raw_dir(raw, cfg)
-    from features.build import build_customer_months
+    from features.build import AppendError, append_month, build_customer_months
     from features.raw import RawDataError
     from features.validate import RawDataInvalid
 
+    if append:
+        try:
+            typer.echo(append_month(raw_dir, out or cfg.paths.features_path, cfg).render())
+        except RawDataInvalid as err:
+            typer.echo(err.report.render())
+            _fail("the raw data is invalid; fix the violations above and run again", code=1)
+        except (AppendError, RawDataError) as err:
+            _fail(str(err))
+        return
     try:
         summary = build_customer_months(raw_dir, out or cfg.paths.features_path, cfg, start=from_month, end=to_month,
                                         engine=engine.value if engine else cfg.features.engine)

@@ -7,8 +7,6 @@ build, runs the SQL on the chosen engine and writes the table with its metadata
 
 from __future__ import annotations
 
-import json
-import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -32,12 +30,12 @@ from features.definitions import (
     month_index,
     month_range,
     pipeline,
+    pipeline_at_months,
 )
 from features.feature_set import (
     CUSTOMER_MONTH_V1,
-    METADATA_KEY,
+    FeatureTableWriter,
     arrow_schema,
-    remove_stale_temporaries,
     write_feature_table,
 )
 from features.raw import TableSource, find_tables, resolve_data_end
@@ -112,7 +110,9 @@ def build_customer_months(
     raw_dir
         Folder of contract tables (see :mod:`features.contract`).
     out_path
-        Parquet file to write (atomically), with ``custbase`` metadata.
+        The table to write (atomically), with ``custbase`` metadata: with DuckDB a folder of one parquet file per
+        as_of month (:class:`features.feature_set.FeatureTableWriter`, so that :func:`append_month` can add
+        months), with Spark one parquet file. Read it with :func:`features.feature_set.read_feature_table`.
     start, end
         First and last as_of month (``YYYY-MM``); default (and bounds) the first month with transactions and
         the data's last complete month. Only the months these need are read (history before, label horizon after).
@@ -148,17 +148,8 @@ def build_customer_months(
                          raw_dir=str(raw_dir), engine=engine, data_start=month_end(first))
 
     if engine == "duckdb":
-        # Customer slices in ascending id ranges, each written as soon as it is built: the file is sorted by
-        # customer and as_of, and only one slice is ever in memory.
-        slices = _customer_slices(sources["customers"], months)
-        steps, final = pipeline(config, tables, months)
-        with _StreamingFeatureTable(out_path, arrow_schema([f.name for f in features_for(config, tables)],
-                                                          label_columns(tables, config.labels))) as writer:
-            for ids in tqdm(slices, desc="customer slices", unit="slice", disable=not progress or len(slices) == 1, leave=False):
-                part = _conform(_run_duckdb(config, _scan_views(sources, ids), _months_table(months), steps, final), tables, config)
-                writer.write(part)
-                stats.add(part)
-                del part
+        with FeatureTableWriter(out_path, _schema(config, tables)) as writer:
+            _write_duckdb(sources, config, tables, months, writer, stats, progress)
             stages.update()
             stages.set_postfix_str(f"writing {out_path}")
             writer.commit(metadata())
@@ -174,6 +165,110 @@ def build_customer_months(
     stages.update()
     stages.close()
     return stats.summary(seconds=time.perf_counter() - began, engine=engine, out_path=Path(out_path))
+
+
+@dataclass(frozen=True)
+class AppendSummary:
+    """What one append wrote: the new months' rows, and the earlier months rebuilt because labels matured."""
+
+    path: Path
+    added: tuple[str, ...]
+    relabeled: tuple[str, ...]
+    rows_added: int
+    rows_relabeled: int
+    seconds: float
+
+    def render(self) -> str:
+        if not self.added:
+            return f"{self.path} already holds the raw data's last complete month: nothing to append"
+        return "\n".join([
+            f"appended {', '.join(self.added)} to {self.path}: {self.rows_added:,} rows, {self.seconds:.1f} s",
+            f"  labels matured: rebuilt {', '.join(self.relabeled) or 'no month'} ({self.rows_relabeled:,} rows); "
+            "every other month kept as it was",
+        ])
+
+
+class AppendError(ValueError):
+    """The table cannot take the raw data's new months (missing, another version or layout, other settings)."""
+
+
+def append_month(raw_dir: Path, table_path: Path, config: Config, *, validate: bool = True,
+                 progress: bool = True) -> AppendSummary:
+    """Add the raw data's months after the table's last one to an all-months table built by DuckDB, and rebuild
+    the earlier months whose labels mature with them; every other month's file is kept as it is.
+
+    A month m's features read months up to m and its labels months up to m + h (h: each label's horizon), so
+    when the data's last complete month moves from L to L', the rows that change are those of the new months
+    and of the months m with L < m + h <= L' for some h (their labels were null, past the data's end). Each is
+    built by :func:`features.definitions.pipeline_at_months` in one pass, customer slice by customer slice, so the
+    result equals a full rebuild on the same raw data (tested) and only one slice of one month is in memory.
+    The new files are published with one manifest replace: a failed or killed run leaves the table as it was.
+    Assumes the raw history before the table's data end did not change (else rebuild with ``custbase features``).
+    """
+    from features.definitions import last_complete_month
+    from features.feature_set import FeatureSetMismatch, check_feature_set, read_feature_metadata, read_table_manifest
+
+    began = time.perf_counter()
+    table_path, raw_dir = Path(table_path), Path(raw_dir)
+    rebuild = f"rebuild it with `custbase features --raw {raw_dir} --out {table_path}`"
+    if not table_path.exists():
+        raise AppendError(f"customer-month table {table_path} does not exist: build it first with "
+                          f"`custbase features --raw {raw_dir} --out {table_path}`")
+    if not table_path.is_dir():
+        raise AppendError(f"customer-month table {table_path} is a single parquet file (a Spark build, or built before "
+                          f"month folders): months can be appended only to a DuckDB table folder; {rebuild}")
+    try:
+        metadata = read_feature_metadata(table_path)
+        check_feature_set(metadata, config.features.feature_set, source=str(table_path), expected_by="the configuration")
+    except (FileNotFoundError, FeatureSetMismatch) as err:
+        raise AppendError(str(err)) from err
+    if metadata.get("labels") != config.labels.model_dump():
+        raise AppendError(f"{table_path} was built with other label settings (config.labels) than this configuration's: "
+                          f"its labels would not match the appended months'; {rebuild}")
+    if validate:
+        from features.validate import require_valid
+
+        require_valid(raw_dir, config)
+    sources = find_tables(raw_dir)
+    tables = frozenset(sources)
+    if sorted(tables) != sorted(metadata.get("raw_tables") or []):
+        raise AppendError(f"{table_path} was built from raw tables {sorted(metadata.get('raw_tables') or [])}, {raw_dir} holds "
+                          f"{sorted(tables)}: the columns would differ; {rebuild}")
+    data_end = resolve_data_end(raw_dir)
+    first = _first_data_month_duckdb(sources["transactions"])
+    if metadata.get("data_start") and date.fromisoformat(metadata["data_start"]) != month_end(first):
+        raise AppendError(f"{table_path} starts its history at {metadata['data_start']}, the raw data in {raw_dir} at "
+                          f"{month_end(first)}: not the same bank's history; {rebuild}")
+    old_last = last_complete_month(date.fromisoformat(metadata["data_end"]))
+    table_last = month_index(date.fromisoformat(metadata["as_of_max"]))
+    new_last = last_complete_month(data_end)
+    if new_last < old_last:
+        raise AppendError(f"the raw data in {raw_dir} ends at {data_end}, before the table's data end {metadata['data_end']}; "
+                          "point --raw at the bank's current extract")
+    if table_last < old_last:
+        raise AppendError(f"{table_path} was built up to {month_end(table_last)} (--to), not to its data's last month "
+                          f"{month_end(old_last)}; {rebuild}")
+    if new_last == old_last:
+        return AppendSummary(table_path, (), (), 0, 0, time.perf_counter() - began)
+    labels = config.labels
+    horizons = {labels.churn_future_months, labels.upgrade_horizon_months, labels.clv_horizon_months}
+    start = month_index(date.fromisoformat(metadata["as_of_min"]))
+    added = list(range(old_last + 1, new_last + 1))
+    matured = sorted({m for h in horizons for m in range(old_last - h + 1, new_last - h + 1) if start <= m <= old_last})
+    parts = read_table_manifest(table_path)["parts"]
+    keep = tuple(month for month in parts if parse_month(month) not in matured)
+    stats = _TableStats(labels)
+    with FeatureTableWriter(table_path, _schema(config, tables), keep=keep) as writer:
+        # one pass over the raw months all of them read
+        months = month_range(config, data_end=data_end, first_data_month=first, start=min(matured + added), end=new_last)
+        _write_duckdb(sources, config, tables, months, writer, stats, progress, only=tuple(matured + added))
+        as_of_min = date.fromisoformat(metadata["as_of_min"])
+        writer.commit(_metadata(config, tables, as_of_min=as_of_min, as_of_max=month_end(new_last), data_end=data_end,
+                                raw_dir=str(raw_dir), engine="duckdb", data_start=month_end(first)))
+    rows = stats.rows_by_month
+    return AppendSummary(table_path, tuple(f"{month_end(m):%Y-%m}" for m in added), tuple(f"{month_end(m):%Y-%m}" for m in matured),
+                         sum(rows.get(month_end(m), 0) for m in added), sum(rows.get(month_end(m), 0) for m in matured),
+                         time.perf_counter() - began)
 
 
 def build_customer_months_frame(
@@ -200,16 +295,17 @@ def build_customer_months_frame(
         raise ValueError("table transactions has 0 rows: nothing to build features from")
     first = month_index(stamps.min().date())
     months = month_range(config, data_end=data_end, first_data_month=first, start=parse_month(start), end=parse_month(end))
-    steps, final = pipeline(config, present, months)
     if engine == "duckdb":
         def register(con) -> None:
             for name, frame in tables.items():
                 con.register(f"raw_{name}", frame)
 
+        steps, final = duckdb_pipeline(config, present, months)
         table = _run_duckdb(config, register, _months_table(months), steps, final)
     elif engine == "spark":
         from features.spark import run_steps, spark_session
 
+        steps, final = pipeline(config, present, months)
         with tempfile.TemporaryDirectory(prefix="custbase-raw-") as folder:
             sources = {}
             for name, frame in tables.items():
@@ -225,6 +321,15 @@ def build_customer_months_frame(
 
 
 # ------------------------------------------------------------------------------------------------ engines
+
+
+def duckdb_pipeline(config: Config, tables: frozenset[str], months: MonthRange, only: tuple[int, ...] | None = None):
+    """The SQL DuckDB runs: one as_of month (or the few months ``only``) as conditional aggregates over its
+    look-back (:func:`features.definitions.pipeline_at_months`, a few times faster), every month as windows over
+    every month read (:func:`features.definitions.pipeline`). Both give the same rows (tested)."""
+    if only is not None or months.start == months.end:
+        return pipeline_at_months(config, tables, months, only)
+    return pipeline(config, tables, months)
 
 
 def _scan_views(sources: dict[str, TableSource], ids: tuple[int, int] | None = None):
@@ -249,7 +354,7 @@ def _run_duckdb(config: Config, register, months: pa.Table, steps, final: str) -
         register(con)
         con.register("months", months)
         for step in steps:
-            con.execute(f"CREATE TEMP VIEW {step.name} AS {step.sql}")
+            con.execute(f"CREATE TEMP {'TABLE' if step.materialize else 'VIEW'} {step.name} AS {step.sql}")
         return con.sql(final).to_arrow_table()
     finally:
         con.close()
@@ -292,41 +397,21 @@ def _customer_slices(customers: TableSource, r: MonthRange) -> list[tuple[int, i
     return [(int(chunk[0]), int(chunk[-1])) for chunk in chunks]
 
 
-class _StreamingFeatureTable:
-    """A customer-month parquet file written part by part, published atomically by :meth:`commit`.
+def _write_duckdb(sources: dict[str, TableSource], config: Config, tables: frozenset[str], months: MonthRange,
+                  writer: FeatureTableWriter, stats: "_TableStats", progress: bool, only: tuple[int, ...] | None = None) -> None:
+    """Build ``months`` (or the months ``only`` among them) with DuckDB customer slice by customer slice, each
+    written as soon as it is built: only one slice is ever in memory, and each month file is sorted by customer."""
+    slices = _customer_slices(sources["customers"], months)
+    steps, final = duckdb_pipeline(config, tables, months, only)
+    for ids in tqdm(slices, desc="customer slices", unit="slice", disable=not progress or len(slices) == 1, leave=False):
+        part = _conform(_run_duckdb(config, _scan_views(sources, ids), _months_table(months), steps, final), tables, config)
+        writer.write(part)
+        stats.add(part)
+        del part
 
-    The ``custbase`` metadata (known only once every part is written) goes into the file footer, where
-    :func:`features.feature_set.read_feature_metadata` reads it. Without ``commit`` the temporary file is removed.
-    """
 
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
-        self.path = Path(path)
-        self.schema = schema
-        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        self.writer = None
-
-    def __enter__(self) -> "_StreamingFeatureTable":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(self.path)
-        # No stored arrow schema: its (empty) metadata would hide the footer's; the column types (int64, float64,
-        # string, date32) read back the same from the parquet types alone.
-        self.writer = pq.ParquetWriter(self.tmp, self.schema.remove_metadata(), compression="zstd", store_schema=False)
-        return self
-
-    def write(self, table: pa.Table) -> None:
-        if len(table):
-            self.writer.write_table(table.replace_schema_metadata(None))
-
-    def commit(self, metadata: dict) -> None:
-        self.writer.add_key_value_metadata({METADATA_KEY: json.dumps(metadata, default=str).encode()})
-        self.writer.close()
-        self.writer = None
-        os.replace(self.tmp, self.path)
-
-    def __exit__(self, *exc) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.tmp.unlink(missing_ok=True)
+def _schema(config: Config, tables: frozenset[str]) -> pa.Schema:
+    return arrow_schema([f.name for f in features_for(config, tables)], label_columns(tables, config.labels))
 
 
 def _months_table(r: MonthRange) -> pa.Table:
@@ -336,8 +421,7 @@ def _months_table(r: MonthRange) -> pa.Table:
 
 def _conform(table: pa.Table, tables: frozenset[str], config: Config) -> pa.Table:
     """The engine's result with the published column order and types, sorted by customer and as_of."""
-    columns = [f.name for f in features_for(config, tables)]
-    schema = arrow_schema(columns, label_columns(tables, config.labels))
+    schema = _schema(config, tables)
     return table.select(schema.names).cast(schema).sort_by([("customer_id", "ascending"), ("as_of", "ascending")])
 
 
@@ -385,12 +469,15 @@ class _TableStats:
         self.label_count: dict[str, int] = {}
         self.label_nulls: dict[str, int] = {}
         self.quiet = {"churn population": 0, "lapsing": 0, "dormant": 0}
+        self.rows_by_month: dict[date, int] = {}
 
     def add(self, table: pa.Table) -> None:
         self.columns = table.column_names
         self.rows += len(table)
         if not len(table):
             return
+        for row in pc.value_counts(table.column("as_of")).to_pylist():
+            self.rows_by_month[row["values"]] = self.rows_by_month.get(row["values"], 0) + row["counts"]
         self.customers += len(pc.unique(table.column("customer_id")))
         as_of = table.column("as_of")
         low, high = pc.min(as_of).as_py(), pc.max(as_of).as_py()

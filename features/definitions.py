@@ -30,6 +30,7 @@ exactly the rows a full build gives.
 from __future__ import annotations
 
 import calendar
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -158,6 +159,8 @@ class Step:
 
     name: str
     sql: str
+    #: DuckDB stores the result (a temporary table) instead of a view: a step read twice runs once.
+    materialize: bool = False
 
 
 @dataclass(frozen=True)
@@ -212,9 +215,7 @@ def month_range(config: Config, *, data_end: date, first_data_month: int, start:
             f"no as_of month to build: from {month_end(start)} to {month_end(end)} "
             f"(the data's last complete month is {month_end(last)}); check --from/--to"
         )
-    labels = config.labels
-    lookback = max(HISTORY_MONTHS, labels.dormancy_inactive_months, max(WINDOWS))
-    horizon = max(labels.churn_future_months, labels.upgrade_horizon_months, labels.clv_horizon_months)
+    lookback, horizon = _reach(config)
     return MonthRange(first=first_data_month, start=start, end=end, last=last,
                       read_start=max(start - lookback, first_data_month), read_end=min(end + horizon, last))
 
@@ -866,12 +867,7 @@ def pipeline(config: Config, tables: frozenset[str] | set[str], r: MonthRange,
     steps.append(Step("monthly", _monthly(ctx.tables, config)))
     steps.append(Step("base", _base(ctx.tables)))
     feats = features_for(config, ctx.tables)
-    carried = ["customer_id", "month_idx", "as_of", "closure_idx", "net_revenue"]
-    if "balances" in ctx.tables:
-        carried.append("tier_rank")
-    if "coverage" in ctx.tables:
-        carried.append("cover_last_idx")
-    selects = [*carried, f"{dormancy_sql(ctx)} AS dormant"]
+    selects = ["customer_id", *_label_inputs(ctx.tables), f"{dormancy_sql(ctx)} AS dormant"]
     selects += [f"CAST({f.sql} AS {_SQL_TYPE[f.dtype]}) AS {f.name}" for f in feats if f.name != "is_dormant"]
     steps.append(Step("customer_month_features", f"SELECT {', '.join(selects)} FROM base"))
     labels = label_sql(ctx, r)
@@ -885,4 +881,178 @@ def pipeline(config: Config, tables: frozenset[str] | set[str], r: MonthRange,
     return steps, final
 
 
+def _label_inputs(tables: frozenset[str]) -> list[str]:
+    """The spine columns the label step reads beside the features."""
+    return ["month_idx", "as_of", "closure_idx", "net_revenue", *(["tier_rank"] if "balances" in tables else []),
+            *(["cover_last_idx"] if "coverage" in tables else [])]
+
+
 _SQL_TYPE = {"int64": "BIGINT", "float64": "DOUBLE", "str": "VARCHAR"}
+
+
+# ----------------------------------------------------------------------------------------------- one month
+
+
+def pipeline_at_months(config: Config, tables: frozenset[str] | set[str], r: MonthRange,
+                       months: tuple[int, ...] | None = None) -> tuple[list[Step], str]:
+    """The rows of :func:`pipeline` for a few as_of months (default the one month ``r.start == r.end``; all within
+    ``r.start`` .. ``r.end``), without window functions over every month read.
+
+    A window over the dense spine ``ROWS BETWEEN a PRECEDING AND b FOLLOWING`` at as_of month t is the same
+    aggregate over the customer's rows with ``month_idx - t BETWEEN -a AND b`` (``LAG(c, k)``: the value at
+    t - k; ``LEAD(c, k)``: at t + k). So every window of the features and labels becomes one conditional
+    aggregate (``SUM(CASE WHEN <months> THEN x END)``) in a single ``GROUP BY customer_id, t`` over the rows
+    within each t's look-back and horizon (step ``customer_month_windows``): same columns and values as
+    :func:`pipeline`'s final select, which computes each window at every month read and keeps the ones asked
+    for. DuckDB only (Spark runs :func:`pipeline`). Used for the latest month and for appends.
+    """
+    months = tuple(sorted(set(months or (r.start,))))
+    if months == (r.start,) and r.start != r.end:
+        raise ValueError(f"pipeline_at_months: name the months to build within {month_end(r.start)} .. {month_end(r.end)}")
+    if not all(r.start <= m <= r.end for m in months):
+        raise ValueError(f"months {[str(month_end(m)) for m in months]} are not all within {month_end(r.start)} .. {month_end(r.end)}")
+    ctx = Context(config, frozenset(tables))
+    steps, _ = pipeline(config, ctx.tables, r)
+    steps = [s for s in steps if s.name not in ("customer_month_features", "customer_month_labels")]
+    windows: dict[str, str] = {}
+    settings = config.labels
+    horizon = {settings.names.churn: settings.churn_future_months, settings.names.upgrade: settings.upgrade_horizon_months,
+               settings.names.clv: settings.clv_horizon_months}
+    # A label whose horizon runs past the data's last month at every month built is null (label_sql): the latest
+    # month's case. Without such labels' windows no row needs its own dormancy flag, only month t does.
+    unknown = {name for name, h in horizon.items() if all(t + h > r.last for t in months)}
+    label_sqls = {name: ("CAST(NULL AS DOUBLE)" if name in unknown else sql) for name, sql in label_sql(ctx, r).items()}
+    if all(sql == "CAST(NULL AS DOUBLE)" for sql in label_sqls.values()):
+        steps.append(Step("customer_month_rows", "SELECT * FROM base"))
+        dormant = f"{at_month(dormancy_sql(ctx), windows, row_columns=True)} AS dormant"
+    else:
+        steps.append(Step("customer_month_rows", f"SELECT *, {dormancy_sql(ctx)} AS dormant FROM base"))
+        dormant = f"{at_month('dormant', windows, row_columns=True)} AS dormant"
+    feats = features_for(config, ctx.tables)
+    # Every column the features read at t (not in a window) is also an aggregate: the one GROUP BY is the only
+    # reader of the rows, so the spine and its joins run once.
+    selects = ["w.customer_id", *(f"{at_month(c, windows, row_columns=True)} AS {c}" for c in _label_inputs(ctx.tables)), dormant]
+    selects += [f"{at_month(f'CAST({f.sql} AS {_SQL_TYPE[f.dtype]})', windows, row_columns=True)} AS {f.name}" for f in feats
+                if f.name != "is_dormant"]
+    open_at_t = at_month("COUNT(*)", windows, frame=(0, 0))
+    labels = {name: at_month(sql, windows) for name, sql in label_sqls.items()}
+    aggregates = ", ".join(f"{sql} AS {name}" for sql, name in windows.items())
+    before, after = _reach(config)
+    targets = ", ".join(str(m) for m in months)
+    steps.append(Step("customer_month_windows",
+                      f"SELECT rows.customer_id, t.t_idx, {aggregates} FROM customer_month_rows AS rows "
+                      f"JOIN (SELECT UNNEST([{targets}]) AS t_idx) AS t "
+                      f"ON rows.month_idx BETWEEN t.t_idx - {before} AND t.t_idx + {after} GROUP BY rows.customer_id, t.t_idx",
+                      materialize=True))
+    steps.append(Step("customer_month_features",
+                      f"SELECT {', '.join(selects)} FROM customer_month_windows AS w WHERE {open_at_t} > 0"))
+    steps.append(Step("customer_month_labels",
+                      "SELECT f.*, " + ", ".join(f"{sql} AS {name}" for name, sql in labels.items())
+                      + " FROM customer_month_features AS f JOIN customer_month_windows AS w"
+                      " ON w.customer_id = f.customer_id AND w.t_idx = f.month_idx"))
+    columns = ["customer_id", "as_of", *(("CAST(dormant AS BIGINT) AS is_dormant" if f.name == "is_dormant" else f.name) for f in feats),
+               *labels]
+    return steps, f"SELECT {', '.join(columns)} FROM customer_month_labels"
+
+
+def _reach(config: Config) -> tuple[int, int]:
+    """Months before and after as_of that a feature or label reads (:func:`month_range` reads these)."""
+    labels = config.labels
+    return (max(HISTORY_MONTHS, labels.dormancy_inactive_months, max(WINDOWS)),
+            max(labels.churn_future_months, labels.upgrade_horizon_months, labels.clv_horizon_months))
+
+
+def at_month(sql: str, windows: dict[str, str], *, row_columns: bool = False, frame: tuple[int, int] | None = None) -> str:
+    """``sql`` with each window over the customer's spine replaced by a column ``w._wN`` of step
+    ``customer_month_windows`` (grouped by customer and as_of month ``t_idx``), whose aggregate (the window's,
+    over the months its frame covers at ``t_idx``) is added to ``windows`` (aggregate SQL -> column name;
+    equal windows share one column). With ``row_columns`` a column outside any window (the value at ``t_idx``)
+    becomes one too (``MAX(CASE WHEN month_idx = t_idx THEN c END)``: the customer has one row per month).
+    ``frame = (low, high)`` makes the whole of ``sql`` (an aggregate) one such column over months
+    ``t_idx + low`` .. ``t_idx + high``.
+
+    Raises ValueError for a window this rewrite does not know (another partition or order, a RANGE frame,
+    LAG/LEAD with a default): the month build would differ from the all-months build, so it refuses instead.
+    """
+    text, aggregates = _rewrite_at_month(sql, row_columns, frame)
+    for i, aggregate in enumerate(aggregates):
+        text = text.replace(f"w.__a{i}__", f"w.{windows.setdefault(aggregate, f'_w{len(windows)}')}")
+    return text
+
+
+def _offset(months: int) -> str:
+    return f"t_idx + {months}" if months > 0 else f"t_idx - {-months}" if months < 0 else "t_idx"
+
+
+@functools.lru_cache(maxsize=4096)
+def _rewrite_at_month(sql: str, row_columns: bool, frame: tuple[int, int] | None) -> tuple[str, tuple[str, ...]]:
+    """:func:`at_month` of one expression: its SQL with placeholder columns ``w.__a<i>__`` and their aggregates
+    (cached: parsing is the slow part, and a build asks for the same expressions again)."""
+    import sqlglot
+    from sqlglot import expressions as exp
+
+    found: list[str] = []
+
+    def bound(value, side: str | None) -> int | None:
+        if isinstance(value, str) and value.upper() == "CURRENT ROW":
+            return 0
+        if isinstance(value, str) and value.upper() == "UNBOUNDED":
+            return None
+        offset = int(value.this if isinstance(value, exp.Literal) else value)
+        return -offset if side == "PRECEDING" else offset
+
+    def column(aggregate: str):
+        if aggregate not in found:
+            found.append(aggregate)
+        return exp.column(f"__a{found.index(aggregate)}__", table="w")
+
+    def only(func, where: str) -> str:
+        # Each argument as CASE WHEN <months> THEN arg END (COUNT(*): THEN 1): aggregates skip nulls, so this is
+        # the aggregate over those months. DuckDB runs it about 4x faster than FILTER (WHERE ...) here.
+        func = func.copy()
+        condition = sqlglot.parse_one(where, read="duckdb")
+        for key, value in list(func.args.items()):
+            if isinstance(value, exp.Star):
+                func.set(key, exp.Case(ifs=[exp.If(this=condition.copy(), true=exp.Literal.number(1))]))
+            elif isinstance(value, exp.Expression):
+                func.set(key, exp.Case(ifs=[exp.If(this=condition.copy(), true=value.copy())]))
+        return func.sql(dialect="duckdb")
+
+    def between(low: int | None, high: int | None) -> str:
+        return " AND ".join([*([f"month_idx >= {_offset(low)}"] if low is not None else []),
+                             *([f"month_idx <= {_offset(high)}"] if high is not None else [])]) or "TRUE"
+
+    if frame is not None:
+        placeholder = column(only(sqlglot.parse_one(sql, read="duckdb"), between(*frame)))
+        return placeholder.sql(dialect="duckdb"), tuple(found)
+
+    def rewrite(node):
+        if row_columns and isinstance(node, exp.Column):
+            if node.name == "month_idx":
+                return exp.column("t_idx", table="w")
+            return column(f"MAX(CASE WHEN month_idx = t_idx THEN {node.sql(dialect='duckdb')} END)")
+        if not isinstance(node, exp.Window):
+            return node
+        partition = [p.sql(dialect="duckdb") for p in node.args.get("partition_by") or []]
+        order = node.args.get("order")
+        order_keys = [o.this.sql(dialect="duckdb") for o in order.expressions] if order is not None else []
+        if partition != ["customer_id"] or order_keys != ["month_idx"] or any(o.args.get("desc") for o in order.expressions):
+            raise ValueError(f"window {node.sql(dialect='duckdb')} is not over a customer's months in order")
+        func = node.this
+        if isinstance(func, (exp.Lag, exp.Lead)):
+            if func.args.get("default") is not None:
+                raise ValueError(f"{func.sql(dialect='duckdb')}: LAG/LEAD with a default has no month rewrite")
+            offset = int(func.args["offset"].this) if func.args.get("offset") is not None else 1
+            at = _offset(-offset if isinstance(func, exp.Lag) else offset)
+            aggregate = f"MAX(CASE WHEN month_idx = {at} THEN {func.this.sql(dialect='duckdb')} END)"
+        else:
+            spec = node.args.get("spec")
+            if spec is None or str(spec.args.get("kind", "")).upper() != "ROWS":
+                raise ValueError(f"window {node.sql(dialect='duckdb')} has no ROWS frame: no month rewrite")
+            if not isinstance(func, exp.AggFunc):
+                raise ValueError(f"window {node.sql(dialect='duckdb')}: {func.sql(dialect='duckdb')} is not an aggregate")
+            aggregate = only(func, between(bound(spec.args.get("start"), spec.args.get("start_side")),
+                                           bound(spec.args.get("end"), spec.args.get("end_side"))))
+        return column(aggregate)
+
+    return sqlglot.parse_one(sql, read="duckdb").transform(rewrite).sql(dialect="duckdb"), tuple(found)

@@ -14,11 +14,15 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import uuid
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from custbase.config import Config
@@ -321,16 +325,21 @@ def _pid_alive(pid: int) -> bool:
 
 
 def remove_stale_temporaries(path: Path) -> list[Path]:
-    """Delete temporary files beside ``path`` left by a killed writer: ``.<name>.<pid>.tmp`` or ``.<name>.tmp-<pid>``
-    whose process is gone (a live writer's file is kept). Returns the files removed."""
+    """Delete temporary files (or folders) beside ``path`` left by a killed writer: ``.<name>.<pid>.tmp``,
+    ``.<name>.<pid>.old`` or ``.<name>.tmp-<pid>`` whose process is gone (a live writer's file is kept).
+    Returns the files removed. A ``.old`` copy is kept (and put back) when ``path`` itself is missing: the
+    writer was killed between the two renames that swap a table file for a table folder."""
     path = Path(path)
     removed = []
     for tmp in path.parent.glob(f".{path.name}.*"):
         middle = tmp.name[len(path.name) + 2 :]
-        pid = middle.removesuffix(".tmp") if middle.endswith(".tmp") else middle.removeprefix("tmp-")
+        pid = middle.removesuffix(".tmp").removesuffix(".old") if middle.endswith((".tmp", ".old")) else middle.removeprefix("tmp-")
         if not pid.isdigit() or (int(pid) != os.getpid() and _pid_alive(int(pid))):
             continue
-        tmp.unlink(missing_ok=True)
+        if tmp.name.endswith(".old") and not path.exists():
+            os.replace(tmp, path)
+            continue
+        shutil.rmtree(tmp) if tmp.is_dir() and not tmp.is_symlink() else tmp.unlink(missing_ok=True)
         removed.append(tmp)
     return removed
 
@@ -350,16 +359,147 @@ def write_feature_table(frame: pd.DataFrame | pa.Table, path: Path, metadata: di
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
+        if path.is_dir():  # a table folder becomes this file (see remove_stale_temporaries for a kill in between)
+            backup = path.with_name(f".{path.name}.{os.getpid()}.old")
+            os.replace(path, backup)
+            os.replace(tmp, path)
+            shutil.rmtree(backup)
+        else:
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+# ------------------------------------------------------------------------------------------------ month folders
+#
+# ``custbase features`` (DuckDB) writes the table as a folder of one parquet file per as_of month and a manifest,
+# ``_custbase.json``, naming the files that make up the table and holding its metadata. Replacing the manifest
+# (one ``os.replace``) is the only commit: a writer first writes new month files under fresh names, then the
+# manifest, then deletes the files it no longer names. Readers read only what the manifest names, so a killed
+# writer leaves the table as it was (its unnamed files are removed by the next writer). A table may also be a
+# single parquet file (Spark builds, tables from before the folders): every reader here takes both.
+
+#: The manifest of a table folder (readers of parquet folders skip names starting with ``_`` or ``.``).
+MANIFEST_FILE = "_custbase.json"
+_PART = re.compile(r"^part-(?P<month>\d{4}-\d{2})-(?P<pid>\d+)-[0-9a-f]+\.parquet$")
+
+
+def read_table_manifest(folder: Path) -> dict:
+    """The manifest of a table folder: ``{"parts": {"YYYY-MM": file name}, "metadata": {...}}``."""
+    file = Path(folder) / MANIFEST_FILE
+    if not file.exists():
+        raise FileNotFoundError(f"customer-month table folder {folder} has no {MANIFEST_FILE}: it was not written by "
+                                f"`custbase features`; rebuild it with `uv run custbase features --out {folder}`")
+    return json.loads(file.read_text())
+
+
+def feature_table_files(path: Path) -> list[Path]:
+    """The parquet files of a customer-month table, in month order (a single-file table: that file).
+
+    Slice readers (pyarrow datasets) read these, never a glob of the folder: a killed writer may have left
+    files the table does not name."""
+    path = Path(path)
+    if not path.is_dir():
+        return [path]
+    parts = read_table_manifest(path)["parts"]
+    return [path / parts[month] for month in sorted(parts)]
+
+
+class FeatureTableWriter:
+    """Month files of a customer-month table folder, published together by :meth:`commit` (one manifest replace).
+
+    ``keep`` names the table's months to keep as they are (an append); every other month of the table is
+    dropped at commit. Parts are written as they come (:meth:`write` takes rows of any months, e.g. one
+    customer slice); without ``commit`` every file written is removed. A single-file table at ``path`` is
+    replaced by the folder at commit.
+    """
+
+    def __init__(self, path: Path, schema: pa.Schema, *, keep: tuple[str, ...] = ()) -> None:
+        self.path = Path(path)
+        self.schema = schema.remove_metadata()
+        self.keep = keep
+        self.writers: dict[str, pq.ParquetWriter] = {}
+        self.files: dict[str, str] = {}
+        self.folder = self.path
+
+    def __enter__(self) -> "FeatureTableWriter":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.path)
+        if not self.path.is_dir():  # a new table, or a single-file one: a folder beside it, renamed at commit
+            if self.keep:
+                raise ValueError(f"{self.path} is not a table folder: it has no months to keep")
+            self.folder = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self.folder.mkdir(exist_ok=True)
+        _remove_unnamed_parts(self.folder)
+        return self
+
+    def write(self, table: pa.Table) -> None:
+        if not len(table):
+            return
+        table = table.replace_schema_metadata(None)
+        as_of = table.column("as_of")
+        for day in pc.unique(as_of).to_pylist():
+            month = f"{day:%Y-%m}"
+            if month not in self.writers:
+                name = f"part-{month}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
+                self.files[month] = name
+                # No stored arrow schema: the parquet types alone read back the same (int64, float64, string, date32).
+                self.writers[month] = pq.ParquetWriter(self.folder / name, self.schema, compression="zstd", store_schema=False)
+            self.writers[month].write_table(table.filter(pc.equal(as_of, pa.scalar(day, pa.date32()))))
+
+    def commit(self, metadata: dict) -> None:
+        for writer in self.writers.values():
+            writer.close()
+        self.writers = {}
+        old = read_table_manifest(self.folder)["parts"] if (self.folder / MANIFEST_FILE).exists() else {}
+        missing = [m for m in self.keep if m not in old]
+        if missing:
+            raise ValueError(f"{self.path} no longer holds months {missing}: another writer changed it; run again")
+        parts = {**{m: old[m] for m in self.keep}, **self.files}
+        tmp = self.folder / f".{MANIFEST_FILE}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps({"parts": dict(sorted(parts.items())), "metadata": metadata}, indent=1, default=str) + "\n")
+        os.replace(tmp, self.folder / MANIFEST_FILE)  # the commit
+        self.files = {}
+        if self.folder != self.path:  # a new table, or a single-file table that becomes this folder
+            backup = self.path.with_name(f".{self.path.name}.{os.getpid()}.old")
+            if self.path.exists():
+                os.replace(self.path, backup)
+            os.replace(self.folder, self.path)
+            backup.unlink(missing_ok=True)
+            self.folder = self.path
+        _remove_unnamed_parts(self.folder)
+
+    def __exit__(self, *exc) -> None:
+        for writer in self.writers.values():
+            writer.close()
+        for name in self.files.values():
+            (self.folder / name).unlink(missing_ok=True)
+        if self.folder != self.path:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _remove_unnamed_parts(folder: Path) -> None:
+    """Delete part files the manifest does not name (superseded, or left by a killed writer), except a live
+    writer's, and a killed writer's manifest draft."""
+    named = set(read_table_manifest(folder)["parts"].values()) if (folder / MANIFEST_FILE).exists() else set()
+    for file in folder.iterdir():
+        found = _PART.match(file.name)
+        pid = int(found["pid"]) if found else None
+        if file.name.startswith(f".{MANIFEST_FILE}.") and file.name.endswith(".tmp"):
+            pid = int(file.name.split(".")[-2]) if file.name.split(".")[-2].isdigit() else None
+        elif not found or file.name in named:
+            continue
+        if pid is not None and (pid == os.getpid() or not _pid_alive(pid)):
+            file.unlink(missing_ok=True)
 
 
 def read_feature_metadata(path: Path) -> dict:
     """The ``custbase`` metadata of a customer-month table (without reading its rows)."""
     if not Path(path).exists():
         raise FileNotFoundError(f"customer-month table {path} does not exist; build it with `uv run custbase features --out {path}`")
+    if Path(path).is_dir():
+        return read_table_manifest(path)["metadata"]
     raw = (pq.read_schema(path).metadata or {}).get(METADATA_KEY)
     if raw is None:
         raise ValueError(f"{path} has no '{METADATA_KEY.decode()}' parquet metadata: it was not written by `custbase features`")
@@ -376,7 +516,17 @@ def read_feature_table(path: Path, columns: list[str] | None = None, *,
     """
     metadata = read_feature_metadata(path)
     check_feature_set(metadata, feature_set, source=str(path))
-    frame = pq.read_table(path, columns=columns).to_pandas()
+    if Path(path).is_dir():
+        import pyarrow.dataset as ds
+
+        keys = [k for k in ("customer_id", "as_of") if columns is not None and k not in columns]
+        table = ds.dataset([str(f) for f in feature_table_files(path)], format="parquet").to_table(
+            columns=None if columns is None else [*columns, *keys])
+        # one file per month: sorted by customer and as_of as a single-file table is
+        table = table.sort_by([("customer_id", "ascending"), ("as_of", "ascending")])
+        frame = (table if columns is None else table.select(columns)).to_pandas()
+    else:
+        frame = pq.read_table(path, columns=columns).to_pandas()
     if "as_of" in frame.columns:
         frame["as_of"] = pd.to_datetime(frame["as_of"]).astype("datetime64[us]")
     return frame, metadata

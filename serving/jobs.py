@@ -273,9 +273,12 @@ def campaign(config: Config, kind: str, *, out: Path, budget: int | None = None,
     from serving.runtime.campaign import campaign_list, write_campaign
 
     scores = read_scores(folder)
+    path = Path(features_path or config.paths.features_path)
     try:  # any parquet with the month's rows will do: only balances and the uplift models' features are read
-        features = select_month(pd.read_parquet(Path(features_path or config.paths.features_path)),
-                                scores["as_of"].max()).reset_index(drop=True)
+        from features.feature_set import read_feature_table
+
+        table = read_feature_table(path)[0] if path.is_dir() else pd.read_parquet(path)  # a folder: what its manifest names
+        features = select_month(table, scores["as_of"].max()).reset_index(drop=True)
     except ValueError as err:  # the scored month is not in the table
         raise ServingSetupError(str(err)) from None
     features = features.assign(**_campaign_uplift(features, config))
