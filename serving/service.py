@@ -14,10 +14,13 @@ Endpoints (JSON; keys as in :mod:`serving.auth`; the OpenAPI document at ``/open
 Each request is scored on its own, at once, on arrays (:func:`serving.runtime.scoring.score_records`, the batch job's
 rule): no adaptive batching, so no request waits for, or fails with, another. The request guard
 (:class:`RequestGuard`) answers before any work: 404 for unknown paths, 415 for a body that is not JSON, 413 for a
-body over :data:`MAX_BODY_BYTES` or more than :data:`MAX_ITEMS` items, 503 (``Retry-After: 1``) when
-:data:`MAX_IN_FLIGHT` requests are already being served. Numbers must be finite and in the range the OpenAPI
+body over :data:`MAX_BODY_BYTES` or more than :data:`MAX_ITEMS` items, 408 (and the connection closed) for a body
+that does not arrive within its deadline (:func:`read_body`), 503 (``Retry-After: 1``) when :data:`MAX_IN_FLIGHT`
+requests are already being served: a request takes a capacity slot only once its body is read, so slow uploads
+cannot starve the others. Numbers must be finite and in the range the OpenAPI
 document gives per feature (422 naming the field otherwise); ids are integers (not booleans) in 0 .. 2**53-1.
-Client errors are logged as one line without values; ``/metrics`` counts requests per known route only.
+Client errors are logged as one line without values (a key the API does not declare is written ``<unknown key>``),
+every log message is capped at :data:`MAX_LOG_LINE` characters; ``/metrics`` counts requests per known route only.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import datetime as dt
 import gc
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
@@ -63,6 +67,13 @@ MAX_PENDING_UNITS = int(os.environ.get("CUSTBASE_MAX_PENDING_ITEMS", str(4 * MAX
 MAX_LOOP_LAG_S = float(os.environ.get("CUSTBASE_MAX_LOOP_LAG_S", "1.0"))
 #: Largest id accepted: exact in JSON numbers everywhere (2**53 - 1), far above any bank's ids.
 CUSTOMER_ID_MAX = 2**53 - 1
+#: A request body must arrive within BODY_BASE_S + its size / BODY_MIN_RATE seconds (at most BODY_MAX_S), or 408:
+#: a slow upload neither holds a capacity slot (taken only once the body is read) nor its connection for long.
+BODY_BASE_S = float(os.environ.get("CUSTBASE_BODY_BASE_S", "2"))
+BODY_MIN_RATE = float(os.environ.get("CUSTBASE_BODY_MIN_RATE", str(1024 * 1024)))
+BODY_MAX_S = float(os.environ.get("CUSTBASE_BODY_MAX_S", "10"))
+#: Longest log message, in characters.
+MAX_LOG_LINE = 1_000
 API_ROUTES: tuple[str, ...] = ("/score", "/score_customers")
 #: Every path the service answers; any other gets 404 before auth and metrics.
 KNOWN_ROUTES: frozenset[str] = frozenset(
@@ -282,6 +293,47 @@ def _overloaded() -> JSONResponse:
 
 # --------------------------------------------------------------------------------------------- the app
 
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def log_path(loc) -> str:
+    """A field's path for a log line: positions and the names the API declares; any other key (it came from the
+    body, and can be anything, of any length) is written ``<unknown key>``."""
+    parts = []
+    for part in loc:
+        if isinstance(part, int):
+            parts.append(str(part))
+        elif _NAME.fullmatch(str(part)) and str(part) in DECLARED_NAMES:
+            parts.append(str(part))
+        else:
+            parts.append("<unknown key>")
+    return ".".join(parts) or "body"
+
+
+#: Field names a log line may quote: the request models' fields (filled in by :func:`build_app`).
+DECLARED_NAMES: set[str] = {"customers", "customer_ids", "reasons", "body"}
+
+
+class BoundedLines(logging.Filter):
+    """Caps every log record's message at :data:`MAX_LOG_LINE` characters: no library's error can write a request
+    back into the log at full length."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if len(message) > MAX_LOG_LINE:
+            record.msg, record.args = message[:MAX_LOG_LINE] + f"... ({len(message):,} characters, cut)", None
+        return True
+
+
+def bound_logs() -> None:
+    """Install :class:`BoundedLines` on every handler of the root logger and of the server's loggers."""
+    bounded = BoundedLines()
+    for name in (None, "uvicorn", "uvicorn.error", "uvicorn.access", "bentoml", "bentoml.access", "custbase"):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, BoundedLines) for f in handler.filters):
+                handler.addFilter(bounded)
+
+
 def _client_error(request: Request, status: int, detail: Any) -> JSONResponse:
     # One line, no values from the body: the route and the kind of error at most.
     logger.warning("client error %d on %s %s", status, request.method, request.url.path)
@@ -294,7 +346,7 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     for issue in issues:
         if issue["type"] == "too_long" and len(issue["loc"]) == 2:
             return _client_error(request, 413, f"{issue['loc'][1]}: at most {MAX_ITEMS:,} items per request")
-    fields = ", ".join(".".join(str(p) for p in i["loc"][1:]) or "body" for i in issues[:5])
+    fields = ", ".join(f"{log_path(i['loc'][1:])} ({i['type'][:40]})" for i in issues[:5])
     logger.warning("client error 422 on %s %s: %d invalid field(s): %s", request.method, request.url.path, len(issues), fields)
     return JSONResponse({"detail": issues}, status_code=422)
 
@@ -309,6 +361,7 @@ def build_app(spec: ServingSpec | None) -> FastAPI:
     """The FastAPI app of the endpoints for the feature set of ``spec``; set ``app.state.scoring`` (a
     :class:`Scoring`) before serving requests."""
     customer_features = customer_features_model(spec)
+    DECLARED_NAMES.update(customer_features.model_fields)
     score_request = create_model(
         "ScoreRequest",
         __config__=ConfigDict(extra="forbid"),
@@ -490,6 +543,9 @@ class RequestGuard:
             logger.warning("client error 413 on POST %s", scope["path"])
             await _send_json(send, 413, {"detail": f"body over {MAX_BODY_BYTES:,} bytes: split the request"})
             return
+        body = await read_body(receive, send, declared=int(declared) if declared is not None else None, path=scope["path"])
+        if body is None:
+            return  # answered already (408 or 413), or the client went away
         if GUARD_STATE["watcher"] is None:
             import asyncio
 
@@ -497,35 +553,51 @@ class RequestGuard:
         if GUARD_STATE["in_flight"] >= MAX_IN_FLIGHT or GUARD_STATE["loop_lag"] > MAX_LOOP_LAG_S:
             await _send_json(send, 503, {"detail": "at capacity: retry after 1 s"}, ((b"retry-after", b"1"),))
             return
-        GUARD_STATE["in_flight"] += 1
+        GUARD_STATE["in_flight"] += 1  # a slot for work: the body is in hand
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
         try:
-            if declared is None:  # chunked: read it here, bounded, then replay it to the app
-                body = b""
-                while True:
-                    message = await receive()
-                    if message["type"] != "http.request":
-                        return
-                    body += message.get("body", b"")
-                    if len(body) > MAX_BODY_BYTES:
-                        logger.warning("client error 413 on POST %s", scope["path"])
-                        await _send_json(send, 413, {"detail": f"body over {MAX_BODY_BYTES:,} bytes: split the request"})
-                        return
-                    if not message.get("more_body"):
-                        break
-                replayed = False
-
-                async def replay():
-                    nonlocal replayed
-                    if replayed:
-                        return await receive()
-                    replayed = True
-                    return {"type": "http.request", "body": body, "more_body": False}
-
-                await self.app(scope, replay, send)
-            else:
-                await self.app(scope, receive, send)
+            await self.app(scope, replay, send)
         finally:
             GUARD_STATE["in_flight"] -= 1
+
+
+async def read_body(receive, send, *, declared: int | None, path: str) -> bytes | None:
+    """The whole request body, bounded in size and in time; None when it was refused (413, 408) or abandoned.
+
+    The deadline is ``BODY_BASE_S + size / BODY_MIN_RATE`` (``BODY_MAX_S`` when the size is not declared, and at
+    most that): a client that trickles its body gets 408 and its connection is closed."""
+    import asyncio
+
+    budget = BODY_MAX_S if declared is None else min(BODY_MAX_S, BODY_BASE_S + declared / BODY_MIN_RATE)
+    deadline = time.monotonic() + budget
+    chunks, size = [], 0
+    while True:
+        try:
+            message = await asyncio.wait_for(receive(), timeout=max(deadline - time.monotonic(), 0.001))
+        except asyncio.TimeoutError:
+            logger.warning("client error 408 on POST %s: body not received within %.1f s (%d bytes so far)", path, budget, size)
+            await _send_json(send, 408, {"detail": f"request body not received within {budget:.1f} s: send it at once"},
+                             ((b"connection", b"close"),))
+            return None
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        if size > MAX_BODY_BYTES:
+            logger.warning("client error 413 on POST %s", path)
+            await _send_json(send, 413, {"detail": f"body over {MAX_BODY_BYTES:,} bytes: split the request"},
+                             ((b"connection", b"close"),))
+            return None
+        if not message.get("more_body"):
+            return b"".join(chunks)
 
 
 @bentoml.service(name="custbase", traffic={"timeout": 30}, workers=1, metrics={"enabled": False})
@@ -536,6 +608,7 @@ class CustbaseScoring:
     def __init__(self) -> None:
         models = _models_override or models_from_environment(SPEC.refs() if SPEC else None)
         app.state.scoring = Scoring(models, SPEC.policy if SPEC else Policy(), OnlineFeatureSnapshot(snapshot_path()))
+        bound_logs()
         logger.info("serving models %s; online feature snapshot %s", models.versions(), app.state.scoring.snapshot.path)
         # Everything loaded so far (models, libraries: ~200k objects) lives as long as the worker. Freezing it keeps
         # Python's full garbage collections, which would walk it all (~75-120 ms), off the request path: they were

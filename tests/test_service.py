@@ -203,6 +203,70 @@ def test_poison_neighbour_good_clients_get_no_errors_and_logs_stay_clean(service
 
 
 @pytest.mark.slow
+def test_slow_uploads_hold_no_slot_and_huge_inputs_stay_out_of_the_log(service):
+    """200 connections trickling a valid body at 1 byte/s beside 8 good clients, then bodies whose keys and values
+    are 3 MiB strings: the good clients get no error, every trickler gets 408 and its connection closed, and no log
+    line exceeds 2 kB or quotes the bodies."""
+    import socket as sockets
+    import threading
+
+    url, base, log_path = service
+    port = int(url.rsplit(":", 1)[1])
+    auth = {"Authorization": f"Bearer {KEY}"}
+    ids = base["customer_id"].tolist()
+    body = json.dumps({"customer_ids": [ids[0]]}).encode()
+    head = (f"POST /score_customers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    slow = []
+    for _ in range(200):
+        connection = sockets.create_connection(("127.0.0.1", port), timeout=10)
+        connection.sendall(head)
+        slow.append(connection)
+    stop = time.monotonic() + 6
+    good_statuses: list[int] = []
+
+    def good(k: int) -> None:
+        with httpx.Client(timeout=30) as client:
+            while time.monotonic() < stop:
+                good_statuses.append(client.post(f"{url}/score_customers", json={"customer_ids": [ids[k]]}, headers=auth).status_code)
+
+    def trickle() -> None:
+        for i in range(6):
+            for connection in slow:
+                try:
+                    connection.sendall(body[i:i + 1])
+                except OSError:
+                    pass
+            time.sleep(1)
+
+    threads = [threading.Thread(target=good, args=(k,)) for k in range(8)] + [threading.Thread(target=trickle)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert good_statuses and all(s == 200 for s in good_statuses), sorted(set(good_statuses))
+    answers = []
+    for connection in slow:
+        try:
+            answers.append(connection.recv(200).split(b" ")[1])
+        except (OSError, IndexError):
+            answers.append(b"?")
+        connection.close()
+    assert answers.count(b"408") == len(slow), sorted(set(answers))
+
+    marker = "ZQX" * (1024 * 1024)  # 3 MiB
+    for poison in ({"customer_ids": [1], marker: 1}, {"customer_ids": [marker]}, {"customers": [{marker: marker}]},
+                   {"customer_ids": [1], "reasons": marker + "\u0000"}):
+        reply = httpx.post(f"{url}/score_customers" if "customer_ids" in poison else f"{url}/score", json=poison,
+                           headers=auth, timeout=30)
+        assert 400 <= reply.status_code < 500
+    time.sleep(0.5)
+    lines = log_path.read_text(errors="replace").splitlines()
+    assert max(len(line) for line in lines) <= 2048
+    assert not any("ZQXZQX" in line for line in lines)
+
+
+@pytest.mark.slow
 def test_build_bento_from_pinned_mlflow_models(tmp_path, monkeypatch):
     import mlflow
 
