@@ -324,15 +324,22 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+#: The files SQLite keeps beside a database while writing it (``-journal`` in rollback mode, ``-wal``/``-shm``).
+SQLITE_SIDECARS = ("-journal", "-wal", "-shm")
+
+
 def remove_stale_temporaries(path: Path) -> list[Path]:
     """Delete temporary files (or folders) beside ``path`` left by a killed writer: ``.<name>.<pid>.tmp``,
-    ``.<name>.<pid>.old`` or ``.<name>.tmp-<pid>`` whose process is gone (a live writer's file is kept).
+    ``.<name>.<pid>.old`` or ``.<name>.tmp-<pid>`` (and a SQLite temporary's ``-journal``) whose process is gone
+    (a live writer's file is kept).
     Returns the files removed. A ``.old`` copy is kept (and put back) when ``path`` itself is missing: the
     writer was killed between the two renames that swap a table file for a table folder."""
     path = Path(path)
     removed = []
     for tmp in path.parent.glob(f".{path.name}.*"):
         middle = tmp.name[len(path.name) + 2 :]
+        for sidecar in SQLITE_SIDECARS:  # a SQLite temporary's journal, killed with it
+            middle = middle.removesuffix(sidecar)
         pid = middle.removesuffix(".tmp").removesuffix(".old") if middle.endswith((".tmp", ".old")) else middle.removeprefix("tmp-")
         if not pid.isdigit() or (int(pid) != os.getpid() and _pid_alive(int(pid))):
             continue

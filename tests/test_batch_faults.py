@@ -100,6 +100,17 @@ def test_stale_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_pa
     assert live.exists() and other.exists() and not dead.exists()
 
 
+def test_the_journal_of_a_killed_snapshot_writer_is_removed_with_it(tmp_path):
+    """SQLite keeps ``<db>-journal`` beside a database it is writing; a kill leaves both."""
+    target = tmp_path / "online_features.sqlite"
+    dead = 2**22 + 9
+    leftovers = [tmp_path / f".online_features.sqlite.tmp-{dead}", tmp_path / f".online_features.sqlite.tmp-{dead}-journal"]
+    for path in leftovers:
+        path.write_text("x")
+    assert sorted(remove_stale_temporaries(target)) == sorted(leftovers)
+    assert not any(path.exists() for path in leftovers)
+
+
 def test_unwritable_out_is_one_line_before_any_work(tmp_path):
     """An --out that cannot be created (here under a file, which binds even for root) fails at once, naming it."""
     from custbase.config import Config
