@@ -180,6 +180,10 @@ class Training(_Frozen):
     min_train_months: int = 6
     shap_sample_rows: int = 500  # TreeSHAP costs ~10-50 ms per row on a tuned model; figures need a sample only
     log_figures: bool = True  # SHAP, gain/lift, calibration, PR and decile figures (a few seconds per run)
+    # At most this many eligible rows before the test months are read; above it customers are sampled (all
+    # positive customers, a weighted share of the others; training.sample). None: read every customer.
+    sample_max_rows: int | None = Field(1_500_000, ge=1_000)
+    sample_tail_quantile: float = Field(0.9, gt=0, lt=1)  # CLV: customers above it are kept like positives
 
 
 class Promotion(_Frozen):

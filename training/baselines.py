@@ -43,9 +43,10 @@ def logistic_baseline(feature_columns: list[str], categorical_columns: list[str]
     return Pipeline([("prepare", prepare), ("model", LogisticRegression(C=1.0, max_iter=2_000, random_state=seed))])
 
 
-def fit_logistic_baseline(X: pd.DataFrame, y: np.ndarray, categorical_columns: list[str], *, seed: int = 0) -> Pipeline:
-    """Fit :func:`logistic_baseline` on ``X``, ``y``."""
-    return logistic_baseline(list(X.columns), categorical_columns, seed=seed).fit(X, y)
+def fit_logistic_baseline(X: pd.DataFrame, y: np.ndarray, categorical_columns: list[str], *, seed: int = 0,
+                          weight: np.ndarray | None = None) -> Pipeline:
+    """Fit :func:`logistic_baseline` on ``X``, ``y`` (with row weights ``weight``, a sampled training's)."""
+    return logistic_baseline(list(X.columns), categorical_columns, seed=seed).fit(X, y, model__sample_weight=weight)
 
 
 def clv_carried_forward(frame: pd.DataFrame, labels: Labels) -> np.ndarray:

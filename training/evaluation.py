@@ -158,14 +158,24 @@ def binary_metrics(y_true, p) -> dict[str, float]:
 # --------------------------------------------------------------------------------------------- CLV
 
 
-def _gini(actual_sorted: np.ndarray) -> float:
+def _gini(actual_sorted: np.ndarray, weight_sorted: np.ndarray | None = None) -> float:
     """Gini of values already ordered by descending score: mean Lorenz ordinate minus the diagonal's.
 
-    NaN when the values sum to zero or less (no Lorenz curve).
+    ``weight_sorted``: row weights in the same order (a row of weight w stands for w customers). NaN when the
+    values sum to zero or less (no Lorenz curve).
     """
-    n = len(actual_sorted)
-    total = actual_sorted.sum()
-    return float(np.cumsum(actual_sorted).sum() / total / n - (n + 1) / (2 * n)) if total > 0 else float("nan")
+    if weight_sorted is None:
+        n = len(actual_sorted)
+        total = actual_sorted.sum()
+        return float(np.cumsum(actual_sorted).sum() / total / n - (n + 1) / (2 * n)) if total > 0 else float("nan")
+    # A row of weight w counts as w rows in a row: its own cumulative sums climb within it (hence (w + 1) / 2).
+    w, v = weight_sorted, weight_sorted * actual_sorted
+    value, people = v.sum(), w.sum()
+    if value <= 0:
+        return float("nan")
+    lorenz = np.sum(w * (np.cumsum(v) - v) + v * (w + 1) / 2) / value
+    diagonal = np.sum(w * (np.cumsum(w) - w) + w * (w + 1) / 2) / people
+    return float((lorenz - diagonal) / people)
 
 
 def normalized_gini(y_true, y_pred) -> float:
@@ -192,12 +202,16 @@ class GiniFeval:
     makes it cheap (the reported metrics use :func:`normalized_gini`, which averages over ties).
     """
 
-    def __init__(self, y: np.ndarray):
+    def __init__(self, y: np.ndarray, weight: np.ndarray | None = None):
         self.y = np.asarray(y, dtype="float64")
-        self.perfect = _gini(np.sort(self.y)[::-1])
+        self.weight = None if weight is None else np.asarray(weight, dtype="float64")
+        self.perfect = self._gini(np.argsort(-self.y, kind="stable"))
+
+    def _gini(self, order: np.ndarray) -> float:
+        return _gini(self.y[order], None if self.weight is None else self.weight[order])
 
     def __call__(self, preds: np.ndarray, data) -> tuple[str, float, bool]:
-        value = _gini(self.y[np.argsort(-preds, kind="stable")]) / self.perfect
+        value = self._gini(np.argsort(-preds, kind="stable")) / self.perfect
         return "normalized_gini", (value if np.isfinite(value) else 0.0), True
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from custbase.config import Config
-from features.feature_set import read_feature_table
 from training.modeling_data import labels_of
 from training.oracle import read_oracle
 from training.runs import MlflowTracker
+from training.sample import read_training_frame
 from training.spec import get_spec
 from training.train import RetentionClv, ReusedTraining, TrainResult, train
 
@@ -60,10 +60,12 @@ def train_model(
 ) -> TrainResult | ReusedTraining:
     """Train ``model`` (``churn``, ``upgrade`` or ``clv``) on the customer-month table at ``features_path``.
 
+    The table is read as :func:`training.sample.read_training_frame` reads it: a bank above
+    ``training.sample_max_rows`` eligible rows trains on a weighted sample of its customers, slice by slice.
     ``clv``: churn's retention CLV (:func:`retention_clv`). Everything else as :func:`training.train.train`.
     """
     tracker = MlflowTracker(config)
-    frame, metadata = read_feature_table(features_path, feature_set=config.features.feature_set)
+    frame, metadata = read_training_frame(features_path, get_spec(model), config)
     spec = get_spec(model).for_labels(labels_of(metadata, config))
     oracle = read_oracle(metadata.get("raw_dir"), spec)
     chosen = retention_clv(clv) if spec.name == "churn" else None

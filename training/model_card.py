@@ -116,6 +116,8 @@ def _section_data(card: Mapping) -> list[str]:
         lines.append("- **Rows**: " + ", ".join(f"{k} {_fmt(v)}" for k, v in rows.items()))
     elif rows is not None:
         lines.append(f"- **Rows**: {_fmt(rows)}")
+    if data.get("sample"):
+        lines.append(f"- **Sample**: {data['sample']}")
     if data.get("as_of_min") or data.get("as_of_max"):
         lines.append(f"- **as_of range**: {data.get('as_of_min', '-')} to {data.get('as_of_max', '-')}")
     if data.get("fingerprint"):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from custbase.config import Config, Labels
+from custbase.config import Config, Labels, Training
 from serving.runtime.bundle import prepare_features
 from training.spec import CATEGORICAL_COLUMNS, KEY_COLUMNS, LABEL_COLUMNS, ModelSpec
 from training.splits import (
@@ -25,6 +25,8 @@ from training.splits import (
 
 #: Censored splits only: the months of each training / validation row's label window (see training.splits).
 EXPOSURE_COLUMN = "label_exposure_months"
+#: A sampled training's row weights, 1 / the share of the customer's stratum (:mod:`training.sample`).
+WEIGHT_COLUMN = "sample_weight"
 
 def labels_of(metadata: dict, config: Config) -> Labels:
     """The label definitions the table was built with (its metadata), else the configuration's."""
@@ -37,7 +39,8 @@ def feature_columns_of(frame: pd.DataFrame, metadata: dict) -> list[str]:
     """Feature columns in table order: the feature set's declared columns, else every non-key, non-label column."""
     labels = set(metadata.get("label_columns") or LABEL_COLUMNS)
     declared = (metadata.get("feature_set") or {}).get("columns") or list(frame.columns)
-    return [c for c in declared if c in frame.columns and c not in KEY_COLUMNS and c not in labels]
+    return [c for c in declared if c in frame.columns and c not in KEY_COLUMNS and c not in labels
+            and c not in (WEIGHT_COLUMN, EXPOSURE_COLUMN)]
 
 
 def categories_of(frame: pd.DataFrame, feature_columns: list[str], metadata: dict) -> dict[str, list[str]]:
@@ -71,6 +74,10 @@ class ModelingData:
     def y(self, part: pd.DataFrame) -> np.ndarray:
         return self.spec.target(part)
 
+    def weight(self, part: pd.DataFrame) -> np.ndarray | None:
+        """The rows' sample weights (:mod:`training.sample`), or None when every customer was read."""
+        return part[WEIGHT_COLUMN].to_numpy(dtype="float64") if WEIGHT_COLUMN in part.columns else None
+
     def offset(self, part: pd.DataFrame) -> np.ndarray | None:
         """log of the discounted exposure of censored label windows (a Tweedie offset), or None for full windows."""
         if EXPOSURE_COLUMN not in part.columns:
@@ -86,6 +93,32 @@ class ModelingData:
         return pd.concat([self.train, self.validation, self.test])
 
 
+def resolve_spec(spec: ModelSpec, metadata: dict, config: Config, columns) -> tuple[ModelSpec, Labels]:
+    """``spec`` with the label and oracle names of the horizons the table was built with (its metadata), and
+    those label definitions. The CLV label is the one the table declares (tables written before labels were named
+    after their horizon say clv_12m)."""
+    labels = labels_of(metadata, config)
+    spec = spec.for_labels(labels)
+    declared = [c for c in metadata.get("label_columns") or [] if c.startswith("clv_") and c in columns]
+    if spec.kind == "clv" and declared and declared[0] != spec.label:
+        spec = replace(spec, label=declared[0])
+    return spec, labels
+
+
+def model_split(labeled_months, spec: ModelSpec, labels: Labels, settings: Training, *, censorable: bool) -> OutOfTimeSplit:
+    """The out-of-time split of a model's eligible labeled months: the first of
+    :func:`training.splits.out_of_time_split`'s ladder that fits (censored windows for CLV only, when the table
+    has monthly net revenue: ``censorable``)."""
+    return out_of_time_split(
+        labeled_months,
+        horizon_months=spec.label_window_months(labels),
+        validation_months=settings.validation_months,
+        test_months=settings.test_months,
+        min_train_months=settings.min_train_months,
+        allow_censored=spec.kind == "clv" and censorable,
+    )
+
+
 def prepare_modeling_data(frame: pd.DataFrame, metadata: dict, spec: ModelSpec, config: Config) -> ModelingData:
     """Filter ``frame`` to ``spec``'s eligible labeled rows and split them out of time (``frame`` is not changed).
 
@@ -93,12 +126,7 @@ def prepare_modeling_data(frame: pd.DataFrame, metadata: dict, spec: ModelSpec, 
     The split is the first of :func:`training.splits.out_of_time_split`'s ladder that fits; with censored windows
     (CLV only) the training and validation labels are recomputed up to their cutoffs, with their exposure.
     """
-    labels = labels_of(metadata, config)
-    declared = [c for c in metadata.get("label_columns") or [] if c.startswith("clv_") and c in frame.columns]
-    # The CLV label the table declares (tables written before labels were named after their horizon say clv_12m).
-    spec = spec.for_labels(labels)
-    if spec.kind == "clv" and declared and declared[0] != spec.label:
-        spec = replace(spec, label=declared[0])
+    spec, labels = resolve_spec(spec, metadata, config, frame.columns)
     if spec.label not in frame.columns:
         present = [c for c in frame.columns if c in (metadata.get("label_columns") or LABEL_COLUMNS) or c.startswith("clv_")]
         raise ValueError(f"the customer-month table ({len(frame)} rows) has no label column {spec.label} "
@@ -106,15 +134,8 @@ def prepare_modeling_data(frame: pd.DataFrame, metadata: dict, spec: ModelSpec, 
     eligible = frame.loc[spec.eligible(frame, config)]
     if eligible.empty:
         raise ValueError(f"no eligible labeled rows for the {spec.name} model among {len(frame)} rows (label {spec.label})")
-    settings = config.training
-    split = out_of_time_split(
-        as_of_months(eligible["as_of"]).unique(),
-        horizon_months=spec.label_window_months(labels),
-        validation_months=settings.validation_months,
-        test_months=settings.test_months,
-        min_train_months=settings.min_train_months,
-        allow_censored=spec.kind == "clv" and "net_revenue_1m" in frame.columns,
-    )
+    split = model_split(as_of_months(eligible["as_of"]).unique(), spec, labels, config.training,
+                        censorable="net_revenue_1m" in frame.columns)
     train, validation, test = split_frame(eligible, split)
     if split.censored:
         censored = []

@@ -36,6 +36,7 @@ from training.modeling_data import (  # noqa: F401  (re-exported: the names trai
 from training.oracle import OracleTables, oracle_continuation, oracle_for_rows, oracle_predictions  # noqa: F401
 from training.registry import FINGERPRINT_TAG
 from training.runs import log_run, prefixed
+from training.sample import representative_rows, sample_of
 from training.search import SearchResult, lightgbm_params, run_search
 from training.spec import KEY_COLUMNS, ModelSpec, get_spec
 from training.splits import OutOfTimeSplit
@@ -43,8 +44,9 @@ from training.splits import OutOfTimeSplit
 # --------------------------------------------------------------------------------------------- fitting
 
 
-def _dataset(X: pd.DataFrame, y: np.ndarray, reference: lgb.Dataset | None = None, init_score: np.ndarray | None = None) -> lgb.Dataset:
-    return lgb.Dataset(X, label=y, reference=reference, init_score=init_score, free_raw_data=False,
+def _dataset(X: pd.DataFrame, y: np.ndarray, reference: lgb.Dataset | None = None, init_score: np.ndarray | None = None,
+             weight: np.ndarray | None = None) -> lgb.Dataset:
+    return lgb.Dataset(X, label=y, reference=reference, init_score=init_score, weight=weight, free_raw_data=False,
                        params={"feature_pre_filter": False, "verbosity": -1})
 
 
@@ -124,6 +126,7 @@ def fit_model(
 ) -> FittedModel:
     """Tune LightGBM with Optuna on train/validation, then build the final bundle.
 
+    A sampled training's weights (:mod:`training.sample`) enter every fit, the early stopping and the calibration.
     Binary models are calibrated on validation (Platt or isotonic by cross-validated Brier). For CLV the tuned
     Tweedie model and a two-part hurdle model (P(value > 0) x E[value | value > 0], reusing the tuned tree
     hyperparameters) are both fitted, and the one with the higher validation normalized Gini is kept.
@@ -131,10 +134,11 @@ def fit_model(
     spec = data.spec
     X_train, X_valid = data.X(data.train), data.X(data.validation)
     y_train, y_valid = data.y(data.train), data.y(data.validation)
-    train_set = _dataset(X_train, y_train, init_score=data.offset(data.train))
-    valid_set = _dataset(X_valid, y_valid, reference=train_set, init_score=data.offset(data.validation))
-    positive_rate = float(y_train.mean()) if spec.kind == "binary" else None
-    feval = evaluation.GiniFeval(y_valid) if spec.kind == "clv" else None
+    w_train, w_valid = data.weight(data.train), data.weight(data.validation)
+    train_set = _dataset(X_train, y_train, init_score=data.offset(data.train), weight=w_train)
+    valid_set = _dataset(X_valid, y_valid, reference=train_set, init_score=data.offset(data.validation), weight=w_valid)
+    positive_rate = float(np.average(y_train, weights=w_train)) if spec.kind == "binary" else None
+    feval = evaluation.GiniFeval(y_valid, w_valid) if spec.kind == "clv" else None
     metric = "auc" if spec.kind == "binary" else "normalized_gini"
 
     def params_for(hyperparameters: dict) -> dict:
@@ -176,12 +180,12 @@ def fit_model(
         return FittedModel(bundle, search, hyperparameters, valid_raw, {"tweedie": evaluation.normalized_gini(y_valid, valid_raw)})
     valid_raw = main.predict(X_valid)
     if spec.kind == "binary":
-        calibrator = fit_calibrator(valid_raw, y_valid, seed=settings.seed)
+        calibrator = fit_calibrator(valid_raw, y_valid, weight=w_valid, seed=settings.seed)
         bundle = ModelBundle(kind="binary", boosters={"main": main}, calibrator=calibrator, **common)
         return FittedModel(bundle, search, hyperparameters, valid_raw, {"roc_auc": search.best_value})
 
     scores = {"tweedie": evaluation.normalized_gini(y_valid, valid_raw)}
-    occurrence, severity = _fit_hurdle(hyperparameters, X_train, y_train, X_valid, y_valid, settings)
+    occurrence, severity = _fit_hurdle(hyperparameters, X_train, y_train, X_valid, y_valid, settings, w_train, w_valid)
     hurdle_raw = occurrence.predict(X_valid) * severity.predict(X_valid)
     scores["hurdle"] = evaluation.normalized_gini(y_valid, hurdle_raw)
     if np.nan_to_num(scores["hurdle"], nan=-1.0) > np.nan_to_num(scores["tweedie"], nan=-1.0):
@@ -196,20 +200,22 @@ def _trim(booster: lgb.Booster) -> None:
     booster.model_from_string(booster.model_to_string(num_iteration=booster.best_iteration))
 
 
-def _fit_hurdle(hyperparameters: dict, X_train, y_train, X_valid, y_valid, settings: Training) -> tuple[lgb.Booster, lgb.Booster]:
+def _fit_hurdle(hyperparameters: dict, X_train, y_train, X_valid, y_valid, settings: Training,
+                w_train: np.ndarray | None = None, w_valid: np.ndarray | None = None) -> tuple[lgb.Booster, lgb.Booster]:
     """The two parts of the hurdle model: P(value > 0) (binary) and E[value | value > 0] (gamma, positives only)."""
     trees = {k: v for k, v in hyperparameters.items() if k != "tweedie_variance_power"}
     occurrence_params = lightgbm_params("binary", {**trees, "positive_weight_power": 0.0}, num_threads=settings.num_threads, seed=settings.seed)
-    occ_train = _dataset(X_train, (y_train > 0).astype("float64"))
-    occ_valid = _dataset(X_valid, (y_valid > 0).astype("float64"), reference=occ_train)
+    occ_train = _dataset(X_train, (y_train > 0).astype("float64"), weight=w_train)
+    occ_valid = _dataset(X_valid, (y_valid > 0).astype("float64"), reference=occ_train, weight=w_valid)
     occurrence = train_booster(occurrence_params, occ_train, occ_valid, settings)
     severity_params = {**lightgbm_params("clv", trees, num_threads=settings.num_threads, seed=settings.seed), "objective": "gamma", "metric": "gamma"}
     severity_params.pop("tweedie_variance_power", None)
     pos_train, pos_valid = y_train > 0, y_valid > 0
     if pos_train.sum() < 2 or pos_valid.sum() < 2:
         raise ValueError(f"too few positive CLV values ({int(pos_train.sum())} train, {int(pos_valid.sum())} validation) for a hurdle model")
-    sev_train = _dataset(X_train.loc[pos_train], y_train[pos_train])
-    sev_valid = _dataset(X_valid.loc[pos_valid], y_valid[pos_valid], reference=sev_train)
+    sev_train = _dataset(X_train.loc[pos_train], y_train[pos_train], weight=None if w_train is None else w_train[pos_train])
+    sev_valid = _dataset(X_valid.loc[pos_valid], y_valid[pos_valid], reference=sev_train,
+                         weight=None if w_valid is None else w_valid[pos_valid])
     severity = train_booster(severity_params, sev_train, sev_valid, settings)
     _trim(occurrence)
     _trim(severity)
@@ -510,6 +516,7 @@ def _card(spec, data, fitted, ev, result_fields: dict, fingerprint: dict, config
         "data": {
             "feature_set": {**(data.metadata.get("feature_set") or {}), "columns": data.feature_columns},
             "rows": {"train": len(data.train), "validation": len(data.validation), "test": len(data.test)},
+            "sample": sample.render() if (sample := sample_of(data.metadata)) else None,
             "as_of_min": fingerprint["as_of_min"],
             "as_of_max": fingerprint["as_of_max"],
             "fingerprint": fingerprint["content_hash"],
@@ -580,10 +587,11 @@ def training_profile(bundle, data: ModelingData, config: Config) -> dict:
 
     booster = bundle.booster
     importance = dict(zip(booster.feature_name(), booster.feature_importance("gain").tolist()))
-    score = bundle.predict(data.train)
+    rows = representative_rows(data.train, data.metadata)  # a sampled training's over-represented positives would read as drift
+    score = bundle.predict(rows)
     if data.spec.kind == "clv":
         score = np.maximum(score, 0.0)  # serving clips CLV at 0
-    profile = reference_profile(data.train, data.feature_columns, data.categories, score=score, importance=importance,
+    profile = reference_profile(rows, data.feature_columns, data.categories, score=score, importance=importance,
                                 bins=config.monitoring.psi_bins)
     return {**profile, "history": training_history(data)}
 
@@ -640,7 +648,8 @@ def fit_baselines(data: ModelingData, config: Config, seconds: dict[str, float],
     spec, settings = data.spec, config.training
     t = time.perf_counter()
     if spec.kind == "binary":
-        baseline = fit_logistic_baseline(data.train[data.feature_columns], data.y(data.train), list(data.categories), seed=settings.seed)
+        baseline = fit_logistic_baseline(data.train[data.feature_columns], data.y(data.train), list(data.categories),
+                                         seed=settings.seed, weight=data.weight(data.train))
         result = Baselines(baseline.predict_proba(data.test[data.feature_columns])[:, 1])
     else:
         result = Baselines(clv_carried_forward(data.test, data.labels))
@@ -706,6 +715,7 @@ def _inputs_record(data: ModelingData, config: Config, fingerprint: dict, *, com
             "num_threads": settings.num_threads,
             "seed": settings.seed,
             "early_stopping_rounds": settings.early_stopping_rounds,
+            **(sample.to_params() if (sample := sample_of(data.metadata)) else {}),
         },
     )
 
@@ -857,6 +867,8 @@ def train(
     if progress:
         # the split's warnings (if any) are printed once, with the result
         print(f"{spec.name}: {len(population):,} eligible labeled rows; split {data.split.render().splitlines()[0]}", flush=True)
+        if (sample := sample_of(data.metadata)) is not None and sample.sampled:
+            print(f"{spec.name}: {sample.render()}", flush=True)
     experiment_id = tracker.experiment(spec.registered_name)
     commit = tracker.git_commit()
     seconds: dict[str, float] = {}

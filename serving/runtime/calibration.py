@@ -64,13 +64,13 @@ class Calibrator:
         )
 
 
-def fit_platt(p: np.ndarray, y: np.ndarray) -> Calibrator:
+def fit_platt(p: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) -> Calibrator:
     """Logistic regression of the label on the raw logit (nearly unpenalised)."""
-    model = LogisticRegression(C=1e6, max_iter=1_000).fit(_logit(p).reshape(-1, 1), y)
+    model = LogisticRegression(C=1e6, max_iter=1_000).fit(_logit(p).reshape(-1, 1), y, sample_weight=weight)
     return Calibrator("platt", coef=(float(model.coef_[0, 0]), float(model.intercept_[0])))
 
 
-def fit_isotonic(p: np.ndarray, y: np.ndarray) -> Calibrator:
+def fit_isotonic(p: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) -> Calibrator:
     """Centred isotonic regression of the label on the raw probability.
 
     Plain isotonic regression is a step function: every customer in a step gets the same probability, which
@@ -78,7 +78,8 @@ def fit_isotonic(p: np.ndarray, y: np.ndarray) -> Calibrator:
     between the centres of the steps (Oron & Flournoy's centred isotonic regression) keeps the map strictly
     increasing, so calibration leaves the ranking intact.
     """
-    model = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(np.asarray(p, dtype="float64"), y)
+    model = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(np.asarray(p, dtype="float64"), y,
+                                                                               sample_weight=weight)
     xs, ys = np.asarray(model.X_thresholds_), np.asarray(model.y_thresholds_)
     block = np.r_[0, np.cumsum(np.diff(ys) != 0)]  # consecutive knots with the same level form one step
     centres_x = np.bincount(block, weights=xs) / np.bincount(block)
@@ -89,13 +90,15 @@ def fit_isotonic(p: np.ndarray, y: np.ndarray) -> Calibrator:
 _FITTERS = {"platt": fit_platt, "isotonic": fit_isotonic}
 
 
-def fit_calibrator(p: np.ndarray, y: np.ndarray, *, folds: int = 5, seed: int = 0) -> Calibrator:
+def fit_calibrator(p: np.ndarray, y: np.ndarray, *, weight: np.ndarray | None = None, folds: int = 5, seed: int = 0) -> Calibrator:
     """Choose Platt or isotonic by cross-validated Brier score on (``p``, ``y``), then refit it on all rows.
 
-    Cross-validation matters: scored in-sample, isotonic regression would always win.
+    Cross-validation matters: scored in-sample, isotonic regression would always win. ``weight``: row weights (a
+    sampled training's), in the fits and the Brier scores.
     """
     p = np.asarray(p, dtype="float64")
     y = np.asarray(y, dtype="float64")
+    w = np.ones_like(p) if weight is None else np.asarray(weight, dtype="float64")
     positives = int(y.sum())
     if positives < 2 or positives > len(y) - 2:
         return Calibrator("identity")
@@ -105,8 +108,8 @@ def fit_calibrator(p: np.ndarray, y: np.ndarray, *, folds: int = 5, seed: int = 
     for method, fit in _FITTERS.items():
         squared = np.empty_like(p)
         for fit_rows, score_rows in cv.split(p.reshape(-1, 1), y):
-            squared[score_rows] = (fit(p[fit_rows], y[fit_rows]).transform(p[score_rows]) - y[score_rows]) ** 2
-        scores[method] = float(squared.mean())
+            squared[score_rows] = (fit(p[fit_rows], y[fit_rows], w[fit_rows]).transform(p[score_rows]) - y[score_rows]) ** 2
+        scores[method] = float(np.average(squared, weights=w))
     best = min(scores, key=scores.get)
-    fitted = _FITTERS[best](p, y)
+    fitted = _FITTERS[best](p, y, w)
     return Calibrator(fitted.method, fitted.coef, fitted.x, fitted.y, cv_brier=tuple(scores.items()))
