@@ -342,12 +342,11 @@ def promote(model: ModelArg, features: FeaturesOption = None, config: ConfigOpti
     cfg = _config(config)
     features_path = _features_path(features, cfg)
     _tracking_store(cfg)
-    from features.feature_set import read_feature_table
-    from training.registry import RegistryError, promote as promote_model
+    from training.jobs import promote_model
+    from training.registry import RegistryError
 
     try:
-        frame, metadata = read_feature_table(features_path)
-        decision = promote_model(model.value, cfg, frame=frame, metadata=metadata)
+        decision = promote_model(model.value, cfg, features_path=features_path)
     except (RegistryError, FileNotFoundError, ValueError) as err:
         _fail(str(err))
     typer.echo(decision.render())

@@ -95,10 +95,8 @@ def run_demo(config: Config, *, customers: int, trials: int, config_file: Path |
     from features.simulate import simulate_bank
     from features.validate import validate_raw
     from serving import jobs
-    from features.feature_set import read_feature_table
     from serving.backtest import run_backtest
-    from training.jobs import train_model
-    from training.registry import promote
+    from training.jobs import promote_model, train_model
     from training.uplift import train_uplift
 
     cfg = demo_config(config, customers)
@@ -123,9 +121,7 @@ def run_demo(config: Config, *, customers: int, trials: int, config_file: Path |
         with _step(number, total, f"train and promote the {model} model ({trials} Optuna trials)", timings):
             results[model] = train_model(model, cfg, features_path=paths.features_path, trials=trials, reuse=True)
             typer.echo(results[model].render())
-            frame, metadata = read_feature_table(paths.features_path)
-            typer.echo(promote(model, cfg, frame=frame, metadata=metadata).render())
-            del frame
+            typer.echo(promote_model(model, cfg, features_path=paths.features_path).render())
     with _step(7, total, f"train the retention and upgrade uplift models ({trials} Optuna trials)", timings):
         for name in ("retention-uplift", "upgrade-uplift"):
             typer.echo(train_uplift(name, cfg, features_path=paths.features_path, raw_dir=paths.raw_dir, trials=trials).render())

@@ -71,3 +71,12 @@ def train_model(
     chosen = retention_clv(clv) if spec.name == "churn" else None
     return train(frame, metadata, spec, config, tracker, oracle=oracle, retention_clv=chosen, trials=trials,
                  timeout=timeout, resume=resume, progress=progress, reuse=reuse, source=str(features_path))
+
+
+def promote_model(model: str, config: Config, *, features_path: Path):
+    """The champion/challenger gate of ``model`` (:func:`training.registry.promote`) on the newest test months of
+    the table at ``features_path``, read as a training reads it (the test months whole)."""
+    from training.registry import promote
+
+    frame, metadata = read_training_frame(features_path, get_spec(model), config)
+    return promote(model, config, frame=frame, metadata=metadata)
