@@ -55,14 +55,36 @@ def test_the_draw_of_a_customer_is_stable_uniform_and_keyed_by_the_seed():
     assert np.corrcoef(draw, customer_unit(ids, seed=7))[0, 1] < 0.05
 
 
-def test_within_the_budget_the_frame_is_the_table(table):
+@pytest.mark.parametrize("model", ["churn", "upgrade", "clv"])
+def test_within_the_budget_the_frame_is_the_table_rows_the_model_uses(table, model):
     frame, path = table
-    read, metadata = read_training_frame(path, get_spec("churn"), _config(None))
+    config = _config(None)
+    spec = get_spec(model).for_labels(SYNTHETIC_LABELS)
+    read, metadata = read_training_frame(path, get_spec(model), config)
     expected, _ = read_feature_table(path)
-    others = [c for c in NAMES.labels if c != NAMES.churn]
-    pd.testing.assert_frame_equal(read, expected.drop(columns=others))
+    expected = expected.drop(columns=[c for c in NAMES.labels if c != spec.label])
+    if spec.kind == "binary":  # only the eligible rows are read; CLV's censored labels need every month
+        expected = expected.loc[spec.eligible(expected, config)].reset_index(drop=True)
+        assert 0 < len(read) < len(frame)
+    pd.testing.assert_frame_equal(read, expected)
     sample = sample_of(metadata)
-    assert not sample.sampled and WEIGHT_COLUMN not in read.columns and sample.rows_read == len(frame)
+    assert not sample.sampled and WEIGHT_COLUMN not in read.columns and sample.rows_read == len(expected)
+    # the model's rows are those it would have from the whole table
+    data, whole = (prepare_modeling_data(f, metadata, spec, config) for f in (read, frame))
+    assert data.split == whole.split and data.feature_columns == whole.feature_columns
+    assert data.categories == whole.categories
+    for part, full in ((data.train, whole.train), (data.validation, whole.validation), (data.test, whole.test)):
+        pd.testing.assert_frame_equal(part.reset_index(drop=True), full[part.columns].reset_index(drop=True))
+
+
+def test_the_data_fingerprint_of_the_parts_is_that_of_their_concatenation(table):
+    from training.tracking import data_fingerprint
+
+    frame, _ = table
+    parts = (frame.iloc[:1_000], frame.iloc[1_000:5_000], frame.iloc[5_000:])
+    assert data_fingerprint(*parts) == data_fingerprint(frame)
+    assert data_fingerprint(*parts[::-1])["content_hash"] != data_fingerprint(frame)["content_hash"]
+    assert data_fingerprint(frame.iloc[1:])["rows"] == len(frame) - 1
 
 
 def test_a_sampled_read_keeps_whole_customers_every_positive_and_every_test_row(table):
@@ -78,9 +100,9 @@ def test_a_sampled_read_keeps_whole_customers_every_positive_and_every_test_row(
     # every test row, unweighted metrics of the whole population
     columns = [c for c in read.columns if c != WEIGHT_COLUMN]
     pd.testing.assert_frame_equal(data.test[columns].reset_index(drop=True), full.test[columns].reset_index(drop=True))
-    # whole customers: a kept customer has all its months
+    # whole customers: a kept customer has all its eligible months
     kept = read.loc[read[WEIGHT_COLUMN] > 1, "customer_id"].unique()
-    months = frame.groupby("customer_id")["as_of"].size()
+    months = frame.loc[spec.eligible(frame, config)].groupby("customer_id")["as_of"].size()
     assert (read.loc[read["customer_id"].isin(kept)].groupby("customer_id")["as_of"].size() == months.loc[kept]).all()
     # the weights give back the population: the weighted churn rate of the sampled training rows is the full one's
     y, w = data.y(data.train), data.weight(data.train)

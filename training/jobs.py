@@ -11,12 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from custbase.config import Config
-from training.modeling_data import labels_of
+from training.modeling_data import prepare_modeling_data
 from training.oracle import read_oracle
 from training.runs import MlflowTracker
 from training.sample import read_training_frame
 from training.spec import get_spec
-from training.train import RetentionClv, ReusedTraining, TrainResult, train
+from training.train import RetentionClv, ReusedTraining, TrainResult, train_on
 
 #: ``retention_clv`` choices besides a version number.
 CHAMPION_CLV, CARRIED_FORWARD_CLV = "champion", "carried-forward"
@@ -65,12 +65,12 @@ def train_model(
     ``clv``: churn's retention CLV (:func:`retention_clv`). Everything else as :func:`training.train.train`.
     """
     tracker = MlflowTracker(config)
-    frame, metadata = read_training_frame(features_path, get_spec(model), config)
-    spec = get_spec(model).for_labels(labels_of(metadata, config))
-    oracle = read_oracle(metadata.get("raw_dir"), spec)
-    chosen = retention_clv(clv) if spec.name == "churn" else None
-    return train(frame, metadata, spec, config, tracker, oracle=oracle, retention_clv=chosen, trials=trials,
-                 timeout=timeout, resume=resume, progress=progress, reuse=reuse, source=str(features_path))
+    # no name holds the frame: it is freed once its rows are split, before fitting
+    data = prepare_modeling_data(*read_training_frame(features_path, get_spec(model), config), get_spec(model), config)
+    oracle = read_oracle(data.metadata.get("raw_dir"), data.spec)
+    chosen = retention_clv(clv) if data.spec.name == "churn" else None
+    return train_on(data, config, tracker, oracle=oracle, retention_clv=chosen, trials=trials, timeout=timeout,
+                    resume=resume, progress=progress, reuse=reuse, source=str(features_path))
 
 
 def promote_model(model: str, config: Config, *, features_path: Path):

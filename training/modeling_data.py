@@ -131,7 +131,8 @@ def prepare_modeling_data(frame: pd.DataFrame, metadata: dict, spec: ModelSpec, 
         present = [c for c in frame.columns if c in (metadata.get("label_columns") or LABEL_COLUMNS) or c.startswith("clv_")]
         raise ValueError(f"the customer-month table ({len(frame)} rows) has no label column {spec.label} "
                          f"(it has {', '.join(present) or 'no label'}); rebuild features with this configuration's labels")
-    eligible = frame.loc[spec.eligible(frame, config)]
+    mask = spec.eligible(frame, config)
+    eligible = frame if mask.all() else frame.loc[mask]  # a frame read for the model holds only eligible rows
     if eligible.empty:
         raise ValueError(f"no eligible labeled rows for the {spec.name} model among {len(frame)} rows (label {spec.label})")
     split = model_split(as_of_months(eligible["as_of"]).unique(), spec, labels, config.training,

@@ -39,6 +39,9 @@ from training.spec import ModelSpec
 POPULATION_COLUMNS = ("months_quiet", "is_dormant", "value_tier")
 #: Rows per batch of a slice read: a few hundred MB of features at most.
 BATCH_ROWS = 200_000
+#: How far the scanner reads ahead: a batch or two, not its defaults of 16 batches of 4 files (gigabytes at
+#: bank size, on top of the frame).
+READAHEAD = {"batch_readahead": 1, "fragment_readahead": 1}
 #: The metadata key of the sample description.
 SAMPLE_KEY = "training_sample"
 
@@ -109,7 +112,7 @@ def _eligible_rows(dataset: ds.Dataset, spec: ModelSpec, config: Config) -> pd.D
     """customer_id, month (period) and label of every eligible row, read batch by batch (slim columns only)."""
     columns = ["customer_id", "as_of", spec.label, *(c for c in POPULATION_COLUMNS if c in dataset.schema.names)]
     parts = []
-    for batch in dataset.to_batches(columns=columns, batch_size=BATCH_ROWS):
+    for batch in dataset.to_batches(columns=columns, batch_size=BATCH_ROWS, **READAHEAD):
         frame = batch.to_pandas()
         keep = spec.eligible(frame, config).to_numpy()
         parts.append(pd.DataFrame({
@@ -158,6 +161,10 @@ def read_training_frame(path: Path, spec: ModelSpec, config: Config) -> tuple[pd
     """The customer-month frame ``spec``'s training needs from the table at ``path``, and the table's metadata
     with the sample's description under ``training_sample`` (see the module's docstring).
 
+    Only what the model uses is read: its own label (not the other models'), and for a binary model (churn,
+    upgrade) only its eligible rows, batch by batch, so that the frame holds no row the model drops. CLV keeps
+    every row: its censored labels sum the later months of each customer, eligible or not.
+
     Raises :class:`features.feature_set.FeatureSetMismatch` before reading rows when the table's feature set is
     another version than the configuration's.
     """
@@ -165,9 +172,10 @@ def read_training_frame(path: Path, spec: ModelSpec, config: Config) -> tuple[pd
     check_feature_set(metadata, config.features.feature_set, source=str(path))
     sample, weights, test_months = plan_sample(path, spec, config, metadata)
     dataset = _dataset(path)
-    # Other models' labels are not read: this model has no use for them.
-    others = [c for c in metadata.get("label_columns") or [] if c != resolve_spec(spec, metadata, config, dataset.schema.names)[0].label]
+    resolved, _ = resolve_spec(spec, metadata, config, dataset.schema.names)
+    others = [c for c in metadata.get("label_columns") or [] if c != resolved.label]
     columns = [c for c in dataset.schema.names if c not in others]
+    schema = pa.schema([dataset.schema.field(c) for c in columns])
     row_filter = None
     if sample.sampled:
         first = pa.scalar(test_months[0].start_time.date(), pa.date32())
@@ -175,16 +183,32 @@ def read_training_frame(path: Path, spec: ModelSpec, config: Config) -> tuple[pd
         as_of = pc.field("as_of").cast(pa.date32())
         kept = pa.array(weights.index.to_numpy()).cast(dataset.schema.field("customer_id").type)
         row_filter = pc.field("customer_id").isin(kept) | ((as_of >= first) & (as_of <= last))
-    table = pa.Table.from_batches(list(dataset.to_batches(columns=columns, filter=row_filter, batch_size=BATCH_ROWS)),
-                                  schema=pa.schema([dataset.schema.field(c) for c in columns]))
-    table = table.sort_by([("customer_id", "ascending"), ("as_of", "ascending")])
-    frame = table.to_pandas()
-    del table
+    batches = dataset.to_batches(columns=columns, filter=row_filter, batch_size=BATCH_ROWS, **READAHEAD)
+    if resolved.kind == "binary":
+        population = [resolved.label, *(c for c in POPULATION_COLUMNS if c in columns)]
+        batches = (b.filter(pa.array(resolved.eligible(b.select(population).to_pandas(), config).to_numpy()))
+                   for b in batches)
+    frame = _sorted_frame(list(batches), schema)
     frame["as_of"] = pd.to_datetime(frame["as_of"]).astype("datetime64[us]")
     if sample.sampled:
         frame[WEIGHT_COLUMN] = frame["customer_id"].map(weights).fillna(1.0).to_numpy(dtype="float64")
     sample = TrainingSample(**{**sample.to_dict(), "rows_read": len(frame)})
     return frame, {**metadata, SAMPLE_KEY: sample.to_dict()}
+
+
+def _sorted_frame(batches: list[pa.RecordBatch], schema: pa.Schema) -> pd.DataFrame:
+    """The rows of ``batches`` by customer and as_of, as pandas, holding about one copy of them at a time: the
+    columns are reordered one by one, each column's batches released once reordered, and converted to pandas as
+    Arrow releases them (a whole-table sort would hold two copies, and the allocator would keep both)."""
+    table = pa.Table.from_batches(batches, schema=schema)
+    order = pc.sort_indices(table, sort_keys=[("customer_id", "ascending"), ("as_of", "ascending")])
+    chunks = {name: table.column(name).chunks for name in schema.names}
+    del table, batches[:]
+    columns = [pa.chunked_array(chunks.pop(name), type=schema.field(name).type).take(order) for name in schema.names]
+    frame = pa.Table.from_arrays(columns, schema=schema).to_pandas(self_destruct=True, split_blocks=True)
+    del columns
+    pa.default_memory_pool().release_unused()  # the freed batches go back to the system, not to the pool
+    return frame
 
 
 def sample_of(metadata: dict) -> TrainingSample | None:

@@ -161,19 +161,25 @@ def git_commit() -> str | None:
     return f"{commit}-dirty" if dirty else commit
 
 
-def data_fingerprint(frame: pd.DataFrame) -> dict:
-    """Rows, as_of range and a content hash (SHA-256 over pandas' row hashes) of a modeling frame."""
+def data_fingerprint(*parts: pd.DataFrame) -> dict:
+    """Rows, customers, as_of range and a content hash (SHA-256 over pandas' row hashes) of a modeling frame,
+    given whole or as its parts in order (train, validation, test): the figures are those of the parts'
+    concatenation, without making it."""
     import numpy as np
     import pandas as pd
 
-    row_hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
-    as_of = pd.to_datetime(frame["as_of"])
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(np.ascontiguousarray(pd.util.hash_pandas_object(part, index=False).to_numpy()).tobytes())
+    rows = sum(len(part) for part in parts)
+    as_of = [pd.to_datetime(part["as_of"]) for part in parts if len(part)]
+    customers = pd.unique(np.concatenate([part["customer_id"].to_numpy() for part in parts])) if parts else []
     return {
-        "rows": int(len(frame)),
-        "customers": int(frame["customer_id"].nunique()),
-        "as_of_min": str(as_of.min().date()) if len(frame) else None,
-        "as_of_max": str(as_of.max().date()) if len(frame) else None,
-        "content_hash": hashlib.sha256(np.ascontiguousarray(row_hashes).tobytes()).hexdigest(),
+        "rows": int(rows),
+        "customers": int(len(customers)),
+        "as_of_min": str(min(a.min() for a in as_of).date()) if rows else None,
+        "as_of_max": str(max(a.max() for a in as_of).date()) if rows else None,
+        "content_hash": digest.hexdigest(),
     }
 
 

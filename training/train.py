@@ -813,6 +813,23 @@ def train(
     spec: ModelSpec,
     config: Config,
     tracker,
+    **options,
+) -> TrainResult | ReusedTraining:
+    """Train, evaluate, record and register one model (churn, upgrade or CLV) from a customer-month frame:
+    :func:`train_on` the frame's :func:`prepare_modeling_data` (``frame`` is not changed).
+
+    ``frame`` and ``metadata``: the customer-month table and its ``custbase`` metadata
+    (:func:`features.feature_set.read_feature_table`); ``spec``: the model (:func:`training.spec.get_spec`), its label
+    and oracle names following the table's horizons. A caller that holds no other reference to a large frame
+    passes :func:`prepare_modeling_data` to :func:`train_on` itself, so that the frame is freed before fitting.
+    """
+    return train_on(prepare_modeling_data(frame, metadata, spec, config), config, tracker, **options)
+
+
+def train_on(
+    data: ModelingData,
+    config: Config,
+    tracker,
     *,
     oracle: OracleTables | None = None,
     retention_clv: RetentionClv | None = None,
@@ -824,15 +841,12 @@ def train(
     source: str | None = None,
     run_record: dict | None = None,
 ) -> TrainResult | ReusedTraining:
-    """Train, evaluate, record and register one model (churn, upgrade or CLV) from a customer-month frame.
+    """Train, evaluate, record and register one model (churn, upgrade or CLV) on its prepared rows.
 
     Parameters
     ----------
-    frame, metadata
-        The customer-month table and its ``custbase`` metadata (:func:`features.feature_set.read_feature_table`);
-        ``frame`` is not changed.
-    spec
-        The model (:func:`training.spec.get_spec`); its label and oracle names follow the table's horizons.
+    data
+        The model's eligible rows split out of time (:func:`prepare_modeling_data`).
     tracker
         Where the run is recorded and the version registered (:class:`training.runs.MlflowTracker`).
     oracle
@@ -851,10 +865,8 @@ def train(
     """
     settings = config.training
     clock = {"start": time.perf_counter()}
-    data = prepare_modeling_data(frame, metadata, spec, config)
     spec = data.spec  # label and oracle names of the table's horizons
-    population = data.population
-    fingerprint = tracking.data_fingerprint(population)
+    fingerprint = tracking.data_fingerprint(data.train, data.validation, data.test)
     training_fingerprint = tracking.training_fingerprint(fingerprint, config, spec.name, trials=trials, timeout=timeout)
     if reuse:
         previous = tracker.reusable_version(spec, training_fingerprint)
@@ -866,7 +878,7 @@ def train(
             print(f"{spec.name}: {tracker.why_retrain(spec, fingerprint['content_hash'])}", flush=True)
     if progress:
         # the split's warnings (if any) are printed once, with the result
-        print(f"{spec.name}: {len(population):,} eligible labeled rows; split {data.split.render().splitlines()[0]}", flush=True)
+        print(f"{spec.name}: {fingerprint['rows']:,} eligible labeled rows; split {data.split.render().splitlines()[0]}", flush=True)
         if (sample := sample_of(data.metadata)) is not None and sample.sampled:
             print(f"{spec.name}: {sample.render()}", flush=True)
     experiment_id = tracker.experiment(spec.registered_name)
