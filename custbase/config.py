@@ -184,6 +184,12 @@ class Training(_Frozen):
     # positive customers, a weighted share of the others; training.sample). None: read every customer.
     sample_max_rows: int | None = Field(1_500_000, ge=1_000)
     sample_tail_quantile: float = Field(0.9, gt=0, lt=1)  # CLV: customers above it are kept like positives
+    # The logistic baseline of a binary model is fit on a uniform draw of customers holding at most this many
+    # training rows (its coefficients settle long before a bank's millions; the rows keep their weights).
+    baseline_max_rows: int | None = Field(300_000, ge=1_000)
+    # The drift reference (feature and score bins, training.drift) reads at most this many training rows, the
+    # same way.
+    reference_max_rows: int | None = Field(300_000, ge=1_000)
 
 
 class Promotion(_Frozen):

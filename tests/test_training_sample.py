@@ -156,3 +156,27 @@ def test_a_sampled_training_records_its_sample_and_ranks_as_well_as_the_full_one
     assert float(run.data.params["sample_share_negative"]) < 1 and run.data.params["sample_budget_rows"] == "8000"
     card = client.download_artifacts(sampled.run_id, "model_card.md", str(tmp_path))
     assert "**Sample**: sampled" in open(card).read()
+
+
+def test_the_logistic_baseline_fits_on_whole_customers_within_its_budget_and_predicts_in_chunks(table, monkeypatch):
+    from training import baselines
+    from training.train import baseline_rows
+
+    frame, _ = table
+    config = _config(None)
+    spec = get_spec("churn").for_labels(SYNTHETIC_LABELS)
+    data = prepare_modeling_data(frame, {"labels": SYNTHETIC_LABELS.model_dump()}, spec, config)
+    settings = config.training.model_copy(update={"baseline_max_rows": 4_000})
+    rows = baseline_rows(data.train, settings)
+    assert 3_000 < len(rows) < 5_000 < len(data.train)
+    months = data.train.groupby("customer_id").size()
+    assert (rows.groupby("customer_id").size() == months.loc[rows["customer_id"].unique()]).all()  # whole customers
+    assert baseline_rows(data.train, config.training.model_copy(update={"baseline_max_rows": None})) is data.train
+
+    x = np.array([[-1e6, -2.5, 0.0, 3.0, np.inf]])
+    assert np.array_equal(baselines._signed_log(x.copy()), np.sign(x) * np.log1p(np.abs(x)))
+    model = baselines.fit_logistic_baseline(rows[data.feature_columns], data.y(rows), list(data.categories))
+    whole = model.predict_proba(data.test[data.feature_columns])[:, 1]
+    monkeypatch.setattr(baselines, "PREDICT_ROWS", 777)
+    assert len(data.test) > 2 * 777
+    np.testing.assert_allclose(baselines.predict_in_chunks(model, data.test[data.feature_columns]), whole, rtol=1e-12)

@@ -18,8 +18,12 @@ from custbase.config import Labels
 
 
 def _signed_log(x):
-    # Balances and amounts span orders of magnitude; a linear model needs them on a log scale.
-    return np.sign(x) * np.log1p(np.abs(x))
+    # Balances and amounts span orders of magnitude; a linear model needs them on a log scale. In place: the
+    # imputer's output is a fresh array, and a bank's training matrix is gigabytes.
+    x = np.asarray(x, dtype="float64")
+    negative = np.signbit(x)
+    np.log1p(np.abs(x, out=x), out=x)
+    return np.negative(x, out=x, where=negative)
 
 
 def _as_text(x):
@@ -34,7 +38,8 @@ def logistic_baseline(feature_columns: list[str], categorical_columns: list[str]
         [
             (
                 "numeric",
-                make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), FunctionTransformer(_signed_log), StandardScaler()),
+                make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), FunctionTransformer(_signed_log),
+                              StandardScaler(copy=False)),
                 numeric,
             ),
             ("categorical", make_pipeline(FunctionTransformer(_as_text), OneHotEncoder(handle_unknown="ignore")), categorical),
@@ -47,6 +52,16 @@ def fit_logistic_baseline(X: pd.DataFrame, y: np.ndarray, categorical_columns: l
                           weight: np.ndarray | None = None) -> Pipeline:
     """Fit :func:`logistic_baseline` on ``X``, ``y`` (with row weights ``weight``, a sampled training's)."""
     return logistic_baseline(list(X.columns), categorical_columns, seed=seed).fit(X, y, model__sample_weight=weight)
+
+
+#: Rows per call when a baseline predicts: its transforms hold a few float64 copies of the rows they see.
+PREDICT_ROWS = 100_000
+
+
+def predict_in_chunks(model: Pipeline, X: pd.DataFrame) -> np.ndarray:
+    """P(positive) of a fitted :func:`logistic_baseline` for the rows of ``X``, :data:`PREDICT_ROWS` at a time."""
+    parts = [model.predict_proba(X.iloc[i:i + PREDICT_ROWS])[:, 1] for i in range(0, len(X), PREDICT_ROWS)]
+    return np.concatenate(parts) if parts else np.empty(0)
 
 
 def clv_carried_forward(frame: pd.DataFrame, labels: Labels) -> np.ndarray:

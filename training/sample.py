@@ -217,6 +217,14 @@ def sample_of(metadata: dict) -> TrainingSample | None:
     return TrainingSample(**described) if described else None
 
 
+def customers_within(part: pd.DataFrame, max_rows: int | None, seed: int) -> pd.DataFrame:
+    """``part`` within ``max_rows`` rows, else the customers of a uniform hash draw (:func:`customer_unit` with
+    ``seed``) that hold about that many: whole customers, weights kept (the draw does not depend on them)."""
+    if max_rows is None or len(part) <= max_rows:
+        return part
+    return part.loc[customer_unit(part["customer_id"], seed) < max_rows / len(part)]
+
+
 def representative_rows(part: pd.DataFrame, metadata: dict) -> pd.DataFrame:
     """The rows of ``part`` whose customers form a uniform sample of the population, for unweighted summaries
     such as the drift reference: ``part`` itself unless its training was sampled, else the customers drawn

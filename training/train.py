@@ -22,7 +22,7 @@ from custbase.config import Config, Labels, Training
 from serving.runtime.bundle import ModelBundle
 from serving.runtime.calibration import fit_calibrator
 from training import evaluation, tracking
-from training.baselines import clv_carried_forward, fit_logistic_baseline
+from training.baselines import clv_carried_forward, fit_logistic_baseline, predict_in_chunks
 from training.evaluation import metrics_of
 from training.model_card import render_model_card
 from training.modeling_data import (  # noqa: F401  (re-exported: the names training.train always offered)
@@ -36,7 +36,7 @@ from training.modeling_data import (  # noqa: F401  (re-exported: the names trai
 from training.oracle import OracleTables, oracle_continuation, oracle_for_rows, oracle_predictions  # noqa: F401
 from training.registry import FINGERPRINT_TAG
 from training.runs import log_run, prefixed
-from training.sample import representative_rows, sample_of
+from training.sample import customers_within, representative_rows, sample_of
 from training.search import SearchResult, lightgbm_params, run_search
 from training.spec import KEY_COLUMNS, ModelSpec, get_spec
 from training.splits import OutOfTimeSplit
@@ -587,7 +587,9 @@ def training_profile(bundle, data: ModelingData, config: Config) -> dict:
 
     booster = bundle.booster
     importance = dict(zip(booster.feature_name(), booster.feature_importance("gain").tolist()))
-    rows = representative_rows(data.train, data.metadata)  # a sampled training's over-represented positives would read as drift
+    # a sampled training's over-represented positives would read as drift; bins need no bank's millions
+    rows = customers_within(representative_rows(data.train, data.metadata), config.training.reference_max_rows,
+                            config.training.seed + 2)
     score = bundle.predict(rows)
     if data.spec.kind == "clv":
         score = np.maximum(score, 0.0)  # serving clips CLV at 0
@@ -641,6 +643,13 @@ class Baselines:
     test: np.ndarray
     btyd: np.ndarray | None = None
     btyd_note: str | None = None
+    rows: int | None = None  # training rows the logistic baseline was fit on
+
+
+def baseline_rows(train: pd.DataFrame, settings: Training) -> pd.DataFrame:
+    """The training rows the logistic baseline is fit on: whole customers within ``settings.baseline_max_rows``
+    (a uniform draw keyed apart from the sample's)."""
+    return customers_within(train, settings.baseline_max_rows, settings.seed + 1)
 
 
 def fit_baselines(data: ModelingData, config: Config, seconds: dict[str, float], *, progress: bool = False) -> Baselines:
@@ -648,9 +657,13 @@ def fit_baselines(data: ModelingData, config: Config, seconds: dict[str, float],
     spec, settings = data.spec, config.training
     t = time.perf_counter()
     if spec.kind == "binary":
-        baseline = fit_logistic_baseline(data.train[data.feature_columns], data.y(data.train), list(data.categories),
-                                         seed=settings.seed, weight=data.weight(data.train))
-        result = Baselines(baseline.predict_proba(data.test[data.feature_columns])[:, 1])
+        rows = baseline_rows(data.train, settings)
+        baseline = fit_logistic_baseline(rows[data.feature_columns], data.y(rows), list(data.categories),
+                                         seed=settings.seed, weight=data.weight(rows))
+        result = Baselines(predict_in_chunks(baseline, data.test[data.feature_columns]), rows=len(rows))
+        if progress and len(rows) < len(data.train):
+            print(f"{spec.name}: logistic baseline fit on {len(rows):,} of {len(data.train):,} training rows "
+                  f"(a uniform draw of customers, training.baseline_max_rows {settings.baseline_max_rows:,})", flush=True)
     else:
         result = Baselines(clv_carried_forward(data.test, data.labels))
     seconds["baseline"] = time.perf_counter() - t
@@ -889,6 +902,8 @@ def train_on(
         if run_record:
             log_run(run, **run_record)
         baselines = fit_baselines(data, config, seconds, progress=progress)
+        if baselines.rows is not None:
+            log_run(run, params={"baseline_rows": baselines.rows})
 
         t = time.perf_counter()
         fitted = fit_model(data, settings, trials=trials, timeout=timeout, storage_url=tracker.optuna_storage_url(),
