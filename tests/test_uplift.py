@@ -200,3 +200,21 @@ def test_a_qini_gain_within_the_noise_does_not_replace_the_champion():
     # the true effect against a ranking that ignores it: better in (nearly) every resample
     promoted, reason = beyond_noise("qini up", outcome, treated, effect, rng.random(n))
     assert promoted and "paired bootstrap resamples" in reason
+
+
+def test_the_uplift_rows_read_batch_by_batch_are_those_of_the_whole_table(tmp_path):
+    """train_uplift reads only the contacted and sampled customer-months: the same rows, in the same order, as
+    contact_rows and untreated_customer_months on the table read whole."""
+    from features.feature_set import read_feature_table
+    from raw_factory import simulated_customer_months
+    from training.uplift import read_contacts, read_uplift_rows, untreated_customer_months
+
+    config = Config()
+    bank, table = simulated_customer_months(tmp_path, config, customers=600, months=18, seed=5)
+    frame, _ = read_feature_table(table)
+    contacts = read_contacts(bank)
+    for spec in UPLIFT_SPECS.values():
+        rows, pool = read_uplift_rows(table, contacts, spec, config, max_rows=2_000, seed=3)
+        assert len(rows) > 50 and len(pool) == 2_000
+        pd.testing.assert_frame_equal(rows, contact_rows(frame, contacts, spec, config))
+        pd.testing.assert_frame_equal(pool, untreated_customer_months(frame, contacts, spec, config, max_rows=2_000, seed=3))

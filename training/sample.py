@@ -211,6 +211,36 @@ def _sorted_frame(batches: list[pa.RecordBatch], schema: pa.Schema) -> pd.DataFr
     return frame
 
 
+def eligible_keys(path: Path, spec: ModelSpec, config: Config) -> pd.DataFrame:
+    """customer_id and as_of (datetime64) of ``spec``'s eligible rows in the table at ``path``, by customer and
+    as_of (the order of :func:`features.feature_set.read_feature_table`), read batch by batch, slim columns only."""
+    dataset = _dataset(path)
+    columns = ["customer_id", "as_of", spec.label, *(c for c in POPULATION_COLUMNS if c in dataset.schema.names)]
+    parts = []
+    for batch in dataset.to_batches(columns=columns, batch_size=BATCH_ROWS, **READAHEAD):
+        frame = batch.to_pandas()
+        parts.append(frame.loc[spec.eligible(frame, config).to_numpy(), ["customer_id", "as_of"]])
+    keys = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["customer_id", "as_of"])
+    keys["as_of"] = pd.to_datetime(keys["as_of"]).astype("datetime64[us]")
+    return keys.sort_values(["customer_id", "as_of"], kind="stable", ignore_index=True)
+
+
+def read_customer_months(path: Path, keys: pd.DataFrame) -> pd.DataFrame:
+    """Every column of the rows of the table at ``path`` whose (customer_id, as_of) is among ``keys``, by customer
+    and as_of, read batch by batch: a bank's table is never held, only these rows."""
+    dataset = _dataset(path)
+    wanted = pd.MultiIndex.from_frame(keys[["customer_id", "as_of"]].drop_duplicates())
+    customers = pa.array(wanted.levels[0].to_numpy()).cast(dataset.schema.field("customer_id").type)
+    batches = []
+    for batch in dataset.to_batches(filter=pc.field("customer_id").isin(customers), batch_size=BATCH_ROWS, **READAHEAD):
+        key = batch.select(["customer_id", "as_of"]).to_pandas()
+        key["as_of"] = pd.to_datetime(key["as_of"]).astype("datetime64[us]")
+        batches.append(batch.filter(pa.array(pd.MultiIndex.from_frame(key).isin(wanted))))
+    frame = _sorted_frame(batches, dataset.schema)
+    frame["as_of"] = pd.to_datetime(frame["as_of"]).astype("datetime64[us]")
+    return frame
+
+
 def sample_of(metadata: dict) -> TrainingSample | None:
     """The sample a frame's metadata describes (None for a frame read whole by another reader)."""
     described = metadata.get(SAMPLE_KEY)

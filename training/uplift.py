@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from custbase.config import Config
-from features.feature_set import read_feature_table
+from features.feature_set import check_feature_set, read_feature_metadata
 from serving.runtime.bundle import ModelBundle, prepare_features
 from serving.runtime.uplift import predict_uplift
 from training.spec import ModelSpec, get_spec
@@ -138,6 +138,15 @@ def untreated_customer_months(frame: pd.DataFrame, contacts: pd.DataFrame, spec:
     """Eligible, labeled customer-months with no treated ``spec.offer`` contact in the next month or the two before
     it (an offer's effect lasts the contact month and two after), sampled to at most ``max_rows``."""
     eligible = frame.loc[spec.base.eligible(frame, config), ["customer_id", "as_of"]]
+    rows = frame.loc[untreated_index(eligible, contacts, spec, max_rows=max_rows, seed=seed)].copy()
+    rows["outcome"] = spec.outcome(rows)
+    return rows.reset_index(drop=True)
+
+
+def untreated_index(eligible: pd.DataFrame, contacts: pd.DataFrame, spec: UpliftSpec, *, max_rows: int,
+                    seed: int = 0) -> np.ndarray:
+    """The sorted index labels of the rows of ``eligible`` (customer_id, as_of of eligible labeled customer-months,
+    by customer and as_of) that :func:`untreated_customer_months` keeps."""
     offered = contacts.loc[(contacts["offer"].astype("str") == spec.offer) & contacts["treated"].astype(bool)]
     month = contact_as_of(offered["timestamp"])
     touched = pd.concat([offered[["customer_id"]].assign(_month=month + lag) for lag in (0, 1, 2)])
@@ -146,9 +155,25 @@ def untreated_customer_months(frame: pd.DataFrame, contacts: pd.DataFrame, spec:
     index = eligible.index[(keys["_merge"] == "left_only").to_numpy()]
     if len(index) > max_rows:
         index = np.random.default_rng(seed).choice(index, size=max_rows, replace=False)
-    rows = frame.loc[np.sort(index)].copy()
-    rows["outcome"] = spec.outcome(rows)
-    return rows.reset_index(drop=True)
+    return np.sort(index)
+
+
+def read_uplift_rows(path: Path, contacts: pd.DataFrame, spec: UpliftSpec, config: Config, *, max_rows: int,
+                     seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(:func:`contact_rows`, :func:`untreated_customer_months`) of the customer-month table at ``path``, reading
+    only the contacted and sampled customer-months, batch by batch (the same rows as on the whole table)."""
+    from training.sample import eligible_keys, read_customer_months
+
+    eligible = eligible_keys(path, spec.base, config)
+    untreated = eligible.loc[untreated_index(eligible, contacts, spec, max_rows=max_rows, seed=seed)]
+    offered = contacts.loc[contacts["offer"].astype("str") == spec.offer]
+    months = offered[["customer_id"]].assign(_month=contact_as_of(offered["timestamp"])).drop_duplicates()
+    contacted = eligible.assign(_month=as_of_months(eligible["as_of"])).merge(months, on=["customer_id", "_month"])
+    frame = read_customer_months(path, pd.concat([untreated, contacted[["customer_id", "as_of"]]]))
+    rows = contact_rows(frame, contacts, spec, config)
+    pool = frame.merge(untreated, on=["customer_id", "as_of"], how="inner").copy()  # one block per dtype again
+    pool["outcome"] = spec.outcome(pool)
+    return rows, pool
 
 
 def _pool(rows: pd.DataFrame, spec: UpliftSpec, features: list[str], categories: dict) -> tuple[pd.DataFrame, np.ndarray]:
@@ -474,12 +499,12 @@ def train_uplift(name: str, config: Config, *, features_path: Path, raw_dir: Pat
     settings = config.training
     began = time.perf_counter()
     tracking.configure_tracking(config)
-    frame, metadata = read_feature_table(features_path)
+    metadata = read_feature_metadata(features_path)
+    check_feature_set(metadata, None, source=str(features_path))
     raw_dir = Path(raw_dir or metadata.get("raw_dir") or config.paths.raw_dir)
     contacts = read_contacts(raw_dir)
-    rows = contact_rows(frame, contacts, spec, config)
-    untreated_rows = untreated_customer_months(frame, contacts, spec, config, max_rows=UNTREATED_SAMPLE_ROWS, seed=settings.seed)
-    del frame
+    rows, untreated_rows = read_uplift_rows(features_path, contacts, spec, config, max_rows=UNTREATED_SAMPLE_ROWS,
+                                            seed=settings.seed)
     if rows.empty:
         raise ValueError(f"no {spec.offer} contacts match a labeled, eligible customer-month of {features_path}")
     split = out_of_time_split(
