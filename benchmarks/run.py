@@ -339,6 +339,75 @@ def scale(sizes: list[int], work: Path, logs: Path) -> dict:
     return out
 
 
+#: The training budget of the quality row: the share of eligible rows the default ``training.sample_max_rows``
+#: (1.5M) keeps at a million customers (about 11.6M churn-eligible rows before the test months), at 100k.
+QUALITY_BUDGET = 150_000
+
+
+def _last_metric(config: Path, model: str, metric: str) -> float:
+    """``metric`` of the newest run of ``model`` in the tracking store of the bench config at ``config``."""
+    import mlflow
+
+    from custbase.config import load_config
+    from training.tracking import tracking_uri
+
+    client = mlflow.MlflowClient(tracking_uri(load_config(config)))
+    experiment = client.get_experiment_by_name(f"custbase-{model}")
+    run = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)[0]
+    return float(run.data.metrics[metric])
+
+
+def training_scale(customers: int, work: Path, logs: Path, *, trials: int = 5, quality: bool = False) -> dict:
+    """Time and peak memory of the training loop at ``customers`` x 36 months, each step the CLI command a user
+    runs: simulate, all-months features (35 months, to 2025-11), append 2025-12, train churn, upgrade and CLV (``trials``,
+    on the configured sample) and the two uplift models. ``quality``: also churn and CLV on 100 % of the rows
+    against a budget of :data:`QUALITY_BUDGET`, their test ROC-AUC and normalized Gini on the same test months."""
+    import shutil
+
+    cli = [sys.executable, "-m", "custbase.cli"]
+    folder = work / f"train-{customers}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    config = folder / "custbase.yaml"
+    paths = (f"paths:\n  data_dir: {folder}\n  raw_dir: {folder / 'bank'}\n  features_path: {folder / 'cm.parquet'}\n"
+             f"  mlruns_dir: {folder / 'mlruns'}\n  online_snapshot: {folder / 'online_features.sqlite'}\n")
+    config.write_text(paths)
+    common = ["--config", str(config)]
+    simulate = [*cli, "simulate", "--customers", str(customers), "--start", "2023-01", "--seed", "11", *common]
+    steps = {  # the bank's extract of 2025-11 (35 months), its features; then the extract of 2025-12 appended
+        "simulate_35_months": [*simulate, "--months", "35", "--out", str(folder / "bank-2025-11")],
+        "features_all_months": [*cli, "features", "--raw", str(folder / "bank-2025-11"), *common],
+        "simulate": [*simulate, "--months", "36"],
+        "features_append_month": [*cli, "features", "--append", *common],
+        **{f"train_{m}": [*cli, "train", m, "--trials", str(trials), *common]
+           for m in ("clv", "churn", "upgrade", "retention-uplift", "upgrade-uplift")},
+    }
+    out: dict = {"customers": customers, "trials": trials}
+    for step, args in steps.items():
+        out[step] = _timed_command(args, logs / f"train-{customers}-{step}.log")
+        print(f"  {customers:>9,} customers  {step:<24} {out[step]['seconds']:8.1f} s  {out[step]['peak_gib']:5.2f} GiB",
+              flush=True)
+    if quality:
+        metrics = {"churn": "test_roc_auc", "clv": "test_normalized_gini"}
+        out["quality"] = {"budget_rows": QUALITY_BUDGET}
+        for label, budget in (("full", "null"), ("sampled", str(QUALITY_BUDGET))):
+            config.write_text(paths + f"training:\n  sample_max_rows: {budget}\n")
+            for model, metric in metrics.items():
+                took = _timed_command([*cli, "train", model, "--trials", str(trials), *common],
+                                      logs / f"train-{customers}-{model}-{label}.log")
+                out["quality"][f"{model}_{label}"] = {**took, metric: _last_metric(config, model, metric)}
+                print(f"  {customers:>9,} customers  {model} on {label:<8} {metric} "
+                      f"{out['quality'][f'{model}_{label}'][metric]:.4f}  {took['seconds']:8.1f} s  {took['peak_gib']:5.2f} GiB",
+                      flush=True)
+        q = out["quality"]
+        out["quality"]["churn_auc_difference"] = q["churn_sampled"]["test_roc_auc"] - q["churn_full"]["test_roc_auc"]
+        out["quality"]["clv_gini_difference"] = (q["clv_sampled"]["test_normalized_gini"]
+                                                 - q["clv_full"]["test_normalized_gini"])
+    for bank in ("bank", "bank-2025-11"):
+        shutil.rmtree(folder / bank, ignore_errors=True)
+    return out
+
+
 def _simulated_bank(customers: int, folder: Path, logs: Path) -> Path:
     """A simulated bank of ``customers`` x 36 months under ``folder`` (reused when a complete one is there)."""
     bank = folder / "bank"
@@ -500,6 +569,21 @@ def verdicts(results: dict) -> list[tuple[str, float, float, bool]]:
     if fb and "duckdb_vs_pandas" in fb:
         out.append((f"features at {fb['customers']:,} customers: DuckDB / pandas customer-months/s", fb["duckdb_vs_pandas"],
                     TARGETS["features_duckdb_vs_pandas"], fb["duckdb_vs_pandas"] >= TARGETS["features_duckdb_vs_pandas"]))
+    for n, loop in results.get("training", {}).items():
+        at = f"{int(n):,} customers"
+        steps = {k: v for k, v in loop.items() if isinstance(v, dict) and "peak_gib" in v}
+        peak = max(v["peak_gib"] for v in steps.values())
+        out.append((f"{at}: peak memory of every training-loop step (GiB)", peak, 12.0, peak <= 12.0))
+        train = max(v["seconds"] for k, v in steps.items() if k.startswith("train_")) / 60
+        out.append((f"{at}: slowest training at {loop['trials']} trials (min)", train, 20.0, train <= 20.0))
+        append = steps["features_append_month"]["seconds"] / 60
+        out.append((f"{at}: appending a month (min)", append, 5.0, append <= 5.0))
+        build = steps["features_all_months"]["seconds"] / 60
+        out.append((f"{at}: all-months features (min)", build, 30.0, build <= 30.0))
+        if "quality" in loop:
+            auc, gini = loop["quality"]["churn_auc_difference"], loop["quality"]["clv_gini_difference"]
+            out.append((f"{at}: churn test ROC-AUC, sample - full (abs)", abs(auc), 0.005, abs(auc) <= 0.005))
+            out.append((f"{at}: CLV test normalized Gini, sample - full (abs)", abs(gini), 0.003, abs(gini) <= 0.003))
     b = results.get("batch")
     if b:
         out.append(("batch score (no reasons) / raw predict", b["score_none_vs_raw"], 0.5, b["score_none_vs_raw"] >= 0.5))
@@ -606,6 +690,18 @@ def markdown(results: dict) -> str:
             cells = [f"{steps[k]['seconds']:.0f} s, {steps[k]['peak_gib']:.2f} GiB" for k in ("simulate", "features_latest_month", "score_action_reasons")]
             lines.append(f"| {int(n):,} | " + " | ".join(cells) + " |")
         lines.append("")
+    for n, loop in results.get("training", {}).items():
+        lines += [f"Training loop at {int(n):,} customers x 36 months ({loop['trials']} trials):", "",
+                  "| step | time | peak RSS |", "|---|---|---|"]
+        lines += [f"| `{k}` | {v['seconds']:.0f} s | {v['peak_gib']:.2f} GiB |" for k, v in loop.items()
+                  if isinstance(v, dict) and "peak_gib" in v]
+        q = loop.get("quality")
+        if q:
+            lines += ["", f"| quality (same test months) | 100 % of the rows | sample of {q['budget_rows']:,} rows | difference |",
+                      "|---|---|---|---|",
+                      f"| churn test ROC-AUC | {q['churn_full']['test_roc_auc']:.4f} | {q['churn_sampled']['test_roc_auc']:.4f} | {q['churn_auc_difference']:+.4f} |",
+                      f"| CLV test normalized Gini | {q['clv_full']['test_normalized_gini']:.4f} | {q['clv_sampled']['test_normalized_gini']:.4f} | {q['clv_gini_difference']:+.4f} |"]
+        lines.append("")
     lines += ["| target | figure | limit | met |", "|---|---|---|---|"]
     lines += [f"| {n} | {f:.2f} | {l:g} | {'yes' if m else '**no**'} |" for n, f, l, m in verdicts(results)]
     return "\n".join(lines)
@@ -616,7 +712,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="longer runs, more repeats")
     parser.add_argument("--snapshot", type=Path, default=None, help="online feature snapshot (default: the config's, else the demo's)")
     parser.add_argument("--features", type=Path, default=None, help="customer-month table for the batch figures (default: the demo's)")
-    parser.add_argument("--only", choices=["online", "in_process", "batch", "features", "scale"], action="append")
+    parser.add_argument("--only", choices=["online", "in_process", "batch", "features", "scale", "training"], action="append")
+    parser.add_argument("--train-customers", type=int, action="append", default=None,
+                        help="bank sizes of the training loop (default, --full only: 100,000 with the quality row "
+                             "and 1,000,000)")
+    parser.add_argument("--train-trials", type=int, default=5, help="Optuna trials of each training step (default 5)")
     parser.add_argument("--feature-customers", type=int, default=None,
                         help=f"bank size of the feature-build comparison (default {FEATURE_CUSTOMERS['quick']:,}; "
                              f"--full: {FEATURE_CUSTOMERS['full']:,})")
@@ -627,7 +727,7 @@ def main(argv: list[str] | None = None) -> int:
     demo = ROOT / "data" / "demo"
     snapshot = args.snapshot or next((p for p in (config.paths.online_snapshot, demo / "online_features.sqlite") if Path(p).exists()), None)
     features = args.features or next((p for p in (demo / "customer_months.parquet", config.paths.features_path) if Path(p).exists()), None)
-    wanted = args.only or ["in_process", "batch", "online", "features", "scale"]
+    wanted = args.only or ["in_process", "batch", "online", "features", "scale", *(["training"] if args.full else [])]
     if (snapshot is None or features is None) and set(wanted) & {"in_process", "batch", "online"}:
         print("error: no online feature snapshot or customer-month table: run `make demo` first", file=sys.stderr)
         return 2
@@ -657,6 +757,11 @@ def main(argv: list[str] | None = None) -> int:
         sizes = [10_000, 100_000, 1_000_000] if args.full else [10_000]
         print(f"scale ({', '.join(f'{n:,}' for n in sizes)} customers) ...", flush=True)
         results["scale"] = scale(sizes, ROOT / "data" / "bench", logs)
+    if "training" in wanted:
+        sizes = args.train_customers or [100_000, 1_000_000]
+        print(f"training loop ({', '.join(f'{n:,}' for n in sizes)} customers, {args.train_trials} trials) ...", flush=True)
+        results["training"] = {str(n): training_scale(n, ROOT / "data" / "bench", logs, trials=args.train_trials,
+                                                      quality=n == min(sizes)) for n in sizes}
     results["verdicts"] = [{"target": n, "figure": f, "limit": l, "met": m} for n, f, l, m in verdicts(results)]
     results["plots"] = _plots(results, RESULTS)
     path = RESULTS / f"bench-{mode}.json"
