@@ -22,7 +22,9 @@ seconds per item of its reasons mode, measured on the served models at start): o
 413 naming the limit and the cheaper forms (``reasons: action``, fewer ids); a cheap call (at most
 :data:`INLINE_COST_S`, e.g. one customer) is scored at once; a larger one must fit in the worker's cost budget
 (:data:`COST_BUDGET_S`, 429 with ``Retry-After: 1`` while other calls hold it) and is scored in chunks in one
-worker thread. Numbers must be finite and in the range the OpenAPI
+worker thread. A connection that does not send a whole request head within :data:`HEAD_TIMEOUT_S` of opening or
+of its last response (idle, or trickling its head) is closed by the server (:mod:`serving.connections`). Numbers
+must be finite and in the range the OpenAPI
 document gives per feature (422 naming the field otherwise); ids are integers (not booleans) in 0 .. 2**53-1.
 Client errors are logged as one line without values (a key the API does not declare is written ``<unknown key>``),
 every log message is capped at :data:`MAX_LOG_LINE` characters; ``/metrics`` counts requests per known route only.
@@ -50,6 +52,7 @@ from starlette.staticfiles import StaticFiles
 
 from serving.admission import CostBudget, ScoringCosts, cheaper_forms, measure_scoring_costs
 from serving.auth import ApiKeyMiddleware
+from serving.connections import HEAD_TIMEOUT_S, close_idle_connections
 from serving.runtime.models import MODELS_FACTORY_ENV, MODELS_PICKLE_ENV, ScoringModels, models_from_environment
 from serving.runtime.policy import Policy
 from serving.runtime.schema import VERSION_COLUMNS, score_fields
@@ -639,6 +642,9 @@ class CustbaseScoring:
         models = _models_override or models_from_environment(SPEC.refs() if SPEC else None)
         app.state.scoring = Scoring(models, SPEC.policy if SPEC else Policy(), OnlineFeatureSnapshot(snapshot_path()))
         bound_logs()
+        # Before the first connection: the server's settings bound neither idle nor half-open connections.
+        patched = close_idle_connections(HEAD_TIMEOUT_S)
+        logger.info("connections must send each request head within %.1f s (%s)", HEAD_TIMEOUT_S, ", ".join(patched) or "off")
         logger.info("serving models %s; online feature snapshot %s", models.versions(), app.state.scoring.snapshot.path)
         logger.info("scoring cost per item, measured: %s; per call at most %.2f s, budget %.2f s per worker",
                     ", ".join(f"{m} {v * 1000:.3f} ms" for m, v in app.state.scoring.costs.per_item_s.items()),
