@@ -248,6 +248,42 @@ def test_slow_uploads_hold_no_slot_and_huge_inputs_stay_out_of_the_log(service):
 
 
 @pytest.mark.slow
+def test_poison_inputs_leave_no_long_line_and_no_request_value_in_the_log(service):
+    """10k-deep JSON (arrays and objects), 3 MiB keys and values, NUL bytes (escaped and raw), a lone surrogate,
+    duplicate keys, odd content types (with a value in the type itself) and unreadable JSON: every one gets a 4xx,
+    and afterwards no line of the service's log exceeds 2 kB nor holds anything the requests sent."""
+    url, _, log_path = service
+    auth = {"Authorization": f"Bearer {KEY}"}
+    as_json = {**auth, "Content-Type": "application/json"}
+    mark = "PZQMARK"  # in every value the requests send; the log must never hold it
+    huge = mark * (3 * 1024 * 1024 // len(mark))
+    poison = [
+        ("/score_customers", ('{"customer_ids": ' + "[" * 10_000 + f'"{mark}"' + "]" * 10_000 + "}").encode(), as_json),
+        ("/score", ('{"customers": [' + '{"a": ' * 10_000 + f'"{mark}"' + "}" * 10_000 + "]}").encode(), as_json),
+        ("/score_customers", json.dumps({"customer_ids": [1], "reasons": huge}).encode(), as_json),
+        ("/score", json.dumps({"customers": [{huge: huge}]}).encode(), as_json),
+        ("/score_customers", json.dumps({"customer_ids": [1], "reasons": f"{mark}\u0000", f"{mark}\u0000": 1}).encode(), as_json),
+        ("/score_customers", f'{{"customer_ids": [1], "reasons": "{mark}\x00"}}'.encode(), as_json),
+        ("/score_customers", f'{{"customer_ids": [1], "reasons": "{mark}\\ud800"}}'.encode(), as_json),
+        ("/score_customers", f'{{"customer_ids": [1], "customer_ids": ["{mark}"]}}'.encode(), as_json),
+        ("/score_customers", f'{{"customer_ids": [1], "reasons": "all", "reasons": "{mark}"}}'.encode(), as_json),
+        ("/score_customers", mark.encode(), {**auth, "Content-Type": "text/plain"}),
+        ("/score_customers", b'{"customer_ids": [1]}', {**auth, "Content-Type": f"application/{mark}+json"}),
+        ("/score_customers", json.dumps({"customer_ids": [1], "reasons": mark}).encode(),
+         {**auth, "Content-Type": f"application/json; charset={mark}"}),
+        ("/score_customers", json.dumps({"customer_ids": [mark]}).encode(), auth),
+        ("/score_customers", f'{{"customer_ids": [1, "{mark}'.encode(), as_json),
+    ]
+    statuses = [httpx.post(f"{url}{path}", content=body, headers=headers, timeout=60).status_code
+                for path, body, headers in poison]
+    assert all(400 <= s < 500 for s in statuses), statuses
+    time.sleep(0.5)
+    lines = log_path.read_text(errors="replace").splitlines()
+    assert max(len(line) for line in lines) <= 2048
+    assert [line[:200] for line in lines if mark in line] == []
+
+
+@pytest.mark.slow
 def test_idle_and_half_open_connections_are_closed_and_good_clients_get_no_error(service):
     """300 connections that never send a byte and 50 that trickle a request head (one byte a second), beside 8
     good clients: the server closes every one of them once the head deadline passes (before: held open for as
