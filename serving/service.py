@@ -17,9 +17,17 @@ rule): no adaptive batching, so no request waits for, or fails with, another. Th
 body over :data:`MAX_BODY_BYTES` or more than :data:`MAX_ITEMS` items, 408 (and the connection closed) for a body
 that does not arrive within its deadline (:func:`read_body`), 503 (``Retry-After: 1``) when :data:`MAX_IN_FLIGHT`
 requests are already being served: a request takes a capacity slot only once its body is read, so slow uploads
-cannot starve the others. Numbers must be finite and in the range the OpenAPI
+cannot starve the others. Then each call is priced before it is scored (:mod:`serving.admission`: items x the
+seconds per item of its reasons mode, measured on the served models at start): over :data:`CALL_COST_MAX_S` it gets
+413 naming the limit and the cheaper forms (``reasons: action``, fewer ids); a cheap call (at most
+:data:`INLINE_COST_S`, e.g. one customer) is scored at once; a larger one must fit in the worker's cost budget
+(:data:`COST_BUDGET_S`, 429 with ``Retry-After: 1`` while other calls hold it) and is scored in chunks in one
+worker thread. A connection that does not send a whole request head within :data:`HEAD_TIMEOUT_S` of opening or
+of its last response (idle, or trickling its head) is closed by the server (:mod:`serving.connections`). Numbers
+must be finite and in the range the OpenAPI
 document gives per feature (422 naming the field otherwise); ids are integers (not booleans) in 0 .. 2**53-1.
-Client errors are logged as one line without values (a key the API does not declare is written ``<unknown key>``),
+Access lines carry method, path, status, sizes and latency (not the client's Content-Type). Client errors are logged
+as one line without values (a key the API does not declare is written ``<unknown key>``),
 every log message is capped at :data:`MAX_LOG_LINE` characters; ``/metrics`` counts requests per known route only.
 """
 
@@ -43,7 +51,9 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 from starlette.staticfiles import StaticFiles
 
+from serving.admission import CostBudget, ScoringCosts, cheaper_forms, measure_scoring_costs
 from serving.auth import ApiKeyMiddleware
+from serving.connections import HEAD_TIMEOUT_S, close_idle_connections
 from serving.runtime.models import MODELS_FACTORY_ENV, MODELS_PICKLE_ENV, ScoringModels, models_from_environment
 from serving.runtime.policy import Policy
 from serving.runtime.schema import VERSION_COLUMNS, score_fields
@@ -59,10 +69,18 @@ MAX_ITEMS = int(os.environ.get("CUSTBASE_MAX_ITEMS", "1000"))
 MAX_BODY_BYTES = int(os.environ.get("CUSTBASE_MAX_BODY_BYTES", str(4 * 1024 * 1024)))
 #: Requests served at once at most; more get a fast 503 rather than a growing queue.
 MAX_IN_FLIGHT = int(os.environ.get("CUSTBASE_MAX_IN_FLIGHT", "96"))
-#: Requests of at most this many items are scored inline on the event loop (no thread hop).
-INLINE_ITEMS = 16
-#: Work of large requests admitted at once (items; x3 with all reasons; one largest request always fits); more gets 503.
-MAX_PENDING_UNITS = int(os.environ.get("CUSTBASE_MAX_PENDING_ITEMS", str(4 * MAX_ITEMS)))
+#: Estimated seconds of scoring (:mod:`serving.admission`, priced on the served models at start) that one call may
+#: cost at most: a dearer call gets 413 naming this limit and the cheaper forms (reasons: action, fewer ids).
+CALL_COST_MAX_S = float(os.environ.get("CUSTBASE_CALL_COST_MAX_S", "2.0"))
+#: Estimated seconds of scoring admitted at once per worker (running or waiting); a call that does not fit while
+#: others hold the budget gets a fast 429 with Retry-After. Calls of at most INLINE_COST_S never count against it.
+COST_BUDGET_S = float(os.environ.get("CUSTBASE_COST_BUDGET_S", "4.0"))
+#: Calls priced at most this are scored inline on the event loop (no thread hop, no budget): the single-customer
+#: campaign call is never refused nor queued because of large ones.
+INLINE_COST_S = float(os.environ.get("CUSTBASE_INLINE_COST_S", "0.01"))
+#: Larger calls are scored in chunks of about this many seconds, one chunk at a time per worker, so a call that
+#: arrives behind a large one waits for a chunk, not for the whole call.
+CHUNK_COST_S = float(os.environ.get("CUSTBASE_CHUNK_COST_S", "0.2"))
 #: Event-loop lag beyond which new requests get a fast 503: the queue in front of a busy loop stays short.
 MAX_LOOP_LAG_S = float(os.environ.get("CUSTBASE_MAX_LOOP_LAG_S", "1.0"))
 #: Largest id accepted: exact in JSON numbers everywhere (2**53 - 1), far above any bank's ids.
@@ -203,8 +221,12 @@ class ValidationErrorBody(BaseModel):
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "The body cannot be read as JSON text."},
     401: {"model": ErrorBody, "description": "Missing or invalid API key."},
-    413: {"model": ErrorBody, "description": f"Body over {MAX_BODY_BYTES:,} bytes or more than {MAX_ITEMS:,} items."},
+    413: {"model": ErrorBody, "description": f"Body over {MAX_BODY_BYTES:,} bytes, more than {MAX_ITEMS:,} items, or a "
+                                             f"call priced over {CALL_COST_MAX_S:.1f} s of scoring (the detail names "
+                                             "the cheaper forms: reasons: action, fewer ids)."},
     415: {"model": ErrorBody, "description": "The body is not application/json."},
+    429: {"model": ErrorBody, "description": f"The worker's scoring budget ({COST_BUDGET_S:.1f} s) is held by other "
+                                             "calls: retry after 1 s, or send a cheaper call."},
     422: {"model": ValidationErrorBody, "description": "A field is missing, unknown, of the wrong type or out of range."},
     503: {"model": ErrorBody, "description": "At capacity (retry after 1 s) or no online feature snapshot."},
 }
@@ -216,11 +238,14 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 class Scoring:
     """What the endpoints score with: the models, the policy and the online feature snapshot."""
 
-    def __init__(self, models: ScoringModels, policy: Policy, snapshot: OnlineFeatureSnapshot):
+    def __init__(self, models: ScoringModels, policy: Policy, snapshot: OnlineFeatureSnapshot,
+                 costs: ScoringCosts | None = None):
         from serving.runtime.models import matrix_models
 
         self.models, self.policy, self.snapshot = models, policy, snapshot
         matrix_models(models)  # the array form once, at start
+        #: Seconds of scoring per item by reasons mode, measured on these models (the price of admission).
+        self.costs = costs or measure_scoring_costs(models, policy)
 
     def score_features(self, customers: list[BaseModel], reasons: str) -> list[dict[str, Any]]:
         records = []
@@ -257,38 +282,49 @@ def _api_score(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class Overloaded(Exception):
-    """More large-request work is waiting than :data:`MAX_PENDING_UNITS`."""
-
-
-_PENDING = {"units": 0}
+_BUDGET = CostBudget(COST_BUDGET_S)
 _LIMITER = None
 
 
-async def _run(func, items: int, reasons: str, *args):
-    """Score a small request inline (the fastest path); a large one in one worker thread, admitted only while the
-    work already waiting stays under :data:`MAX_PENDING_UNITS` (items, x3 with all reasons), so a burst of large
-    requests gets fast 503s instead of a backlog every later request would wait behind."""
-    if items <= INLINE_ITEMS:
-        return func(*args)
+async def _admitted(path: str, costs: ScoringCosts, func, items: list, reasons: str) -> JSONResponse:
+    """Score ``items`` with ``func(items, reasons)`` once the call's price is admitted.
+
+    The price is the measured cost of its items and reasons mode (:class:`serving.admission.ScoringCosts`). Over
+    :data:`CALL_COST_MAX_S`: 413 naming the limit and the cheaper forms. At most :data:`INLINE_COST_S`: scored at
+    once on the event loop, outside the budget. Otherwise it must fit in the worker's :data:`COST_BUDGET_S` beside
+    the calls admitted already (429 with ``Retry-After: 1`` otherwise) and is scored in one worker thread, in
+    chunks of about :data:`CHUNK_COST_S`, so the calls behind it wait for a chunk rather than for all of it."""
+    cost = costs.price(len(items), reasons)
+    if cost > CALL_COST_MAX_S:
+        logger.warning("client error 413 on POST %s: %d items with reasons %s priced %.2f s, over %.2f s per call",
+                       path, len(items), reasons, cost, CALL_COST_MAX_S)
+        return JSONResponse({"detail": (
+            f"this call would cost about {cost:.2f} s of scoring ({len(items):,} items with reasons: {reasons}), over "
+            f"the {CALL_COST_MAX_S:.2f} s one call may take (CUSTBASE_CALL_COST_MAX_S): send "
+            f"{cheaper_forms(costs, len(items), reasons, CALL_COST_MAX_S)}")}, status_code=413)
+    if cost <= INLINE_COST_S:
+        return JSONResponse(func(items, reasons))
+    if not _BUDGET.take(cost):
+        logger.warning("client error 429 on POST %s: cost budget busy (%.2f of %.2f s admitted)", path,
+                       _BUDGET.in_use_s, _BUDGET.capacity_s)
+        return JSONResponse({"detail": (
+            f"busy: {_BUDGET.in_use_s:.2f} s of the {_BUDGET.capacity_s:.2f} s scoring budget "
+            f"(CUSTBASE_COST_BUDGET_S) are admitted and this call costs about {cost:.2f} s: retry after 1 s, or send "
+            f"{cheaper_forms(costs, len(items), reasons, INLINE_COST_S)}, which is never queued")},
+            status_code=429, headers={"Retry-After": "1"})
     import anyio
 
     global _LIMITER
-    units = items * (3 if reasons == "all" else 1)
-    if _PENDING["units"] + units > MAX_PENDING_UNITS:
-        raise Overloaded
     if _LIMITER is None:
         _LIMITER = anyio.CapacityLimiter(1)
-    _PENDING["units"] += units
+    chunk = max(1, costs.items_within(CHUNK_COST_S, reasons))
     try:
-        return await anyio.to_thread.run_sync(func, *args, limiter=_LIMITER)
+        out: list = []
+        for first in range(0, len(items), chunk):
+            out += await anyio.to_thread.run_sync(func, items[first:first + chunk], reasons, limiter=_LIMITER)
+        return JSONResponse(out)
     finally:
-        _PENDING["units"] -= units
-
-
-def _overloaded() -> JSONResponse:
-    return JSONResponse({"detail": "at capacity (large requests waiting): retry after 1 s"}, status_code=503,
-                        headers={"Retry-After": "1"})
+        _BUDGET.give_back(cost)
 
 
 # --------------------------------------------------------------------------------------------- the app
@@ -377,7 +413,10 @@ def build_app(spec: ServingSpec | None) -> FastAPI:
             "Authorize with an API key (`Authorization: Bearer <key>` or `X-API-Key: <key>`). "
             f"Limits: {MAX_ITEMS:,} items and {MAX_BODY_BYTES:,} bytes per request (413 beyond); numbers finite and "
             "within each field's documented range (422 naming the field otherwise); at most "
-            f"{MAX_IN_FLIGHT} requests in flight (503 with Retry-After beyond)."
+            f"{MAX_IN_FLIGHT} requests in flight (503 with Retry-After beyond); a call priced over "
+            f"{CALL_COST_MAX_S:.1f} s of scoring gets 413 (reasons cost most: ask reasons: action or fewer ids), and "
+            f"one that does not fit in the worker's {COST_BUDGET_S:.1f} s scoring budget beside others gets 429 "
+            "with Retry-After."
         ),
         docs_url=None,
         redoc_url=None,
@@ -393,10 +432,7 @@ def build_app(spec: ServingSpec | None) -> FastAPI:
 
     async def score(body) -> Any:
         """Score 1 to ``MAX_ITEMS`` customer feature records (each record's features as the schema lists them)."""
-        try:
-            return JSONResponse(await _run(scoring().score_features, len(body.customers), body.reasons, body.customers, body.reasons))
-        except Overloaded:
-            return _overloaded()
+        return await _admitted("/score", scoring().costs, scoring().score_features, body.customers, body.reasons)
 
     # The request model is built here, so the annotation is set as an object (a string would not resolve).
     score.__annotations__ = {"body": score_request, "return": Any}
@@ -406,9 +442,7 @@ def build_app(spec: ServingSpec | None) -> FastAPI:
     async def score_customers(body: ScoreCustomersRequest) -> Any:
         """Score customers by id from the online feature snapshot; unknown ids come back as per-item errors."""
         try:
-            return JSONResponse(await _run(scoring().score_ids, len(body.customer_ids), body.reasons, body.customer_ids, body.reasons))
-        except Overloaded:
-            return _overloaded()
+            return await _admitted("/score_customers", scoring().costs, scoring().score_ids, body.customer_ids, body.reasons)
         except SnapshotMissing as err:
             logger.error("%s", err)
             return JSONResponse({"detail": str(err)}, status_code=503)
@@ -600,7 +634,10 @@ async def read_body(receive, send, *, declared: int | None, path: str) -> bytes 
             return b"".join(chunks)
 
 
-@bentoml.service(name="custbase", traffic={"timeout": 30}, workers=1, metrics={"enabled": False})
+# BentoML's access line would quote the request's Content-Type, which is whatever the client sent (up to the 16 KiB
+# request head): it carries method, path, status, sizes and latency only.
+@bentoml.service(name="custbase", traffic={"timeout": 30}, workers=1, metrics={"enabled": False},
+                 logging={"access": {"request_content_type": False}})
 @bentoml.asgi_app(app, path="/")
 class CustbaseScoring:
     """Churn, upgrade and CLV scores with segment, recommended action and reasons."""
@@ -609,7 +646,13 @@ class CustbaseScoring:
         models = _models_override or models_from_environment(SPEC.refs() if SPEC else None)
         app.state.scoring = Scoring(models, SPEC.policy if SPEC else Policy(), OnlineFeatureSnapshot(snapshot_path()))
         bound_logs()
+        # Before the first connection: the server's settings bound neither idle nor half-open connections.
+        patched = close_idle_connections(HEAD_TIMEOUT_S)
+        logger.info("connections must send each request head within %.1f s (%s)", HEAD_TIMEOUT_S, ", ".join(patched) or "off")
         logger.info("serving models %s; online feature snapshot %s", models.versions(), app.state.scoring.snapshot.path)
+        logger.info("scoring cost per item, measured: %s; per call at most %.2f s, budget %.2f s per worker",
+                    ", ".join(f"{m} {v * 1000:.3f} ms" for m, v in app.state.scoring.costs.per_item_s.items()),
+                    CALL_COST_MAX_S, COST_BUDGET_S)
         # Everything loaded so far (models, libraries: ~200k objects) lives as long as the worker. Freezing it keeps
         # Python's full garbage collections, which would walk it all (~75-120 ms), off the request path: they were
         # the open-loop p99.

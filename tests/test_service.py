@@ -18,6 +18,8 @@ from serving.runtime.snapshot import write_snapshot
 from synthetic import FEATURES, scoring_month, synthetic_customer_months, train_tiny_models
 
 KEY = "test-key-1"
+#: The served test service's deadline for a request head (serving.connections), shorter than the default 5 s.
+HEAD_TIMEOUT_S = 2
 
 
 def test_middleware_accepts_bearer_or_api_key_and_leaves_health_open():
@@ -73,7 +75,8 @@ def service(tmp_path_factory):
     write_snapshot(base, tmp / "snapshot.sqlite")
     port = _free_port()
     env = {**os.environ, "CUSTBASE_MODELS_PICKLE": str(tmp / "models.pkl"), "CUSTBASE_SNAPSHOT": str(tmp / "snapshot.sqlite"),
-           "CUSTBASE_API_KEYS": f"other,{KEY}", "BENTOML_DO_NOT_TRACK": "true", "BENTOML_HOME": str(tmp / "bentoml")}
+           "CUSTBASE_API_KEYS": f"other,{KEY}", "BENTOML_DO_NOT_TRACK": "true", "BENTOML_HOME": str(tmp / "bentoml"),
+           "CUSTBASE_HEAD_TIMEOUT_S": str(HEAD_TIMEOUT_S)}
     log = open(tmp / "serve.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "serving.service:CustbaseScoring", "--port", str(port),
                              "--host", "127.0.0.1"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[1],
@@ -208,7 +211,6 @@ def test_slow_uploads_hold_no_slot_and_huge_inputs_stay_out_of_the_log(service):
     are 3 MiB strings: the good clients get no error, every trickler gets 408 and its connection closed, and no log
     line exceeds 2 kB or quotes the bodies."""
     import socket as sockets
-    import threading
 
     url, base, log_path = service
     port = int(url.rsplit(":", 1)[1])
@@ -222,28 +224,7 @@ def test_slow_uploads_hold_no_slot_and_huge_inputs_stay_out_of_the_log(service):
         connection = sockets.create_connection(("127.0.0.1", port), timeout=10)
         connection.sendall(head)
         slow.append(connection)
-    stop = time.monotonic() + 6
-    good_statuses: list[int] = []
-
-    def good(k: int) -> None:
-        with httpx.Client(timeout=30) as client:
-            while time.monotonic() < stop:
-                good_statuses.append(client.post(f"{url}/score_customers", json={"customer_ids": [ids[k]]}, headers=auth).status_code)
-
-    def trickle() -> None:
-        for i in range(6):
-            for connection in slow:
-                try:
-                    connection.sendall(body[i:i + 1])
-                except OSError:
-                    pass
-            time.sleep(1)
-
-    threads = [threading.Thread(target=good, args=(k,)) for k in range(8)] + [threading.Thread(target=trickle)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    good_statuses = _good_clients_beside_tricklers(url, ids, slow, body, seconds=6)
     assert good_statuses and all(s == 200 for s in good_statuses), sorted(set(good_statuses))
     answers = []
     for connection in slow:
@@ -264,6 +245,117 @@ def test_slow_uploads_hold_no_slot_and_huge_inputs_stay_out_of_the_log(service):
     lines = log_path.read_text(errors="replace").splitlines()
     assert max(len(line) for line in lines) <= 2048
     assert not any("ZQXZQX" in line for line in lines)
+
+
+@pytest.mark.slow
+def test_poison_inputs_leave_no_long_line_and_no_request_value_in_the_log(service):
+    """10k-deep JSON (arrays and objects), 3 MiB keys and values, NUL bytes (escaped and raw), a lone surrogate,
+    duplicate keys, odd content types (with a value in the type itself) and unreadable JSON: every one gets a 4xx,
+    and afterwards no line of the service's log exceeds 2 kB nor holds anything the requests sent."""
+    url, _, log_path = service
+    auth = {"Authorization": f"Bearer {KEY}"}
+    as_json = {**auth, "Content-Type": "application/json"}
+    mark = "PZQMARK"  # in every value the requests send; the log must never hold it
+    huge = mark * (3 * 1024 * 1024 // len(mark))
+    poison = [
+        ("/score_customers", ('{"customer_ids": ' + "[" * 10_000 + f'"{mark}"' + "]" * 10_000 + "}").encode(), as_json),
+        ("/score", ('{"customers": [' + '{"a": ' * 10_000 + f'"{mark}"' + "}" * 10_000 + "]}").encode(), as_json),
+        ("/score_customers", json.dumps({"customer_ids": [1], "reasons": huge}).encode(), as_json),
+        ("/score", json.dumps({"customers": [{huge: huge}]}).encode(), as_json),
+        ("/score_customers", json.dumps({"customer_ids": [1], "reasons": f"{mark}\u0000", f"{mark}\u0000": 1}).encode(), as_json),
+        ("/score_customers", f'{{"customer_ids": [1], "reasons": "{mark}\x00"}}'.encode(), as_json),
+        ("/score_customers", f'{{"customer_ids": [1], "reasons": "{mark}\\ud800"}}'.encode(), as_json),
+        ("/score_customers", f'{{"customer_ids": [1], "customer_ids": ["{mark}"]}}'.encode(), as_json),
+        ("/score_customers", f'{{"customer_ids": [1], "reasons": "all", "reasons": "{mark}"}}'.encode(), as_json),
+        ("/score_customers", mark.encode(), {**auth, "Content-Type": "text/plain"}),
+        ("/score_customers", b'{"customer_ids": [1]}', {**auth, "Content-Type": f"application/{mark}+json"}),
+        ("/score_customers", json.dumps({"customer_ids": [1], "reasons": mark}).encode(),
+         {**auth, "Content-Type": f"application/json; charset={mark}"}),
+        ("/score_customers", json.dumps({"customer_ids": [mark]}).encode(), auth),
+        ("/score_customers", f'{{"customer_ids": [1, "{mark}'.encode(), as_json),
+    ]
+    statuses = [httpx.post(f"{url}{path}", content=body, headers=headers, timeout=60).status_code
+                for path, body, headers in poison]
+    assert all(400 <= s < 500 for s in statuses), statuses
+    time.sleep(0.5)
+    lines = log_path.read_text(errors="replace").splitlines()
+    assert max(len(line) for line in lines) <= 2048
+    assert [line[:200] for line in lines if mark in line] == []
+
+
+@pytest.mark.slow
+def test_idle_and_half_open_connections_are_closed_and_good_clients_get_no_error(service):
+    """300 connections that never send a byte and 50 that trickle a request head (one byte a second), beside 8
+    good clients: the server closes every one of them once the head deadline passes (before: held open for as
+    long as the client liked), and the good clients, whose requests arrive whole, get no error."""
+    import socket as sockets
+
+    url, base, _ = service
+    port = int(url.rsplit(":", 1)[1])
+    ids = base["customer_id"].tolist()
+    idle = [sockets.create_connection(("127.0.0.1", port), timeout=HEAD_TIMEOUT_S + 8) for _ in range(300)]
+    head = f"POST /score_customers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n".encode()
+    half_open = [sockets.create_connection(("127.0.0.1", port), timeout=HEAD_TIMEOUT_S + 8) for _ in range(50)]
+    good_statuses = _good_clients_beside_tricklers(url, ids, half_open, head, seconds=int(HEAD_TIMEOUT_S) + 3)
+    assert good_statuses and all(s == 200 for s in good_statuses), sorted(set(good_statuses))
+    assert _closed_by_server(idle) == len(idle)
+    assert _closed_by_server(half_open) == len(half_open)
+
+
+def _good_clients_beside_tricklers(url: str, ids: list[int], connections, data: bytes, seconds: int) -> list[int]:
+    """8 good clients scoring one customer each, back to back, for ``seconds`` while every connection of
+    ``connections`` is sent the next byte of ``data`` once a second; the good clients' statuses."""
+    import threading
+
+    auth = {"Authorization": f"Bearer {KEY}"}
+    stop = time.monotonic() + seconds
+    statuses: list[int] = []
+
+    def good(k: int) -> None:
+        with httpx.Client(timeout=30) as client:
+            while time.monotonic() < stop:
+                statuses.append(client.post(f"{url}/score_customers", json={"customer_ids": [ids[k]]}, headers=auth).status_code)
+
+    def trickle() -> None:
+        for i in range(seconds):
+            for connection in connections:
+                try:
+                    connection.sendall(data[i:i + 1])
+                except OSError:
+                    pass
+            time.sleep(1)
+
+    threads = [threading.Thread(target=good, args=(k,)) for k in range(8)] + [threading.Thread(target=trickle)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return statuses
+
+
+def _closed_by_server(connections, wait_s: float = 10) -> int:
+    """How many of ``connections`` the server closed (end of stream or reset), waiting at most ``wait_s`` for the
+    rest; every connection is closed on this side afterwards."""
+    import selectors
+
+    selector = selectors.DefaultSelector()
+    for connection in connections:
+        connection.setblocking(False)
+        selector.register(connection, selectors.EVENT_READ)
+    closed, deadline = 0, time.monotonic() + wait_s
+    while selector.get_map() and time.monotonic() < deadline:
+        for key, _ in selector.select(timeout=0.5):
+            try:
+                ended = key.fileobj.recv(100) == b""
+            except ConnectionResetError:
+                ended = True
+            if ended:
+                closed += 1
+                selector.unregister(key.fileobj)
+    selector.close()
+    for connection in connections:
+        connection.close()
+    return closed
 
 
 @pytest.mark.slow

@@ -200,6 +200,109 @@ def test_docs_page_and_openapi_document(client):
     assert spec["paths"]["/score_customers"]["post"]["security"]
 
 
+# --------------------------------------------------------------------------------------------- cost-aware admission
+
+
+def test_a_call_priced_over_the_per_call_limit_gets_413_naming_the_limit_and_the_cheaper_form(client, tiny, monkeypatch):
+    """The price is measured on the served models: a limit between the price of these ids with action reasons and
+    with all reasons refuses the second (413 naming the limit, reasons: action and how many ids fit) and scores
+    the first."""
+    import serving.service as service
+
+    _, base, _ = tiny
+    ids = base["customer_id"].tolist()
+    costs = _scoring(client).costs
+    limit = (costs.price(len(ids), "action") + costs.price(len(ids), "all")) / 2
+    monkeypatch.setattr(service, "CALL_COST_MAX_S", limit)
+    refused = client.post("/score_customers", json={"customer_ids": ids, "reasons": "all"}, headers=AUTH)
+    assert refused.status_code == 413, refused.text
+    detail = refused.json()["detail"]
+    assert "CUSTBASE_CALL_COST_MAX_S" in detail and f"{limit:.2f} s" in detail
+    assert "reasons: action" in detail and f"at most {costs.items_within(limit, 'all'):,} ids" in detail
+    cheaper = client.post("/score_customers", json={"customer_ids": ids, "reasons": "action"}, headers=AUTH)
+    assert cheaper.status_code == 200 and len(cheaper.json()) == len(ids)
+    by_record = client.post("/score", json={"customers": [_record(r) for _, r in base.iterrows()], "reasons": "all"},
+                            headers=AUTH)
+    assert by_record.status_code == 413 and "reasons: action" in by_record.json()["detail"]
+
+
+def _scoring(client) -> Scoring:
+    app = client.app
+    while not hasattr(app, "state"):
+        app = app.app
+    return app.state.scoring
+
+
+def test_single_customer_calls_are_admitted_and_answered_while_large_all_reasons_calls_hold_the_budget(tiny, monkeypatch):
+    """Two 1,000-id calls with all reasons hold the worker's cost budget (their scoring is held at a gate, so the
+    order of events does not depend on the machine's speed); a third is refused with 429 naming the budget; 20
+    single-customer calls with all reasons are all answered with scores while both large calls are still
+    unfinished; once the gate opens the large calls finish with every item."""
+    import asyncio
+    import threading
+
+    import httpx
+
+    import serving.service as service
+    from serving.admission import CostBudget
+
+    models, base, path = tiny
+    gate, entered = threading.Event(), threading.Event()
+
+    class Gated(Scoring):
+        def score_ids(self, customer_ids, reasons):
+            if len(customer_ids) > 1:
+                entered.set()
+                assert gate.wait(60), "the gate was never opened"
+            return super().score_ids(customer_ids, reasons)
+
+    scoring = Gated(models, Policy(), OnlineFeatureSnapshot(path))
+    app = build_app(spec_from_models(models, Policy()))
+    app.state.scoring = scoring
+    guarded = RequestGuard(ApiKeyMiddleware(app, keys=[KEY]))
+    ids = base["customer_id"].tolist()
+    large = [ids[i % len(ids)] for i in range(MAX_ITEMS)]
+    large_cost = scoring.costs.price(len(large), "all")
+    monkeypatch.setattr(service, "CALL_COST_MAX_S", 10 * large_cost)
+    monkeypatch.setattr(service, "INLINE_COST_S", scoring.costs.price(1, "all") * 2)
+    monkeypatch.setattr(service, "_BUDGET", CostBudget(2.5 * large_cost))
+    monkeypatch.setattr(service, "_LIMITER", None)  # one of this test's event loop
+    monkeypatch.setitem(service.GUARD_STATE, "watcher", "off")  # no loop-lag watcher on this short-lived loop
+    monkeypatch.setitem(service.GUARD_STATE, "loop_lag", 0.0)
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=guarded)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", headers=AUTH, timeout=60) as http:
+            def post(body):
+                return http.post("/score_customers", json=body)
+
+            big = [asyncio.ensure_future(post({"customer_ids": large, "reasons": "all"})) for _ in range(2)]
+            for _ in range(6000):  # until both are admitted and the first is being scored (a hang guard, not a timing)
+                if service._BUDGET.in_use_s >= 2 * large_cost * 0.999 and entered.is_set():
+                    break
+                await asyncio.sleep(0.01)
+            assert entered.is_set() and service._BUDGET.in_use_s >= 2 * large_cost * 0.999
+            third = await post({"customer_ids": large, "reasons": "all"})
+            singles = [await post({"customer_ids": [ids[k]], "reasons": "all"}) for k in range(20)]
+            still_running = [not task.done() for task in big]
+            gate.set()
+            finished = await asyncio.gather(*big)
+            return third, singles, still_running, finished
+
+    try:
+        third, singles, still_running, finished = asyncio.run(scenario())
+    finally:
+        gate.set()
+    assert third.status_code == 429 and third.headers["retry-after"] == "1"
+    assert "CUSTBASE_COST_BUDGET_S" in third.json()["detail"]
+    assert [r.status_code for r in singles] == [200] * 20
+    assert all(r.json()[0]["score"]["churn_reasons"] or r.json()[0]["score"]["clv_reasons"] for r in singles)
+    assert still_running == [True, True]  # the single calls were answered before either large call finished
+    assert [r.status_code for r in finished] == [200, 200]
+    assert all(len(r.json()) == MAX_ITEMS and r.json()[0]["score"] for r in finished)
+    assert service._BUDGET.in_use_s == 0
+
+
 # --------------------------------------------------------------------------------------------- fuzzing
 
 
