@@ -261,11 +261,8 @@ def features(
     cfg = _config(config)
     database = _database(raw, cfg)
     if database is not None:
-        if append:
-            _fail("--append reads a raw folder; with raw.source set, rebuild the months instead "
-                  "(`custbase features --from YYYY-MM --to YYYY-MM`), or give --raw DIR")
         _features_from_database(database, out or cfg.paths.features_path, cfg, from_month, to_month,
-                                engine.value if engine else cfg.features.engine)
+                                engine.value if engine else cfg.features.engine, append)
         return
     raw_dir = _raw_dir(raw, cfg)
     from features.build import AppendError, append_month, build_customer_months
@@ -292,16 +289,21 @@ def features(
     typer.echo(summary.render())
 
 
-def _features_from_database(database, out: Path, cfg: "Config", from_month: str | None, to_month: str | None, engine: str) -> None:
-    from features.database import DatabaseError, build_from_database
+def _features_from_database(database, out: Path, cfg: "Config", from_month: str | None, to_month: str | None, engine: str,
+                            append: bool) -> None:
+    from features.build import AppendError
+    from features.database import DatabaseError, append_from_database, build_from_database
     from features.validate import RawDataInvalid
 
     try:
-        summary, read = build_from_database(database, out, cfg, start=from_month, end=to_month, engine=engine)
+        if append:
+            summary, read = append_from_database(database, out, cfg)
+        else:
+            summary, read = build_from_database(database, out, cfg, start=from_month, end=to_month, engine=engine)
     except RawDataInvalid as err:
         typer.echo(err.report.render())
         _fail("the raw data is invalid; fix the violations above and run again", code=1)
-    except (DatabaseError, ValueError) as err:  # no month to build is a ValueError, as for a folder
+    except (AppendError, DatabaseError, ValueError) as err:  # no month to build is a ValueError, as for a folder
         _fail(str(err))
     typer.echo(read.render())
     typer.echo(summary.render())

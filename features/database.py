@@ -190,7 +190,11 @@ def _parse(value):
     if isinstance(value, str):
         from datetime import datetime
 
-        return datetime.fromisoformat(value)
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            raise DatabaseError(f"cannot tell where the data ends: {value!r} is not an ISO date (store dates as "
+                                "date or timestamp columns, or as YYYY-MM-DD text)") from None
     return value
 
 
@@ -353,6 +357,38 @@ def jdbc_reader(uri: str, queries: Mapping[str, str]):
             raise DatabaseError(f"Spark cannot read table {name} from {uri}: {text}") from None
 
     return read
+
+
+def append_from_database(source: DatabaseSource, table_path: Path, config: Config, *, validate: bool = True,
+                         progress: bool = True):
+    """:func:`features.build.append_month` over the database: the new months, and the months whose labels
+    mature with them, from only the months those read; returns (the append summary, what was read)."""
+    from features.build import AppendError, append_month
+    from features.definitions import last_complete_month, month_end, month_index
+    from features.feature_set import read_feature_metadata
+    from features.validate import RawDataInvalid
+
+    table_path = Path(table_path)
+    if not table_path.exists():
+        raise AppendError(f"customer-month table {table_path} does not exist: build it first with "
+                          f"`custbase features --out {table_path}`")
+    try:
+        metadata = read_feature_metadata(table_path)
+        old_last = last_complete_month(date.fromisoformat(metadata["data_end"]))
+        first_as_of = month_index(date.fromisoformat(metadata["as_of_min"]))
+    except (FileNotFoundError, KeyError, TypeError, ValueError):
+        start = None  # append_month says what is wrong with the table; this reads every row first
+    else:
+        # the earliest month append_month rebuilds: the first whose longest label horizon passes the old data end
+        labels = config.labels
+        horizon = max(labels.churn_future_months, labels.upgrade_horizon_months, labels.clv_horizon_months)
+        start = f"{month_end(max(first_as_of, old_last - horizon + 1)):%Y-%m}"
+    with staged(source, config, start=start) as read:
+        try:
+            summary = append_month(read.folder, table_path, config, validate=validate, progress=progress, source=source.uri)
+        except RawDataInvalid as err:
+            raise RawDataInvalid(_named(err.report, source.uri)) from None
+        return summary, read
 
 
 # ------------------------------------------------------------------------------------------------ loading

@@ -191,3 +191,32 @@ def test_the_jdbc_url_carries_no_password_and_the_properties_take_it_from_the_en
     url, properties = jdbc_url("postgresql://bank@db.example:6432/core?sslmode=require")
     assert url == "jdbc:postgresql://db.example:6432/core?sslmode=require"
     assert properties == {"driver": "org.postgresql.Driver", "user": "bank", "password": "s3cret"}
+
+
+def test_appending_the_new_month_from_the_database_equals_a_full_build(server, bank, tmp_path, monkeypatch):
+    """The database as it was a month ago (schema ``until``), an all-months table built from it; then the
+    month lands (the full tables) and ``features --append`` adds it, reading only the months it rebuilds."""
+    dated = {"balances": "month", "transactions": "timestamp", "interactions": "timestamp", "campaign_contacts": "timestamp",
+             "closures": "closed_date", "customers": "onboarding_date"}
+    with connect(server.uri) as con, con.cursor() as cur:
+        cur.execute("DROP SCHEMA IF EXISTS until CASCADE")
+        cur.execute("CREATE SCHEMA until")
+        for name, column in dated.items():
+            cur.execute(f'CREATE TABLE until.{name} AS SELECT * FROM {name} WHERE "{column}" < DATE \'{LAST_MONTH}-01\'')
+        con.commit()
+    monkeypatch.chdir(tmp_path)
+    _write_config(tmp_path / "custbase.yaml", source=server.uri, tables={name: f"until.{name}" for name in dated})
+    built = CliRunner().invoke(app, ["features", "--out", "cm.parquet"])
+    assert built.exit_code == 0, built.output
+    _write_config(tmp_path / "custbase.yaml", source=server.uri)
+    appended = CliRunner().invoke(app, ["features", "--append", "--out", "cm.parquet"])
+    assert appended.exit_code == 0, appended.output
+    assert f"appended {LAST_MONTH} to cm.parquet" in appended.stdout
+    # the window of the months it rebuilds (the 12-month CLV horizon) and their look-back: here the whole 30 months
+    assert f"(months 2023-01 .. {LAST_MONTH} of the month tables)" in appended.stdout
+    full = build_customer_months(bank, tmp_path / "full", Config(), progress=False)
+    (a, a_meta), (b, _) = read_feature_table(tmp_path / "cm.parquet"), read_feature_table(full.out_path)
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-12)
+    assert a_meta["raw_dir"] == server.uri
+    again = CliRunner().invoke(app, ["features", "--append", "--out", "cm.parquet"])
+    assert again.exit_code == 0 and "nothing to append" in again.stdout
