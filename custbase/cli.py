@@ -121,6 +121,28 @@ def _raw_dir(raw: Path | None, cfg: "Config") -> Path:
                                        f"(or `{hints.custbase(f'simulate --out {path}')}`)", folder=True)
 
 
+def _database_uri(uri: str, option: str) -> str:
+    """``uri`` if it is a PostgreSQL URI without a password; a one-line error otherwise (the secret not echoed)."""
+    from custbase.config import check_database_uri
+
+    try:
+        return check_database_uri(uri, setting=option)
+    except ValueError as err:
+        _fail(str(err))
+
+
+def _database(raw: Path | None, cfg: "Config"):
+    """The database source when the configuration names one (``raw.source``) and ``--raw`` does not override it."""
+    if raw is not None or cfg.raw.source is None:
+        return None
+    from features.database import DatabaseError, DatabaseSource
+
+    try:
+        return DatabaseSource.from_config(cfg)
+    except DatabaseError as err:
+        _fail(str(err))
+
+
 def _features_path(features: Path | None, cfg: "Config") -> Path:
     path = features or cfg.paths.features_path
     return _existing(path, "customer-month table", f"give --features FILE, or build it with `{hints.make('features')}` "
@@ -145,10 +167,14 @@ def simulate(
     out: Annotated[Optional[Path], typer.Option(help="Folder to write the raw tables to (default: paths.raw_dir, data/bank).")] = None,
     start: Annotated[Optional[str], typer.Option(help="First month, YYYY-MM.")] = None,
     transaction_intensity: Annotated[Optional[float], typer.Option(help="Scales how many transactions customers make.")] = None,
+    to_database: Annotated[Optional[str], typer.Option("--to-database", help="Also load the contract tables into this PostgreSQL database "
+                                                       "(postgresql://user@host:port/db; password from PGPASSWORD or ~/.pgpass); "
+                                                       "the files go to a temporary folder unless --out is given.")] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Write a simulated retail bank (all contract tables plus ground truth) to OUT."""
+    """Write a simulated retail bank (all contract tables plus ground truth) to OUT, or load it into a database."""
     _month(start, "--start")
+    database = _database_uri(to_database, "--to-database") if to_database is not None else None
     cfg = _config(config)
     from features.simulate import simulate_bank
 
@@ -159,21 +185,43 @@ def simulate(
     if transaction_intensity is not None:
         overrides["transaction_intensity"] = transaction_intensity
     settings = cfg.simulation.model_copy(update=overrides)
-    summary = simulate_bank(settings, out or cfg.paths.raw_dir, config=cfg)
-    typer.echo(summary.render())
+    if database is None:
+        typer.echo(simulate_bank(settings, out or cfg.paths.raw_dir, config=cfg).render())
+        return
+    import tempfile
+
+    from features.database import DatabaseError, DatabaseSource, load_raw_folder
+
+    source = DatabaseSource(uri=database, tables=dict(cfg.raw.tables) if cfg.raw.source == database else {})
+    with tempfile.TemporaryDirectory(prefix="custbase-bank-") as folder:
+        raw_dir = out or Path(folder) / "bank"
+        typer.echo(simulate_bank(settings, raw_dir, config=cfg).render())
+        try:
+            typer.echo(load_raw_folder(raw_dir, source).render())
+        except DatabaseError as err:
+            _fail(str(err))
 
 
 @app.command()
 def validate(
-    raw: Annotated[Optional[Path], typer.Option(help="Folder of raw tables (default: paths.raw_dir, data/bank).")] = None,
+    raw: Annotated[Optional[Path], typer.Option(help="Folder of raw tables (default: the database of raw.source if set, else paths.raw_dir, data/bank).")] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Check every raw table against the contract; exit non-zero on any violation."""
+    """Check every raw table (a folder, or the database of raw.source) against the contract; exit non-zero on any violation."""
     cfg = _config(config)
-    raw_dir = _raw_dir(raw, cfg)
-    from features.validate import validate_raw
+    database = _database(raw, cfg)
+    if database is not None:
+        from features.database import DatabaseError, validate_database
 
-    report = validate_raw(raw_dir, cfg, progress=True)
+        try:
+            report, read = validate_database(database, cfg, progress=True)
+        except DatabaseError as err:
+            _fail(str(err))
+        typer.echo(read.render())
+    else:
+        from features.validate import validate_raw
+
+        report = validate_raw(_raw_dir(raw, cfg), cfg, progress=True)
     typer.echo(report.render())
     if not report.ok:
         raise typer.Exit(1)
@@ -186,7 +234,7 @@ class Engine(str, Enum):
 
 @app.command()
 def features(
-    raw: Annotated[Optional[Path], typer.Option(help="Folder of raw tables (default: paths.raw_dir, data/bank).")] = None,
+    raw: Annotated[Optional[Path], typer.Option(help="Folder of raw tables (default: the database of raw.source if set, else paths.raw_dir, data/bank).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Customer-month table to write (default: paths.features_path).")] = None,
     from_month: Annotated[Optional[str], typer.Option("--from", help="First as_of month, YYYY-MM.")] = None,
     to_month: Annotated[Optional[str], typer.Option("--to", help="Last as_of month, YYYY-MM.")] = None,
@@ -211,6 +259,11 @@ def features(
     if append and (from_month or to_month or (engine is not None and engine.value != "duckdb")):
         _fail("--append adds the raw data's new months with DuckDB: give it without --from, --to and --engine spark")
     cfg = _config(config)
+    database = _database(raw, cfg)
+    if database is not None:
+        _features_from_database(database, out or cfg.paths.features_path, cfg, from_month, to_month,
+                                engine.value if engine else cfg.features.engine, append)
+        return
     raw_dir = _raw_dir(raw, cfg)
     from features.build import AppendError, append_month, build_customer_months
     from features.raw import RawDataError
@@ -233,6 +286,26 @@ def features(
         _fail("the raw data is invalid; fix the violations above and run again", code=1)
     except RawDataError as err:
         _fail(str(err))
+    typer.echo(summary.render())
+
+
+def _features_from_database(database, out: Path, cfg: "Config", from_month: str | None, to_month: str | None, engine: str,
+                            append: bool) -> None:
+    from features.build import AppendError
+    from features.database import DatabaseError, append_from_database, build_from_database
+    from features.validate import RawDataInvalid
+
+    try:
+        if append:
+            summary, read = append_from_database(database, out, cfg)
+        else:
+            summary, read = build_from_database(database, out, cfg, start=from_month, end=to_month, engine=engine)
+    except RawDataInvalid as err:
+        typer.echo(err.report.render())
+        _fail("the raw data is invalid; fix the violations above and run again", code=1)
+    except (AppendError, DatabaseError, ValueError) as err:  # no month to build is a ValueError, as for a folder
+        _fail(str(err))
+    typer.echo(read.render())
     typer.echo(summary.render())
 
 

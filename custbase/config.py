@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 
@@ -147,6 +147,48 @@ class Features(_Frozen):
     engine: Literal["duckdb", "spark"] = "duckdb"
     duckdb_threads: int = 2
     duckdb_memory_limit: str = "12GB"
+
+
+def check_database_uri(uri: str, setting: str = "raw.source") -> str:
+    """``uri`` if it is a ``postgresql://user@host:port/database`` URI without a password; else a ValueError.
+
+    A password never goes in a configuration file or on a command line (both end up in logs and shell
+    history): libpq reads it from ``PGPASSWORD``, ``~/.pgpass`` or the file ``PGPASSFILE`` names.
+    """
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError(f"{setting} must be a postgresql://user@host:port/database URI, not one of scheme {parts.scheme or '(none)'!r}")
+    if parts.password is not None or "password" in {key.lower() for key in parse_qs(parts.query)}:
+        raise ValueError(f"{setting} holds a password: remove it from the URI and give it in the environment (PGPASSWORD) "
+                         "or a secrets file (~/.pgpass, or the file PGPASSFILE names)")
+    if not parts.hostname:
+        raise ValueError(f"{setting} names no host: write postgresql://user@host:port/database")
+    return uri
+
+
+class Raw(_Frozen):
+    """Where the raw tables come from: the folder ``paths.raw_dir`` (default), or the bank's database.
+
+    ``source``: a ``postgresql://user@host:port/database`` URI with no password in it (see
+    :func:`check_database_uri`). ``tables``: custbase's table name -> the bank's table or view (``core.postings``),
+    for the tables whose names differ; the columns must carry the contract's names (a view can rename them).
+    """
+
+    source: str | None = None
+    tables: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("source")
+    @classmethod
+    def _check_source(cls, value: str | None) -> str | None:
+        return None if value is None else check_database_uri(value, setting="the URI")
+
+    @model_validator(mode="after")
+    def _check(self) -> "Raw":
+        if self.tables and self.source is None:
+            raise ValueError("raw.tables maps the tables of a database: set raw.source too")
+        return self
 
 
 class Paths(_Frozen):
@@ -301,6 +343,7 @@ class Config(_Frozen):
     simulation: Simulation = Simulation()
     features: Features = Features()
     paths: Paths = Paths()
+    raw: Raw = Raw()
     training: Training = Training()
     promotion: Promotion = Promotion()
     policy: Policy = Policy()

@@ -38,7 +38,7 @@ from features.feature_set import (
     arrow_schema,
     write_feature_table,
 )
-from features.raw import TableSource, find_tables, resolve_data_end
+from features.raw import TableSource, declared_data_start, find_tables, resolve_data_end
 
 ENGINES = ("duckdb", "spark")
 
@@ -102,6 +102,8 @@ def build_customer_months(
     engine: str | None = None,
     validate: bool = True,
     progress: bool = True,
+    source: str | None = None,
+    spark_read=None,
 ) -> BuildSummary:
     """Build the customer-month table of the raw tables in ``raw_dir`` and write it to ``out_path``.
 
@@ -120,6 +122,12 @@ def build_customer_months(
         ``duckdb`` (embedded) or ``spark``; default ``config.features.engine``.
     validate
         Check the raw tables against the contract first (raises ``features.validate.RawDataInvalid``).
+    source
+        Where the raw tables came from, recorded in the table's metadata (default: ``raw_dir``); a database read
+        staged in a temporary folder gives its URI (:mod:`features.database`).
+    spark_read
+        With Spark: ``spark_read(spark, name)`` reads raw table ``name`` instead of the folder's file (the
+        database through Spark's JDBC source); ``raw_dir`` still says which tables there are and is validated.
     """
     began = time.perf_counter()
     check_revenue_names(config.revenue)
@@ -136,7 +144,7 @@ def build_customer_months(
     stages.update()
     sources = find_tables(raw_dir)
     data_end = resolve_data_end(raw_dir)
-    first = _first_data_month_duckdb(sources["transactions"])
+    first = _first_data_month(raw_dir, sources)
     months = month_range(config, data_end=data_end, first_data_month=first, start=parse_month(start), end=parse_month(end))
     stages.set_postfix_str(f"{engine}: {month_end(months.start)} .. {month_end(months.end)}")
     stages.update()
@@ -145,7 +153,7 @@ def build_customer_months(
 
     def metadata() -> dict:
         return _metadata(config, tables, as_of_min=stats.as_of_min, as_of_max=stats.as_of_max, data_end=data_end,
-                         raw_dir=str(raw_dir), engine=engine, data_start=month_end(first))
+                         raw_dir=source or str(raw_dir), engine=engine, data_start=month_end(first))
 
     if engine == "duckdb":
         with FeatureTableWriter(out_path, _schema(config, tables)) as writer:
@@ -157,7 +165,7 @@ def build_customer_months(
         from features.spark import run_steps, spark_session
 
         steps, final = pipeline(config, tables, months)
-        table = _conform(run_steps(spark_session(), sources, _months_table(months), steps, final), tables, config)
+        table = _conform(run_steps(spark_session(), sources, _months_table(months), steps, final, read=spark_read), tables, config)
         stats.add(table)
         stages.update()
         stages.set_postfix_str(f"writing {out_path}")
@@ -193,7 +201,7 @@ class AppendError(ValueError):
 
 
 def append_month(raw_dir: Path, table_path: Path, config: Config, *, validate: bool = True,
-                 progress: bool = True) -> AppendSummary:
+                 progress: bool = True, source: str | None = None) -> AppendSummary:
     """Add the raw data's months after the table's last one to an all-months table built by DuckDB, and rebuild
     the earlier months whose labels mature with them; every other month's file is kept as it is.
 
@@ -210,10 +218,12 @@ def append_month(raw_dir: Path, table_path: Path, config: Config, *, validate: b
 
     began = time.perf_counter()
     table_path, raw_dir = Path(table_path), Path(raw_dir)
-    rebuild = f"rebuild it with `custbase features --raw {raw_dir} --out {table_path}`"
+    # ``source``: where a staged database read came from (messages and metadata name it, not the temporary folder)
+    where, raw_option = (source, "") if source else (raw_dir, f" --raw {raw_dir}")
+    rebuild = f"rebuild it with `custbase features{raw_option} --out {table_path}`"
     if not table_path.exists():
         raise AppendError(f"customer-month table {table_path} does not exist: build it first with "
-                          f"`custbase features --raw {raw_dir} --out {table_path}`")
+                          f"`custbase features{raw_option} --out {table_path}`")
     if not table_path.is_dir():
         raise AppendError(f"customer-month table {table_path} is a single parquet file (a Spark build, or built before "
                           f"month folders): months can be appended only to a DuckDB table folder; {rebuild}")
@@ -232,18 +242,18 @@ def append_month(raw_dir: Path, table_path: Path, config: Config, *, validate: b
     sources = find_tables(raw_dir)
     tables = frozenset(sources)
     if sorted(tables) != sorted(metadata.get("raw_tables") or []):
-        raise AppendError(f"{table_path} was built from raw tables {sorted(metadata.get('raw_tables') or [])}, {raw_dir} holds "
+        raise AppendError(f"{table_path} was built from raw tables {sorted(metadata.get('raw_tables') or [])}, {where} holds "
                           f"{sorted(tables)}: the columns would differ; {rebuild}")
     data_end = resolve_data_end(raw_dir)
-    first = _first_data_month_duckdb(sources["transactions"])
+    first = _first_data_month(raw_dir, sources)
     if metadata.get("data_start") and date.fromisoformat(metadata["data_start"]) != month_end(first):
-        raise AppendError(f"{table_path} starts its history at {metadata['data_start']}, the raw data in {raw_dir} at "
+        raise AppendError(f"{table_path} starts its history at {metadata['data_start']}, the raw data in {where} at "
                           f"{month_end(first)}: not the same bank's history; {rebuild}")
     old_last = last_complete_month(date.fromisoformat(metadata["data_end"]))
     table_last = month_index(date.fromisoformat(metadata["as_of_max"]))
     new_last = last_complete_month(data_end)
     if new_last < old_last:
-        raise AppendError(f"the raw data in {raw_dir} ends at {data_end}, before the table's data end {metadata['data_end']}; "
+        raise AppendError(f"the raw data in {where} ends at {data_end}, before the table's data end {metadata['data_end']}; "
                           "point --raw at the bank's current extract")
     if table_last < old_last:
         raise AppendError(f"{table_path} was built up to {month_end(table_last)} (--to), not to its data's last month "
@@ -264,7 +274,7 @@ def append_month(raw_dir: Path, table_path: Path, config: Config, *, validate: b
         _write_duckdb(sources, config, tables, months, writer, stats, progress, only=tuple(matured + added))
         as_of_min = date.fromisoformat(metadata["as_of_min"])
         writer.commit(_metadata(config, tables, as_of_min=as_of_min, as_of_max=month_end(new_last), data_end=data_end,
-                                raw_dir=str(raw_dir), engine="duckdb", data_start=month_end(first)))
+                                raw_dir=source or str(raw_dir), engine="duckdb", data_start=month_end(first)))
     rows = stats.rows_by_month
     return AppendSummary(table_path, tuple(f"{month_end(m):%Y-%m}" for m in added), tuple(f"{month_end(m):%Y-%m}" for m in matured),
                          sum(rows.get(month_end(m), 0) for m in added), sum(rows.get(month_end(m), 0) for m in matured),
@@ -358,6 +368,12 @@ def _run_duckdb(config: Config, register, months: pa.Table, steps, final: str) -
         return con.sql(final).to_arrow_table()
     finally:
         con.close()
+
+
+def _first_data_month(raw_dir: Path, sources: dict[str, TableSource]) -> int:
+    """The month of the first transaction: as the manifest declares it (a staged database read), else as read."""
+    declared = declared_data_start(raw_dir)
+    return month_index(declared) if declared is not None else _first_data_month_duckdb(sources["transactions"])
 
 
 def _first_data_month_duckdb(transactions: TableSource) -> int:

@@ -91,6 +91,16 @@ def declared_data_end(raw_dir: Path) -> date | None:
     return date.fromisoformat(value) if value else None
 
 
+def declared_data_start(raw_dir: Path) -> date | None:
+    """The first day of the data's first month as declared in the manifest (``data_start``), or None.
+
+    A folder staged from a database (:mod:`features.database`) holds only the months a build reads; it declares
+    where the whole history starts, so that the build's first month is the database's, not the staged rows'.
+    """
+    value = read_manifest(raw_dir).get("data_start")
+    return date.fromisoformat(value) if value else None
+
+
 def resolve_data_end(raw_dir: Path) -> date:
     """The last day the raw data covers.
 
