@@ -33,6 +33,7 @@ import pyarrow.dataset as ds
 from custbase.config import Config
 from features.feature_set import check_feature_set, feature_table_files, read_feature_metadata
 from training.modeling_data import WEIGHT_COLUMN, model_split, resolve_spec
+from training.splits import OutOfTimeSplit
 from training.spec import ModelSpec
 
 #: The columns the population rules read (:meth:`training.spec.ModelSpec.eligible`), when the table has them.
@@ -123,9 +124,9 @@ def _eligible_rows(dataset: ds.Dataset, spec: ModelSpec, config: Config) -> pd.D
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["customer_id", "month", "label"])
 
 
-def plan_sample(path: Path, spec: ModelSpec, config: Config, metadata: dict) -> tuple[TrainingSample, pd.Series, list]:
+def plan_sample(path: Path, spec: ModelSpec, config: Config, metadata: dict) -> tuple[TrainingSample, pd.Series, OutOfTimeSplit]:
     """The sample of ``spec``'s training on the table at ``path``: its description, the kept customers' weights
-    (indexed by id) and the test months."""
+    (indexed by id) and the model's out-of-time split."""
     settings = config.training
     dataset = _dataset(path)
     spec, labels = resolve_spec(spec, metadata, config, dataset.schema.names)
@@ -154,23 +155,24 @@ def plan_sample(path: Path, spec: ModelSpec, config: Config, metadata: dict) -> 
         positive_customers=int(positive.sum()), rows_eligible=len(before), share_positive=share_pos,
         share_negative=share_neg, rows_sampled=int(per_customer.loc[kept, "size"].sum()),
     )
-    return sample, weights, list(split.test_months)
+    return sample, weights, split
 
 
 def read_training_frame(path: Path, spec: ModelSpec, config: Config) -> tuple[pd.DataFrame, dict]:
     """The customer-month frame ``spec``'s training needs from the table at ``path``, and the table's metadata
     with the sample's description under ``training_sample`` (see the module's docstring).
 
-    Only what the model uses is read: its own label (not the other models'), and for a binary model (churn,
-    upgrade) only its eligible rows, batch by batch, so that the frame holds no row the model drops. CLV keeps
-    every row: its censored labels sum the later months of each customer, eligible or not.
+    Only what the model uses is read: its own label (not the other models'), and only its eligible rows, batch by
+    batch, so that the frame holds no row the model drops. A CLV split with censored windows (a short table)
+    keeps every row: its censored labels sum the later months of each customer, eligible or not.
 
     Raises :class:`features.feature_set.FeatureSetMismatch` before reading rows when the table's feature set is
     another version than the configuration's.
     """
     metadata = read_feature_metadata(path)
     check_feature_set(metadata, config.features.feature_set, source=str(path))
-    sample, weights, test_months = plan_sample(path, spec, config, metadata)
+    sample, weights, split = plan_sample(path, spec, config, metadata)
+    test_months = list(split.test_months)
     dataset = _dataset(path)
     resolved, _ = resolve_spec(spec, metadata, config, dataset.schema.names)
     others = [c for c in metadata.get("label_columns") or [] if c != resolved.label]
@@ -184,7 +186,7 @@ def read_training_frame(path: Path, spec: ModelSpec, config: Config) -> tuple[pd
         kept = pa.array(weights.index.to_numpy()).cast(dataset.schema.field("customer_id").type)
         row_filter = pc.field("customer_id").isin(kept) | ((as_of >= first) & (as_of <= last))
     batches = dataset.to_batches(columns=columns, filter=row_filter, batch_size=BATCH_ROWS, **READAHEAD)
-    if resolved.kind == "binary":
+    if not split.censored:
         population = [resolved.label, *(c for c in POPULATION_COLUMNS if c in columns)]
         batches = (b.filter(pa.array(resolved.eligible(b.select(population).to_pandas(), config).to_numpy()))
                    for b in batches)
