@@ -145,12 +145,15 @@ def simulate(
     out: Annotated[Optional[Path], typer.Option(help="Folder to write the raw tables to (default: paths.raw_dir, data/bank).")] = None,
     start: Annotated[Optional[str], typer.Option(help="First month, YYYY-MM.")] = None,
     transaction_intensity: Annotated[Optional[float], typer.Option(help="Scales how many transactions customers make.")] = None,
+    until: Annotated[Optional[str], typer.Option(help="Write the history only through this month (YYYY-MM); --continue writes the next ones.")] = None,
+    continue_: Annotated[bool, typer.Option("--continue", help="Write the next month (or through --until) of the bank in OUT, from its saved settings.")] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Write a simulated retail bank (all contract tables plus ground truth) to OUT."""
+    """Write a simulated retail bank (all contract tables plus ground truth) to OUT, whole or month by month."""
     _month(start, "--start")
+    _month(until, "--until")
     cfg = _config(config)
-    from features.simulate import simulate_bank
+    from features.simulate import SimulationError, continue_bank, simulate_bank
 
     given = {"customers": customers, "months": months, "seed": seed}
     overrides = {k: v for k, v in given.items() if v is not None}  # the rest: the configuration's
@@ -158,8 +161,18 @@ def simulate(
         overrides["start_month"] = start
     if transaction_intensity is not None:
         overrides["transaction_intensity"] = transaction_intensity
-    settings = cfg.simulation.model_copy(update=overrides)
-    summary = simulate_bank(settings, out or cfg.paths.raw_dir, config=cfg)
+    target = out or cfg.paths.raw_dir
+    try:
+        if continue_:
+            if overrides:
+                _fail(f"--continue takes the bank's settings from {target}/manifest.json: drop "
+                      + ", ".join(f"--{k.replace('_', '-')}" for k in overrides))
+            summary = continue_bank(target, config=cfg, until=until)
+        else:
+            settings = cfg.simulation.model_copy(update=overrides)
+            summary = simulate_bank(settings, target, config=cfg, until=until)
+    except SimulationError as err:
+        _fail(str(err))
     typer.echo(summary.render())
 
 
