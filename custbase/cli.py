@@ -597,6 +597,40 @@ def demo(
     run_demo(cfg, customers=customers or cfg.simulation.customers, trials=trials, config_file=config)
 
 
+@app.command()
+def cycle(
+    month: Annotated[str, typer.Option("--month", help="The month that has just landed, YYYY-MM.", show_default=False)],
+    trials: Annotated[Optional[int], typer.Option(min=1, help="Optuna trials per model when the cycle trains (default: training.trials).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """The month's work in order (validate, features, score, drift, campaign lists, read-outs, retraining when due),
+    resumable, recorded in the ledger (paths.ledger_path); a month already done is a no-op."""
+    _month(month, "--month")
+    cfg = _config(config)
+    _raw_dir(None, cfg)
+    from training.tracking import TrackingError, check_tracking_store
+
+    try:
+        check_tracking_store(cfg, must_exist=False)
+    except TrackingError as err:
+        _fail(str(err))
+    from custbase.cycle import CycleDataInvalid, CycleRefused, run_cycle
+
+    try:
+        run_cycle(cfg, month, trials=trials, echo=typer.echo)
+    except CycleRefused as err:
+        _fail(str(err))
+    except CycleDataInvalid as err:
+        typer.echo(err.report.render())
+        _fail(f"the raw data of {month} is invalid; fix the violations above and rerun `{hints.custbase(f'cycle --month {month}')}`",
+              code=1)
+    except Exception as err:
+        typer.secho(f"error: the cycle of {month} stopped: {type(err).__name__}: {err}; the ledger "
+                    f"{cfg.paths.ledger_path} marks the step failed, and `{hints.custbase(f'cycle --month {month}')}` "
+                    "resumes at it", fg=typer.colors.RED, err=True)
+        raise
+
+
 report_app = typer.Typer(help="HTML reports.", no_args_is_help=True)
 app.add_typer(report_app, name="report")
 
