@@ -17,7 +17,8 @@ Steps, in order (:data:`STEPS`), each the same function a single command or the 
                   the last cycle's read-out; the first cycle reads each offer's newest matured one
                   (``<data_dir>/cycle/<month>/readouts.txt``);
 8. ``retrain``    train + gate + build when ``cycle.retrain_every_months`` have passed since the cycle's last
-                  retraining, or the drift step raised an alarm (``cycle.retrain_on_drift``).
+                  retraining (or, if no cycle trained yet, since the first cycle), or the drift step raised an
+                  alarm (``cycle.retrain_on_drift``).
 
 Guarantees
 ----------
@@ -146,12 +147,18 @@ def _outcome(ledger: pd.DataFrame, month: str, step: str) -> dict:
 
 
 def last_retraining(ledger: pd.DataFrame, before: str | None = None) -> str | None:
-    """The newest month (before ``before`` when given) whose cycle trained models (first cycle or retraining)."""
+    """The newest month (before ``before`` when given) whose cycle trained models (first cycle or retraining).
+
+    When no cycle trained (the models came from ``custbase demo`` or ``train``), the ledger's first month: the
+    schedule counts from the first cycle. None for an empty ledger.
+    """
     months = []
     for row in ledger.loc[(ledger["step"].isin(["models", "retrain"])) & (ledger["status"] == "done")].itertuples():
         if json.loads(row.outcome or "{}").get("trained") and (before is None or row.month < before):
             months.append(row.month)
-    return max(months) if months else None
+    if months:
+        return max(months)
+    return min(ledger["month"]) if len(ledger) else None
 
 
 def _months_between(earlier: str, later: str) -> int:

@@ -41,6 +41,19 @@ def test_retrain_decision(last, alarm, settings, due):
     assert retrain_decision("2025-03", last, alarm, settings)[0] is due
 
 
+def test_the_schedule_counts_from_the_last_training_or_else_the_first_cycle():
+    def row(month, step, trained):
+        return {"month": month, "step": step, "status": "done", "outcome": json.dumps({"trained": trained})}
+
+    demo_models = pd.DataFrame([row("2025-01", "models", False), row("2025-01", "retrain", False),
+                                row("2025-02", "models", False)])
+    assert cycle.last_retraining(demo_models, before="2025-02") == "2025-01"  # models from the demo: the first cycle
+    trained = pd.concat([demo_models, pd.DataFrame([row("2025-02", "retrain", True)])], ignore_index=True)
+    assert cycle.last_retraining(trained, before="2025-04") == "2025-02"
+    assert cycle.last_retraining(trained, before="2025-02") == "2025-01"
+    assert cycle.last_retraining(demo_models.iloc[:0]) is None
+
+
 def test_the_ledger_keeps_one_row_per_month_and_step(tmp_path):
     path = tmp_path / "ledger.parquet"
     _record(path, "2025-01", "score", status="running", started_at="t0")
@@ -176,3 +189,16 @@ def test_a_month_with_a_missing_table_is_refused_in_one_line(tmp_path, monkeypat
     assert "Traceback" not in result.output and not Path("data/ledger.parquet").exists()
     result = CliRunner().invoke(app, ["cycle", "--month", "2025-2"])
     assert result.exit_code == 2 and "YYYY-MM" in result.output
+
+
+def test_a_month_before_the_data_end_or_while_the_extract_is_written_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = Config.model_validate(CONFIG_YAML)
+    simulate_bank(config.simulation.model_copy(update={"customers": 60}), Path("data/bank"), config=config,
+                  progress=False, until=FIRST)
+    result = CliRunner().invoke(app, ["cycle", "--month", "2025-01"])
+    assert result.exit_code == 2 and f"runs to {FIRST}-28, past 2025-01" in result.output, result.output
+    manifest = Path("data/bank/manifest.json")
+    manifest.write_text(manifest.read_text().replace('"complete"', '"writing"'))
+    result = CliRunner().invoke(app, ["cycle", "--month", FIRST])
+    assert result.exit_code == 2 and "still being written" in result.output and "Traceback" not in result.output

@@ -77,6 +77,28 @@ def test_until_writes_nothing_dated_after_the_month(tmp_path):
     assert not list(out.glob(".*.writing"))
 
 
+def test_a_continuation_killed_half_way_is_redone_by_the_next(banks, tmp_path, monkeypatch):
+    import features.simulate
+
+    full, _ = banks
+    out = tmp_path / "bank"
+    simulate_bank(SETTINGS, out, config=CONFIG, progress=False, until="2023-09")
+
+    def killed(self):
+        raise KeyboardInterrupt  # after the month's partitions, before the single-file tables and the manifest
+
+    with monkeypatch.context() as m:
+        m.setattr(features.simulate._WindowSink, "close", killed)
+        with pytest.raises(KeyboardInterrupt):
+            continue_bank(out, config=CONFIG, progress=False)
+    manifest = read_manifest(out)
+    assert manifest["status"] == "writing" and manifest["simulated_through"] == "2023-09"
+    continue_bank(out, config=CONFIG, progress=False)
+    for table in (*SIMULATED_TABLES, GROUND_TRUTH_TABLE):
+        pd.testing.assert_frame_equal(_read(out, table), _read(full, table), obj=table)
+    assert not list(out.glob(".*.writing"))
+
+
 def test_continuing_is_refused_past_the_horizon_or_with_another_configuration(tmp_path):
     out = tmp_path / "bank"
     simulate_bank(SETTINGS, out, config=CONFIG, progress=False, until="2023-09")
