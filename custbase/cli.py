@@ -615,11 +615,16 @@ def cycle(
     except TrackingError as err:
         _fail(str(err))
     from custbase.cycle import CycleDataInvalid, CycleRefused, run_cycle
+    from features.build import AppendError
+    from features.raw import RawDataError
+    from serving.jobs import ServingSetupError
 
     try:
         run_cycle(cfg, month, trials=trials, echo=typer.echo)
     except CycleRefused as err:
         _fail(str(err))
+    except (AppendError, RawDataError, ServingSetupError) as err:  # a step needs the user (e.g. a table to rebuild)
+        _fail(f"the cycle of {month} stopped: {err}; then `{hints.custbase(f'cycle --month {month}')}` resumes at that step")
     except CycleDataInvalid as err:
         typer.echo(err.report.render())
         _fail(f"the raw data of {month} is invalid; fix the violations above and rerun `{hints.custbase(f'cycle --month {month}')}`",

@@ -409,9 +409,11 @@ def _campaigns(ctx: _Context) -> StepResult:
         out = Path(ctx.paths.campaigns_dir) / ctx.month / f"{kind}.csv"
         path, summary = jobs.campaign(ctx.config, kind, budget=ctx.config.cycle.campaign_budget, out=out)
         outcome[kind] = {"path": str(path), "contacts": summary.contacts, "holdout": summary.holdout,
-                         "expected_incremental_value": summary.expected_incremental_value}
+                         "expected_incremental_value": summary.expected_incremental_value,
+                         "why_shorter": summary.why_shorter}
         inputs[f"{kind}_list"] = _input(path)
-        lines.append(f"{kind} {summary.contacts:,} contacts + {summary.holdout:,} holdout")
+        short = f" ({summary.why_shorter})" if summary.why_shorter and summary.contacts < ctx.config.cycle.campaign_budget else ""
+        lines.append(f"{kind} {summary.contacts:,} contacts + {summary.holdout:,} holdout{short}")
     return StepResult("; ".join(lines) + f" -> {Path(ctx.paths.campaigns_dir) / ctx.month}", outcome, inputs)
 
 

@@ -202,3 +202,16 @@ def test_a_month_before_the_data_end_or_while_the_extract_is_written_is_refused(
     manifest.write_text(manifest.read_text().replace('"complete"', '"writing"'))
     result = CliRunner().invoke(app, ["cycle", "--month", FIRST])
     assert result.exit_code == 2 and "still being written" in result.output and "Traceback" not in result.output
+
+
+def test_a_step_that_needs_the_user_stops_in_one_line_and_resumes_there(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = Config.model_validate(CONFIG_YAML)
+    simulate_bank(config.simulation.model_copy(update={"customers": 60}), Path("data/bank"), config=config,
+                  progress=False, until=FIRST)
+    Path("data/customer_months.parquet").write_bytes(b"")  # a single file (a Spark build): months cannot be appended
+    result = CliRunner().invoke(app, ["cycle", "--month", FIRST])
+    assert result.exit_code == 2, result.output
+    assert "single parquet file" in result.output and "resumes at that step" in result.output
+    assert "Traceback" not in result.output
+    assert step_status(_ledger(), FIRST) == {"validate": "done", "features": "failed"}
