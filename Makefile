@@ -92,6 +92,10 @@ score: $(ENV) ## score the whole base at the latest month of data/customer_month
 campaign: $(ENV) ## write a campaign list from data/scores (KIND=retention|upgrade BUDGET=200) to data/campaigns/
 	$(CB) campaign $(KIND) --budget $(BUDGET) $(CFG)
 
+.PHONY: cycle
+cycle: $(ENV) ## the month's work as one resumable command, recorded in data/ledger.parquet (MONTH=YYYY-MM)
+	$(CB) cycle --month $(MONTH) $(CFG)
+
 .PHONY: serve
 serve: $(ENV) ## start the online endpoint on PORT=3000 (CUSTBASE_API_KEYS=secret make serve)
 	$(CB) serve --port $(PORT)

@@ -167,16 +167,20 @@ def simulate(
     out: Annotated[Optional[Path], typer.Option(help="Folder to write the raw tables to (default: paths.raw_dir, data/bank).")] = None,
     start: Annotated[Optional[str], typer.Option(help="First month, YYYY-MM.")] = None,
     transaction_intensity: Annotated[Optional[float], typer.Option(help="Scales how many transactions customers make.")] = None,
+    until: Annotated[Optional[str], typer.Option(help="Write the history only through this month (YYYY-MM); --continue writes the next ones.")] = None,
+    continue_: Annotated[bool, typer.Option("--continue", help="Write the next month (or through --until) of the bank in OUT, from its saved settings.")] = False,
     to_database: Annotated[Optional[str], typer.Option("--to-database", help="Also load the contract tables into this PostgreSQL database "
                                                        "(postgresql://user@host:port/db; password from PGPASSWORD or ~/.pgpass); "
                                                        "the files go to a temporary folder unless --out is given.")] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Write a simulated retail bank (all contract tables plus ground truth) to OUT, or load it into a database."""
+    """Write a simulated retail bank (all contract tables plus ground truth) to OUT, whole or month by month, or
+    load it into a database."""
     _month(start, "--start")
+    _month(until, "--until")
     database = _database_uri(to_database, "--to-database") if to_database is not None else None
     cfg = _config(config)
-    from features.simulate import simulate_bank
+    from features.simulate import SimulationError, continue_bank, simulate_bank
 
     given = {"customers": customers, "months": months, "seed": seed}
     overrides = {k: v for k, v in given.items() if v is not None}  # the rest: the configuration's
@@ -184,22 +188,36 @@ def simulate(
         overrides["start_month"] = start
     if transaction_intensity is not None:
         overrides["transaction_intensity"] = transaction_intensity
-    settings = cfg.simulation.model_copy(update=overrides)
-    if database is None:
-        typer.echo(simulate_bank(settings, out or cfg.paths.raw_dir, config=cfg).render())
+    if database is not None and (continue_ or until):
+        _fail("--to-database loads a whole simulated bank: drop --continue / --until")
+    if database is not None:
+        import tempfile
+
+        from features.database import DatabaseError, DatabaseSource, load_raw_folder
+
+        settings = cfg.simulation.model_copy(update=overrides)
+        source = DatabaseSource(uri=database, tables=dict(cfg.raw.tables) if cfg.raw.source == database else {})
+        with tempfile.TemporaryDirectory(prefix="custbase-bank-") as folder:
+            raw_dir = out or Path(folder) / "bank"
+            typer.echo(simulate_bank(settings, raw_dir, config=cfg).render())
+            try:
+                typer.echo(load_raw_folder(raw_dir, source).render())
+            except DatabaseError as err:
+                _fail(str(err))
         return
-    import tempfile
-
-    from features.database import DatabaseError, DatabaseSource, load_raw_folder
-
-    source = DatabaseSource(uri=database, tables=dict(cfg.raw.tables) if cfg.raw.source == database else {})
-    with tempfile.TemporaryDirectory(prefix="custbase-bank-") as folder:
-        raw_dir = out or Path(folder) / "bank"
-        typer.echo(simulate_bank(settings, raw_dir, config=cfg).render())
-        try:
-            typer.echo(load_raw_folder(raw_dir, source).render())
-        except DatabaseError as err:
-            _fail(str(err))
+    target = out or cfg.paths.raw_dir
+    try:
+        if continue_:
+            if overrides:
+                _fail(f"--continue takes the bank's settings from {target}/manifest.json: drop "
+                      + ", ".join(f"--{k.replace('_', '-')}" for k in overrides))
+            summary = continue_bank(target, config=cfg, until=until)
+        else:
+            settings = cfg.simulation.model_copy(update=overrides)
+            summary = simulate_bank(settings, target, config=cfg, until=until)
+    except SimulationError as err:
+        _fail(str(err))
+    typer.echo(summary.render())
 
 
 @app.command()
@@ -655,6 +673,45 @@ def demo(
     from custbase.demo import run_demo
 
     run_demo(cfg, customers=customers or cfg.simulation.customers, trials=trials, config_file=config)
+
+
+@app.command()
+def cycle(
+    month: Annotated[str, typer.Option("--month", help="The month that has just landed, YYYY-MM.", show_default=False)],
+    trials: Annotated[Optional[int], typer.Option(min=1, help="Optuna trials per model when the cycle trains (default: training.trials).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """The month's work in order (validate, features, score, drift, campaign lists, read-outs, retraining when due),
+    resumable, recorded in the ledger (paths.ledger_path); a month already done is a no-op."""
+    _month(month, "--month")
+    cfg = _config(config)
+    _raw_dir(None, cfg)
+    from training.tracking import TrackingError, check_tracking_store
+
+    try:
+        check_tracking_store(cfg, must_exist=False)
+    except TrackingError as err:
+        _fail(str(err))
+    from custbase.cycle import CycleDataInvalid, CycleRefused, run_cycle
+    from features.build import AppendError
+    from features.raw import RawDataError
+    from serving.jobs import ServingSetupError
+
+    try:
+        run_cycle(cfg, month, trials=trials, echo=typer.echo)
+    except CycleRefused as err:
+        _fail(str(err))
+    except (AppendError, RawDataError, ServingSetupError) as err:  # a step needs the user (e.g. a table to rebuild)
+        _fail(f"the cycle of {month} stopped: {err}; then `{hints.custbase(f'cycle --month {month}')}` resumes at that step")
+    except CycleDataInvalid as err:
+        typer.echo(err.report.render())
+        _fail(f"the raw data of {month} is invalid; fix the violations above and rerun `{hints.custbase(f'cycle --month {month}')}`",
+              code=1)
+    except Exception as err:
+        typer.secho(f"error: the cycle of {month} stopped: {type(err).__name__}: {err}; the ledger "
+                    f"{cfg.paths.ledger_path} marks the step failed, and `{hints.custbase(f'cycle --month {month}')}` "
+                    "resumes at it", fg=typer.colors.RED, err=True)
+        raise
 
 
 report_app = typer.Typer(help="HTML reports.", no_args_is_help=True)

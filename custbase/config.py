@@ -201,6 +201,8 @@ class Paths(_Frozen):
     scores_dir: Path = Path("data/scores")
     online_snapshot: Path = Path("data/online_features.sqlite")
     campaigns_dir: Path = Path("data/campaigns")
+    #: The monthly cycle's record (``custbase cycle``): one row per month and step, beside the scores.
+    ledger_path: Path = Path("data/ledger.parquet")
 
 
 class Training(_Frozen):
@@ -325,6 +327,16 @@ class Monitoring(_Frozen):
         return self
 
 
+class Cycle(_Frozen):
+    """``custbase cycle --month YYYY-MM``: the month's steps in one resumable command (``custbase.cycle``)."""
+
+    retrain_every_months: int = Field(3, ge=1, description="Retrain, gate and build when this many months have passed since the cycle's last retraining.")
+    retrain_on_drift: bool = Field(True, description="Also retrain in a month whose drift check raises an alarm.")
+    drift_alarm_psi: float | None = Field(None, gt=0, description="A model score's PSI from which the month's drift is an alarm (default: monitoring.psi_alert).")
+    campaign_budget: int = Field(200, ge=1, description="Contacts of each of the month's retention and upgrade lists.")
+    retrain_uplift: bool = Field(True, description="A retraining also tunes the retention and upgrade uplift models.")
+
+
 class Fairness(_Frozen):
     """Group metrics in the binary model cards, and whether protected attributes may be features."""
 
@@ -349,6 +361,7 @@ class Config(_Frozen):
     policy: Policy = Policy()
     monitoring: Monitoring = Monitoring()
     fairness: Fairness = Fairness()
+    cycle: Cycle = Cycle()
 
     @property
     def retention(self) -> RetentionEconomics:

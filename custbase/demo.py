@@ -53,6 +53,7 @@ def paths_under(config: Config, folder: Path) -> Config:
         "scores_dir": folder / "scores",
         "online_snapshot": folder / "online_features.sqlite",
         "campaigns_dir": folder / "campaigns",
+        "ledger_path": folder / "ledger.parquet",
     })
     return config.model_copy(update={"paths": paths})
 

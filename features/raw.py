@@ -129,3 +129,32 @@ def resolve_data_end(raw_dir: Path) -> date:
     if value is None:
         raise RawDataError(f"cannot tell where the data in {raw_dir} ends: no manifest.json data_end, no balances, no transactions")
     return value if isinstance(value, date) else pd.Timestamp(value).date()
+
+
+#: The tables a month's extract must hold rows of, with the column that dates a row in its month.
+MONTHLY_TABLES: dict[str, str] = {"balances": "month", "transactions": "timestamp"}
+
+
+def month_rows(raw_dir: Path, month: str) -> dict[str, int | None]:
+    """Rows of each of :data:`MONTHLY_TABLES` dated in ``month`` (``YYYY-MM``); None for a table that is absent.
+
+    A month whose balances or transactions have no row has not fully landed: the monthly cycle refuses it.
+    """
+    import duckdb  # local: keeps this module importable without starting an engine
+
+    first = date.fromisoformat(f"{month}-01")
+    after = date(first.year + first.month // 12, first.month % 12 + 1, 1)
+    tables = find_tables(raw_dir)
+    counts: dict[str, int | None] = {}
+    con = duckdb.connect()
+    try:
+        for name, column in MONTHLY_TABLES.items():
+            if name not in tables:
+                counts[name] = None
+                continue
+            (counts[name],) = con.execute(
+                f"SELECT count(*) FROM {tables[name].duckdb_scan()} WHERE CAST({column} AS DATE) >= ? AND CAST({column} AS DATE) < ?",
+                [first, after]).fetchone()
+    finally:
+        con.close()
+    return counts

@@ -72,13 +72,27 @@ sleeping dogs). The true incremental value of a contact is ``effect x value - co
 Determinism: the output depends on the seed, the settings **and the chunk size**: chunk ``k`` draws
 from ``np.random.default_rng([seed, k])``, global events (rate-shock months) from their own stream,
 the exploration samples from ``[seed, k, 1]``.
+
+Month by month
+--------------
+``settings.months`` is the bank's planned horizon. ``simulate_bank(..., until="YYYY-MM")`` writes the history
+only through that month, and ``continue_bank`` later writes the next month(s), as new data lands at a bank. Both
+re-simulate the same bank from its start (same seed, settings and configuration, kept in the manifest) and write
+only what is dated in the months asked for: the month partitions of the partitioned tables, and the single-file
+tables (customers, campaign contacts, closures) rewritten with every row dated through the new month. So a bank
+simulated to M and continued to M + 1, M + 2 holds exactly the rows of one full run through M + 2. The cost is a
+re-simulation of the whole history per continuation (the writing is what is saved); the horizon cannot be
+extended, since it shapes the onboarding and the market's rate shocks.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import shutil
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import date
 from pathlib import Path
 
@@ -108,7 +122,7 @@ from features.contract import (
 )
 from features.raw import read_manifest, write_manifest
 
-__all__ = ["SimulationError", "SimulationSummary", "simulate_bank", "EXIT_TYPES"]
+__all__ = ["SimulationError", "SimulationSummary", "simulate_bank", "continue_bank", "EXIT_TYPES"]
 
 EXIT_TYPES: tuple[str, ...] = ("none", "closure", "dormancy")
 _PARTITIONED = ("balances", "transactions", "interactions", GROUND_TRUTH_TABLE)
@@ -214,6 +228,13 @@ class SimulationSummary:
     seconds: float
     extra: dict[str, float] = field(default_factory=dict)
     churn_horizon_months: int = 3
+    #: first and last month written by this call (a month-by-month bank writes part of its horizon)
+    written_months: tuple[str, str] | None = None
+
+    @property
+    def _horizon_end(self) -> date:
+        end = np.datetime64(self.start_month, "M") + self.months
+        return (end.astype("datetime64[D]") - np.timedelta64(1, "D")).astype(date)
 
     @property
     def mean_quarterly_churn_rate(self) -> float:
@@ -222,6 +243,12 @@ class SimulationSummary:
 
     def render(self) -> str:
         rows = ", ".join(f"{name} {count:,}" for name, count in self.rows.items())
+        first, last = self.written_months or ("", "")
+        if self.written_months and (first != self.start_month or self.data_end != self._horizon_end):
+            span = first if first == last else f"{first}..{last}"
+            return (f"simulated bank in {self.out_dir}: wrote {span} of its {self.customers:,} customers x {self.months} "
+                    f"months from {self.start_month}; data end {self.data_end.isoformat()}, {self.seconds:.1f} s\n"
+                    f"rows written: {rows}")
         tiers = ", ".join(f"{name} {share:.1%}" for name, share in self.tier_shares.items())
         quarters = " ".join(f"{q}:{r:.1%}" for q, r in self.churn_rate_by_quarter)
         return "\n".join(
@@ -244,7 +271,8 @@ class SimulationSummary:
 # ==========================================================================================================
 
 
-def simulate_bank(settings: Simulation, out_dir: Path, *, config: Config, progress: bool = True) -> SimulationSummary:
+def simulate_bank(settings: Simulation, out_dir: Path, *, config: Config, progress: bool = True,
+                  until: str | None = None) -> SimulationSummary:
     """Simulate a retail bank and write the contract tables, ground truth and manifest to ``out_dir``.
 
     Parameters
@@ -258,23 +286,87 @@ def simulate_bank(settings: Simulation, out_dir: Path, *, config: Config, progre
         The value tiers, revenue rates and label thresholds the simulation must respect.
     progress
         Show a progress bar over chunks and months.
+    until
+        Last month to write (``YYYY-MM``, within the horizon); default: the whole horizon. ``continue_bank``
+        writes the months after it later.
 
     Returns
     -------
     SimulationSummary
-        Row counts, data end, oracle churn AUC, churn per quarter, tier shares and timing.
+        Row counts, data end, oracle churn AUC, churn per quarter, tier shares and timing (the summary figures
+        describe the whole simulated horizon; the rows and the data end what was written).
     """
-    started = time.perf_counter()
     _check_settings(settings)
     check_revenue_names(config.revenue)
+    calendar_ = _Calendar.build(settings.start_month, settings.months)
+    last = _month_index(calendar_, until, settings) if until else settings.months - 1
     out_dir = Path(out_dir)
     _prepare_out_dir(out_dir)
     write_manifest(out_dir, source="simulated", status="writing", seed=settings.seed)
+    return _simulate_window(settings, out_dir, config, calendar_, 0, last, progress)
 
+
+def continue_bank(out_dir: Path, *, config: Config, until: str | None = None, progress: bool = True) -> SimulationSummary:
+    """Write the next month (or the months through ``until``) of a bank simulated month by month into ``out_dir``.
+
+    The bank's settings and how far it is written come from its manifest; ``config`` must hold the value tiers,
+    revenue rates, label thresholds and policy it was simulated with. A continuation interrupted half-way is
+    redone by the next call (the manifest moves on only once every table is written).
+
+    Raises
+    ------
+    SimulationError
+        No simulated bank in ``out_dir``, another configuration, ``until`` not after the written months, or the
+        bank already written through its last planned month.
+    """
+    out_dir = Path(out_dir)
+    manifest = read_manifest(out_dir) if (out_dir / MANIFEST_FILE).exists() else {}
+    keys = ("seed", "customers", "months", "start_month", "transaction_intensity", "chunk_customers", "simulated_through")
+    if manifest.get("source") != "simulated" or any(k not in manifest for k in keys):
+        raise SimulationError(
+            f"{out_dir} holds no bank simulated month by month ({MANIFEST_FILE} with source 'simulated' and "
+            "simulated_through): create one with `custbase simulate --out DIR --until YYYY-MM`")
+    settings = config.simulation.model_copy(update={k: manifest[k] for k in keys if k != "simulated_through"})
+    check_revenue_names(config.revenue)
+    if manifest.get("config_digest") != simulation_config_digest(config):
+        raise SimulationError(
+            f"the configuration's value_tiers / revenue / labels / policy differ from those {out_dir} was simulated "
+            "with: continue with the same --config, or simulate a new bank")
     calendar_ = _Calendar.build(settings.start_month, settings.months)
+    done = calendar_.periods.index(manifest["simulated_through"])
+    if done == settings.months - 1:
+        raise SimulationError(
+            f"{out_dir} is simulated through {calendar_.periods[-1]}, the last month of its {settings.months}-month "
+            "horizon: simulate a new bank with more --months to go further")
+    last = _month_index(calendar_, until, settings) if until else done + 1
+    if last <= done:
+        raise SimulationError(f"{out_dir} is already simulated through {calendar_.periods[done]}: --until must be a later month")
+    write_manifest(out_dir, status="writing")
+    return _simulate_window(settings, out_dir, config, calendar_, done + 1, last, progress)
+
+
+def simulation_config_digest(config: Config) -> str:
+    """A digest of the configuration sections the simulated bank depends on (a continuation must use the same)."""
+    sections = {name: getattr(config, name).model_dump(mode="json") for name in ("value_tiers", "revenue", "labels", "policy")}
+    return hashlib.sha256(json.dumps(sections, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _month_index(cal: _Calendar, month: str, settings: Simulation) -> int:
+    if month not in cal.periods:
+        raise SimulationError(
+            f"month {month!r} is outside the simulated horizon {cal.periods[0]}..{cal.periods[-1]} "
+            f"(--start {settings.start_month}, --months {settings.months}); give a month written YYYY-MM within it")
+    return cal.periods.index(month)
+
+
+def _simulate_window(settings: Simulation, out_dir: Path, config: Config, calendar_: _Calendar, first_month: int, last_month: int,
+                     progress: bool) -> SimulationSummary:
+    """Simulate the whole horizon and write months ``first_month`` .. ``last_month`` (indexes), then mark the manifest complete."""
+    started = time.perf_counter()
     n_chunks = -(-settings.customers // settings.chunk_customers)
     ctx = _Context(settings=settings, config=config, calendar=calendar_, shocks=_rate_shocks(settings.seed, calendar_))
-    sink = _Sink(out_dir)
+    whole = first_month == 0 and last_month == settings.months - 1
+    sink = _Sink(out_dir) if whole else _WindowSink(out_dir, calendar_, first_month, last_month)
     stats = _Stats(months=settings.months, sample_rate=min(1.0, 3_000_000 / (settings.customers * settings.months)))
     from tqdm.auto import tqdm
 
@@ -286,7 +378,7 @@ def simulate_bank(settings: Simulation, out_dir: Path, *, config: Config, progre
             _simulate_chunk(ctx, chunk, first, n, sink, stats, bar)
     sink.close()
 
-    data_end = calendar_.month_end_dates[-1]
+    data_end = calendar_.month_end_dates[last_month]
     write_manifest(
         out_dir,
         data_end=data_end,
@@ -299,8 +391,11 @@ def simulate_bank(settings: Simulation, out_dir: Path, *, config: Config, progre
         currency=config.value_tiers.currency,
         transaction_intensity=settings.transaction_intensity,
         chunk_customers=settings.chunk_customers,
+        simulated_through=calendar_.periods[last_month],
+        config_digest=simulation_config_digest(config),
     )
-    return stats.summary(out_dir, settings, config, calendar_, sink.rows, time.perf_counter() - started)
+    summary = stats.summary(out_dir, settings, config, calendar_, sink.rows, time.perf_counter() - started)
+    return replace(summary, data_end=data_end, written_months=(calendar_.periods[first_month], calendar_.periods[last_month]))
 
 
 def _check_settings(settings: Simulation) -> None:
@@ -485,10 +580,13 @@ class _Sink:
         self.rows: dict[str, int] = {name: 0 for name in (*_WRITTEN_COLUMNS, GROUND_TRUTH_TABLE)}
         self._writers: dict[str, pq.ParquetWriter] = {}
 
+    def _file(self, table_name: str) -> Path:
+        return self.out_dir / f"{table_name}.parquet"
+
     def append(self, table_name: str, table: pa.Table) -> None:
         if table_name not in self._writers:
             self._writers[table_name] = pq.ParquetWriter(
-                self.out_dir / f"{table_name}.parquet", table.schema, use_dictionary=_text_columns(table)
+                self._file(table_name), table.schema, use_dictionary=_text_columns(table)
             )
         self._writers[table_name].write_table(table)
         self.rows[table_name] += table.num_rows
@@ -502,6 +600,38 @@ class _Sink:
     def close(self) -> None:
         for writer in self._writers.values():
             writer.close()
+
+
+#: The date column of each single-file table that says in which month a row lands.
+_DATED_BY = {"customers": "onboarding_date", "campaign_contacts": "timestamp", "closures": "closed_date"}
+
+
+class _WindowSink(_Sink):
+    """Writes months ``first`` .. ``last`` of the partitioned tables, and the single-file tables with every row
+    dated through month ``last`` (to a temporary, which replaces the table on ``close``)."""
+
+    def __init__(self, out_dir: Path, cal: _Calendar, first: int, last: int):
+        super().__init__(out_dir)
+        self._periods = set(cal.periods[first : last + 1])
+        self._end = pa.scalar(int(cal.month_end_days[last]), pa.int32()).cast(pa.date32())
+
+    def _file(self, table_name: str) -> Path:
+        return self.out_dir / f".{table_name}.parquet.writing"
+
+    def append(self, table_name: str, table: pa.Table) -> None:
+        dates = table[_DATED_BY[table_name]]
+        if pa.types.is_timestamp(dates.type):
+            dates = pc.cast(dates, pa.date32())
+        super().append(table_name, table.filter(pc.fill_null(pc.less_equal(dates, self._end), False)))
+
+    def partition(self, table_name: str, period: str, chunk: int, table: pa.Table) -> None:
+        if period in self._periods:
+            super().partition(table_name, period, chunk, table)
+
+    def close(self) -> None:
+        super().close()
+        for table_name in self._writers:
+            os.replace(self._file(table_name), super()._file(table_name))
 
 
 # ==========================================================================================================

@@ -205,8 +205,9 @@ def campaign_value(campaign_id: str, offer: str, contacts: pd.DataFrame, frame: 
     return value_readout(campaign_id, offer, contacts, labeled, config, clv=clv, feature_columns=columns)
 
 
-def newest_matured_campaign(offer: str, contacts: pd.DataFrame, frame: pd.DataFrame) -> str | None:
-    """The newest ``offer`` campaign (with a holdout, not an exploration sample) whose outcomes are all known."""
+def _matured_months(offer: str, contacts: pd.DataFrame, frame: pd.DataFrame) -> tuple[pd.Series, pd.Period | None]:
+    """Per ``offer`` campaign with a holdout (exploration samples aside) whose outcomes are all known: its as_of
+    month; and the newest labeled month of the offer's label (None: no labels yet)."""
     from training.uplift import contact_as_of
 
     label = "churn_3m" if offer == "retention" else "upgrade_3m"
@@ -214,12 +215,22 @@ def newest_matured_campaign(offer: str, contacts: pd.DataFrame, frame: pd.DataFr
                         & ~contacts["campaign_id"].astype("str").str.endswith("-exploration")]
     labeled = pd.to_datetime(frame.loc[frame[label].notna(), "as_of"]).dt.to_period("M")
     if rows.empty or labeled.empty:
-        return None
+        return pd.Series(dtype="object"), None
     newest = labeled.max()
     rows = rows.assign(_month=contact_as_of(rows["timestamp"]))
     matured = rows.loc[rows["_month"] <= newest].groupby("campaign_id")["treated"].agg(lambda t: 0 < t.astype(bool).mean() < 1)
     matured = matured[matured]
-    if matured.empty:
-        return None
     months = rows.loc[rows["campaign_id"].isin(matured.index)].groupby("campaign_id")["_month"].max()
-    return str(months.sort_values(kind="stable").index[-1])
+    return months.sort_values(kind="stable"), newest
+
+
+def newest_matured_campaign(offer: str, contacts: pd.DataFrame, frame: pd.DataFrame) -> str | None:
+    """The newest ``offer`` campaign (with a holdout, not an exploration sample) whose outcomes are all known."""
+    months, _ = _matured_months(offer, contacts, frame)
+    return None if months.empty else str(months.index[-1])
+
+
+def matured_campaigns(offer: str, contacts: pd.DataFrame, frame: pd.DataFrame) -> list[str]:
+    """Every ``offer`` campaign (with a holdout, not an exploration sample) whose outcomes are all known, oldest first."""
+    months, _ = _matured_months(offer, contacts, frame)
+    return [str(c) for c in months.index]
