@@ -143,7 +143,7 @@ def prepare_modeling_data(frame: pd.DataFrame, metadata: dict, spec: ModelSpec, 
         for part, cutoff in ((train, split.test_months[0]), (validation, split.test_months[0])):
             values, exposure = censor_clv_labels(frame, part, cutoff=cutoff, horizon_months=split.horizon_months,
                                                  annual_rate=labels.clv_annual_discount_rate)
-            censored.append(part.assign(**{spec.label: values, EXPOSURE_COLUMN: exposure}))
+            censored.append(part.copy().assign(**{spec.label: values, EXPOSURE_COLUMN: exposure}))  # consolidated
         train, validation = censored
     if spec.kind == "clv":
         y = train[spec.label].to_numpy(dtype="float64")

@@ -190,10 +190,12 @@ def read_training_frame(path: Path, spec: ModelSpec, config: Config) -> tuple[pd
         population = [resolved.label, *(c for c in POPULATION_COLUMNS if c in columns)]
         batches = (b.filter(pa.array(resolved.eligible(b.select(population).to_pandas(), config).to_numpy()))
                    for b in batches)
+    if sample.sampled:  # a column of the batches: a frame of one block per column takes no insert quietly
+        schema = schema.append(pa.field(WEIGHT_COLUMN, pa.float64()))
+        batches = (b.append_column(WEIGHT_COLUMN, pa.array(
+            b.column("customer_id").to_pandas().map(weights).fillna(1.0).to_numpy(dtype="float64"))) for b in batches)
     frame = _sorted_frame(list(batches), schema)
     frame["as_of"] = pd.to_datetime(frame["as_of"]).astype("datetime64[us]")
-    if sample.sampled:
-        frame[WEIGHT_COLUMN] = frame["customer_id"].map(weights).fillna(1.0).to_numpy(dtype="float64")
     sample = TrainingSample(**{**sample.to_dict(), "rows_read": len(frame)})
     return frame, {**metadata, SAMPLE_KEY: sample.to_dict()}
 
