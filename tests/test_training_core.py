@@ -86,7 +86,7 @@ def test_cli_options_default_to_the_configuration(config_file, monkeypatch):
         def render(self):
             return "done"
 
-    def fake_simulate(settings, out, config=None):
+    def fake_simulate(settings, out, config=None, **kwargs):
         seen["simulation"] = settings
         return Summary()
 
