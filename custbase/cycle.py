@@ -6,7 +6,7 @@ Steps, in order (:data:`STEPS`), each the same function a single command or the 
                   transactions hold rows dated in it, and the raw data ends with it);
 2. ``features``   the month's customer-month rows and the labels that matured with it (``features --append``;
                   the first cycle builds the table whole);
-3. ``models``     only when no bento exists yet: train, gate and build (the first cycle of a bank);
+3. ``models``     only when no bento or no champions exist yet: train, gate and build (the first cycle of a bank);
 4. ``score``      the whole base at the month, the online snapshot refreshed and the scoring run's drift written
                   (``custbase score``); the previous month's scores move to ``<data_dir>/cycle/<month>/scores``;
 5. ``drift``      the month's drift report read back: an alarm when a model's score PSI reaches
@@ -305,7 +305,7 @@ def _train_gate_build(ctx: _Context) -> dict:
     from training.jobs import promote_model, train_model
 
     features_path = Path(ctx.paths.features_path)
-    before = _champions(ctx.config) if _has_bento() else None
+    before = _champions(ctx.config) if _has_bento() and _has_champions(ctx.config) else None
     trained, gates = {}, {}
     for model in MODELS:
         result = train_model(model, ctx.config, features_path=features_path, trials=ctx.trials, reuse=True, progress=False)
@@ -328,14 +328,26 @@ def _train_gate_build(ctx: _Context) -> dict:
     return {"trained": True, "versions": trained, "gates": gates, "bento": tag, "built": True, "challenger_stand_ins": stand_ins}
 
 
+def _has_champions(config: Config) -> bool:
+    """The registry has a champion (or a challenger standing in) for each of the three models."""
+    from serving.jobs import ServingSetupError
+
+    try:
+        _champions(config)
+    except ServingSetupError:
+        return False
+    return True
+
+
 def _models(ctx: _Context) -> StepResult:
-    if _has_bento():
+    if _has_bento() and _has_champions(ctx.config):
         from serving.jobs import latest_bento
 
         tag, _ = latest_bento()
         return StepResult(f"bento {tag} in place", {"trained": False, "bento": tag})
+    # no bento yet, or one left from another registry (e.g. `make clean` emptied mlruns/ but not the bento store)
     outcome = _train_gate_build(ctx)
-    return StepResult(f"no bento yet: trained, gated and built {outcome['bento']}", outcome,
+    return StepResult(f"no models yet: trained, gated and built {outcome['bento']}", outcome,
                       {"features": _input(ctx.paths.features_path)}, _champions(ctx.config))
 
 

@@ -215,3 +215,20 @@ def test_a_step_that_needs_the_user_stops_in_one_line_and_resumes_there(tmp_path
     assert "single parquet file" in result.output and "resumes at that step" in result.output
     assert "Traceback" not in result.output
     assert step_status(_ledger(), FIRST) == {"validate": "done", "features": "failed"}
+
+
+def test_a_bento_left_without_champions_in_the_registry_means_training(tmp_path, monkeypatch):
+    """`make clean` empties mlruns/ but not the bento store: the first cycle must train, not trust the old bento."""
+    from serving.jobs import ServingSetupError
+
+    def no_champions(config):
+        raise ServingSetupError("no champion for churn, upgrade, clv in the MLflow registry")
+
+    trained = []
+    monkeypatch.setattr(cycle, "_has_bento", lambda: True)
+    monkeypatch.setattr(cycle, "_champions", no_champions)
+    monkeypatch.setattr(cycle, "_train_gate_build", lambda ctx: trained.append(ctx.month) or {"bento": "custbase:new"})
+    ctx = cycle._Context(Config(), "2025-10", 1, tmp_path / "ledger.parquet", lambda text: None)
+    with pytest.raises(ServingSetupError):  # the fake registry stays empty after the (fake) training
+        cycle._models(ctx)
+    assert trained == ["2025-10"]
