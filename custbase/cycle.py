@@ -435,6 +435,16 @@ def _read_out_before(ledger: pd.DataFrame, month: str, offer: str) -> set[str]:
     return {c for text in rows["outcome"] for c in json.loads(text or "{}").get("campaigns", {}).get(offer, [])}
 
 
+def newly_matured(matured: list[str], read_before: set[str]) -> list[str]:
+    """The campaigns of ``matured`` (oldest first) a cycle reads out: until a first read-out, the newest one; then
+    those that matured after the newest one read before (the history before the first cycle is not read out again
+    and again)."""
+    seen = [i for i, campaign in enumerate(matured) if campaign in read_before]
+    if not read_before:
+        return matured[-1:]
+    return matured[max(seen) + 1:] if seen else [c for c in matured if c not in read_before]
+
+
 def _readouts(ctx: _Context) -> StepResult:
     from features.feature_set import read_feature_table
     from serving.readout import campaign_readout, matured_campaigns
@@ -446,8 +456,7 @@ def _readouts(ctx: _Context) -> StepResult:
     matured, texts = {}, []
     for offer in ("retention", "upgrade"):
         ids, before = matured_campaigns(offer, contacts, frame), _read_out_before(ledger, ctx.month, offer)
-        # until a first read-out, the offer's newest matured campaign; then every campaign matured since
-        matured[offer] = [c for c in ids if c not in before] if before else ids[-1:]
+        matured[offer] = newly_matured(ids, before)
         for campaign_id in matured[offer]:
             texts.append(campaign_readout(campaign_id, contacts, frame, currency=ctx.config.value_tiers.currency).render())
     out = ctx.month_dir / "readouts.txt"

@@ -232,3 +232,12 @@ def test_a_bento_left_without_champions_in_the_registry_means_training(tmp_path,
     with pytest.raises(ServingSetupError):  # the fake registry stays empty after the (fake) training
         cycle._models(ctx)
     assert trained == ["2025-10"]
+
+
+def test_a_cycle_reads_out_the_campaigns_matured_since_the_last_read_out():
+    ids = ["2025-06-retention", "2025-07-retention", "2025-08-retention", "2025-09-retention"]
+    assert cycle.newly_matured(ids, set()) == ["2025-09-retention"]  # the first cycle: the newest only
+    assert cycle.newly_matured(ids[:3], set()) == ["2025-08-retention"]
+    # the next cycle: what matured since, not the history before the first read-out
+    assert cycle.newly_matured(ids, {"2025-08-retention"}) == ["2025-09-retention"]
+    assert cycle.newly_matured(ids, {"2025-09-retention"}) == []
