@@ -305,7 +305,7 @@ def _train_gate_build(ctx: _Context) -> dict:
     from training.jobs import promote_model, train_model
 
     features_path = Path(ctx.paths.features_path)
-    before = _champions(ctx.config) if _has_bento() and _has_champions(ctx.config) else None
+    before = _models_in_place(ctx.config)
     trained, gates = {}, {}
     for model in MODELS:
         result = train_model(model, ctx.config, features_path=features_path, trials=ctx.trials, reuse=True, progress=False)
@@ -328,24 +328,26 @@ def _train_gate_build(ctx: _Context) -> dict:
     return {"trained": True, "versions": trained, "gates": gates, "bento": tag, "built": True, "challenger_stand_ins": stand_ins}
 
 
-def _has_champions(config: Config) -> bool:
-    """The registry has a champion (or a challenger standing in) for each of the three models."""
+def _models_in_place(config: Config) -> dict | None:
+    """The pinned champions when a bento and the registry's champions (or challengers standing in) for each of
+    the three models are there, else None: a bento left from another registry (``make clean`` empties mlruns/,
+    not the bento store) is no model in place."""
     from serving.jobs import ServingSetupError
 
+    if not _has_bento():
+        return None
     try:
-        _champions(config)
+        return _champions(config)
     except ServingSetupError:
-        return False
-    return True
+        return None
 
 
 def _models(ctx: _Context) -> StepResult:
-    if _has_bento() and _has_champions(ctx.config):
+    if _models_in_place(ctx.config) is not None:
         from serving.jobs import latest_bento
 
         tag, _ = latest_bento()
         return StepResult(f"bento {tag} in place", {"trained": False, "bento": tag})
-    # no bento yet, or one left from another registry (e.g. `make clean` emptied mlruns/ but not the bento store)
     outcome = _train_gate_build(ctx)
     return StepResult(f"no models yet: trained, gated and built {outcome['bento']}", outcome,
                       {"features": _input(ctx.paths.features_path)}, _champions(ctx.config))
@@ -439,9 +441,9 @@ def newly_matured(matured: list[str], read_before: set[str]) -> list[str]:
     """The campaigns of ``matured`` (oldest first) a cycle reads out: until a first read-out, the newest one; then
     those that matured after the newest one read before (the history before the first cycle is not read out again
     and again)."""
-    seen = [i for i, campaign in enumerate(matured) if campaign in read_before]
     if not read_before:
         return matured[-1:]
+    seen = [i for i, campaign in enumerate(matured) if campaign in read_before]
     return matured[max(seen) + 1:] if seen else [c for c in matured if c not in read_before]
 
 

@@ -109,19 +109,18 @@ def _dataset(path: Path) -> ds.Dataset:
     return ds.dataset([str(f) for f in feature_table_files(path)], format="parquet")
 
 
-def _eligible_rows(dataset: ds.Dataset, spec: ModelSpec, config: Config) -> pd.DataFrame:
-    """customer_id, month (period) and label of every eligible row, read batch by batch (slim columns only)."""
-    columns = ["customer_id", "as_of", spec.label, *(c for c in POPULATION_COLUMNS if c in dataset.schema.names)]
-    parts = []
-    for batch in dataset.to_batches(columns=columns, batch_size=BATCH_ROWS, **READAHEAD):
-        frame = batch.to_pandas()
-        keep = spec.eligible(frame, config).to_numpy()
-        parts.append(pd.DataFrame({
-            "customer_id": frame["customer_id"].to_numpy()[keep],
-            "month": pd.to_datetime(frame["as_of"][keep]).dt.to_period("M"),
-            "label": frame[spec.label].to_numpy(dtype="float64")[keep],
-        }))
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["customer_id", "month", "label"])
+def _eligible_mask(batch: pa.RecordBatch, spec: ModelSpec, config: Config) -> np.ndarray:
+    """:meth:`ModelSpec.eligible` of a batch's rows, read from its label and population columns only."""
+    columns = [spec.label, *(c for c in POPULATION_COLUMNS if c in batch.schema.names)]
+    return spec.eligible(batch.select(columns).to_pandas(), config).to_numpy()
+
+
+def _eligible(dataset: ds.Dataset, spec: ModelSpec, config: Config, columns: list[str]) -> pd.DataFrame:
+    """``columns`` of every eligible row, read batch by batch with the slim columns the eligibility needs."""
+    read = list(dict.fromkeys([*columns, spec.label, *(c for c in POPULATION_COLUMNS if c in dataset.schema.names)]))
+    parts = [batch.filter(pa.array(_eligible_mask(batch, spec, config))).select(columns).to_pandas()
+             for batch in dataset.to_batches(columns=read, batch_size=BATCH_ROWS, **READAHEAD)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
 
 def plan_sample(path: Path, spec: ModelSpec, config: Config, metadata: dict) -> tuple[TrainingSample, pd.Series, OutOfTimeSplit]:
@@ -130,7 +129,9 @@ def plan_sample(path: Path, spec: ModelSpec, config: Config, metadata: dict) -> 
     settings = config.training
     dataset = _dataset(path)
     spec, labels = resolve_spec(spec, metadata, config, dataset.schema.names)
-    rows = _eligible_rows(dataset, spec, config)
+    rows = _eligible(dataset, spec, config, ["customer_id", "as_of", spec.label])
+    rows = pd.DataFrame({"customer_id": rows["customer_id"], "month": pd.to_datetime(rows["as_of"]).dt.to_period("M"),
+                         "label": rows[spec.label].to_numpy(dtype="float64")})
     if rows.empty:
         raise ValueError(f"no eligible labeled rows for the {spec.name} model in the customer-month table {path} "
                          f"(label {spec.label})")
@@ -187,21 +188,19 @@ def read_training_frame(path: Path, spec: ModelSpec, config: Config) -> tuple[pd
         row_filter = pc.field("customer_id").isin(kept) | ((as_of >= first) & (as_of <= last))
     batches = dataset.to_batches(columns=columns, filter=row_filter, batch_size=BATCH_ROWS, **READAHEAD)
     if not split.censored:
-        population = [resolved.label, *(c for c in POPULATION_COLUMNS if c in columns)]
-        batches = (b.filter(pa.array(resolved.eligible(b.select(population).to_pandas(), config).to_numpy()))
-                   for b in batches)
+        batches = (b.filter(pa.array(_eligible_mask(b, resolved, config))) for b in batches)
     if sample.sampled:  # a column of the batches: a frame of one block per column takes no insert quietly
         schema = schema.append(pa.field(WEIGHT_COLUMN, pa.float64()))
         batches = (b.append_column(WEIGHT_COLUMN, pa.array(
             b.column("customer_id").to_pandas().map(weights).fillna(1.0).to_numpy(dtype="float64"))) for b in batches)
     frame = _sorted_frame(list(batches), schema)
-    frame["as_of"] = pd.to_datetime(frame["as_of"]).astype("datetime64[us]")
     sample = TrainingSample(**{**sample.to_dict(), "rows_read": len(frame)})
     return frame, {**metadata, SAMPLE_KEY: sample.to_dict()}
 
 
 def _sorted_frame(batches: list[pa.RecordBatch], schema: pa.Schema) -> pd.DataFrame:
-    """The rows of ``batches`` by customer and as_of, as pandas, holding about one copy of them at a time: the
+    """The rows of ``batches`` by customer and as_of, as pandas (``as_of`` datetime64, as
+    :func:`features.feature_set.read_feature_table` gives it), holding about one copy of them at a time: the
     columns are reordered one by one, each column's batches released once reordered, and converted to pandas as
     Arrow releases them (a whole-table sort would hold two copies, and the allocator would keep both)."""
     table = pa.Table.from_batches(batches, schema=schema)
@@ -212,19 +211,14 @@ def _sorted_frame(batches: list[pa.RecordBatch], schema: pa.Schema) -> pd.DataFr
     frame = pa.Table.from_arrays(columns, schema=schema).to_pandas(self_destruct=True, split_blocks=True)
     del columns
     pa.default_memory_pool().release_unused()  # the freed batches go back to the system, not to the pool
+    frame["as_of"] = pd.to_datetime(frame["as_of"]).astype("datetime64[us]")
     return frame
 
 
 def eligible_keys(path: Path, spec: ModelSpec, config: Config) -> pd.DataFrame:
     """customer_id and as_of (datetime64) of ``spec``'s eligible rows in the table at ``path``, by customer and
     as_of (the order of :func:`features.feature_set.read_feature_table`), read batch by batch, slim columns only."""
-    dataset = _dataset(path)
-    columns = ["customer_id", "as_of", spec.label, *(c for c in POPULATION_COLUMNS if c in dataset.schema.names)]
-    parts = []
-    for batch in dataset.to_batches(columns=columns, batch_size=BATCH_ROWS, **READAHEAD):
-        frame = batch.to_pandas()
-        parts.append(frame.loc[spec.eligible(frame, config).to_numpy(), ["customer_id", "as_of"]])
-    keys = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["customer_id", "as_of"])
+    keys = _eligible(_dataset(path), spec, config, ["customer_id", "as_of"])
     keys["as_of"] = pd.to_datetime(keys["as_of"]).astype("datetime64[us]")
     return keys.sort_values(["customer_id", "as_of"], kind="stable", ignore_index=True)
 
@@ -240,9 +234,7 @@ def read_customer_months(path: Path, keys: pd.DataFrame) -> pd.DataFrame:
         key = batch.select(["customer_id", "as_of"]).to_pandas()
         key["as_of"] = pd.to_datetime(key["as_of"]).astype("datetime64[us]")
         batches.append(batch.filter(pa.array(pd.MultiIndex.from_frame(key).isin(wanted))))
-    frame = _sorted_frame(batches, dataset.schema)
-    frame["as_of"] = pd.to_datetime(frame["as_of"]).astype("datetime64[us]")
-    return frame
+    return _sorted_frame(batches, dataset.schema)
 
 
 def sample_of(metadata: dict) -> TrainingSample | None:
